@@ -1,0 +1,72 @@
+"""Atomic writes: an output appears whole or not at all, and never replaces an existing one unless asked.
+
+A file is written to a temporary name in the same folder and renamed over the target (``os.replace`` is atomic on
+POSIX); a folder of outputs is assembled under a temporary name and renamed into place in one step, so a reader (or a
+second run aimed at the same folder) never sees a half-written set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from scripts.errors import OutputExistsError
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise OutputExistsError(path)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on a clean exit rename it to ``path``, on an error delete it.
+
+    The temporary name keeps the target's suffixes (``.nii.gz``, ``.pt``) so writers that dispatch on them work.
+    """
+    path = Path(path)
+    _check_target(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder next to ``path``; on a clean exit move it to ``path`` in one rename.
+
+    With ``overwrite`` an existing ``path`` is moved aside first and deleted only after the new folder is in place.
+    Two runs aimed at the same ``path`` build separate temporary folders; the second to finish is refused
+    (:class:`OutputExistsError`) instead of mixing its files into the first one's.
+    """
+    path = Path(path)
+    _check_target(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            if not overwrite:
+                raise OutputExistsError(path)
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+        try:
+            os.rename(tmp, path)
+        except OSError as err:  # another run created it since the check above
+            raise OutputExistsError(path) from err
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
