@@ -1,0 +1,43 @@
+"""Command-line verbs of the bundle, built on ``fire``: ``python -m scripts <verb> --help`` explains each one.
+
+    python -m scripts interpolate --input series.nii.gz --t "[0.25,0.5,0.75]" --output_dir out
+    python -m scripts phantom --kind cardiac --out phantom --num_cases 10
+    python -m scripts evaluate --dataset_dir phantom --output_dir eval
+    python -m scripts bench
+"""
+
+import importlib
+import logging.config
+from pathlib import Path
+
+import fire
+
+# verb -> "module:function"; imported on use so one verb's dependencies never slow down another
+VERBS = {
+    "interpolate": "scripts.interpolate:interpolate",
+    "phantom": "scripts.data.phantom:phantom",
+    "evaluate": "scripts.evaluate:evaluate",
+    "bench": "scripts.bench:bench",
+}
+
+
+def _resolve(spec: str):
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def main(argv=None) -> None:
+    logging.config.fileConfig(Path(__file__).resolve().parents[1] / "configs" / "logging.conf",
+                              disable_existing_loggers=False)
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    verb = argv[0] if argv and argv[0] in VERBS else None
+    if verb is None:
+        fire.Fire({name: _resolve(spec) for name, spec in VERBS.items()}, command=argv, name="python -m scripts")
+    else:
+        fire.Fire(_resolve(VERBS[verb]), command=argv[1:], name=f"python -m scripts {verb}")
+
+
+if __name__ == "__main__":
+    main()
