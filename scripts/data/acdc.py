@@ -37,7 +37,7 @@ from scripts.data.nifti_io import nifti_4d_shape, read_nifti_4d
 from scripts.data.triplets import TripletCase, TripletDataset, frames_between
 from scripts.errors import InputError
 
-__all__ = ["parse_info_cfg", "acdc_cases", "protocol_frames", "acdc_case", "acdc_dataset"]
+__all__ = ["parse_info_cfg", "acdc_cases", "protocol_frames", "load_protocol_series", "acdc_case", "acdc_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -167,8 +167,11 @@ def protocol_frames(
     return np.ascontiguousarray(np.moveaxis(padded, 0, -1), dtype=np.float32)
 
 
-def _load_protocol_series(path: Path, spatial_size: tuple[int, ...], per_frame: bool) -> np.ndarray:
-    """Read a 4D NIfTI and bring it to the protocol grid; picklable through ``functools.partial``."""
+def load_protocol_series(path: str | os.PathLike, spatial_size: Sequence[int], per_frame: bool = False) -> np.ndarray:
+    """Read a 4D NIfTI (:func:`~scripts.data.nifti_io.read_nifti_4d`) and apply :func:`protocol_frames` to it.
+
+    A module-level function, so ``functools.partial`` of it is a picklable case loader.
+    """
     return protocol_frames(read_nifti_4d(path).array, spatial_size, path, per_frame=per_frame)
 
 
@@ -201,7 +204,7 @@ def acdc_case(
         start=info["ED"],
         end=info["ES"],
         targets=frames_between(info["ED"], info["ES"], num_frames, cyclic=True),
-        load=functools.partial(_load_protocol_series, image_path, tuple(spatial_size), per_frame),
+        load=functools.partial(load_protocol_series, image_path, tuple(spatial_size), per_frame),
     )
 
 
