@@ -12,6 +12,7 @@ refused.
 
 from __future__ import annotations
 
+import gzip
 import os
 import zlib
 
@@ -37,6 +38,17 @@ _DIRECTION_ATOL = 1e-4
 _ORIGIN_ATOL_MM = 1e-3
 
 
+def _verify_gzip(path: str | os.PathLike) -> None:
+    """Decompress a gzip file to its end, which checks its CRC and length.
+
+    nibabel reads only the bytes the image needs and so never reaches the gzip trailer: a corrupt stream can decode
+    to wrong voxels without any error.
+    """
+    with gzip.open(path, "rb") as stream:
+        while stream.read(1 << 22):
+            pass
+
+
 def _load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header | None]:
     """Load the voxels (float32, NIfTI scaling applied), the affine and the header; any failure -> InputError."""
     if not os.path.isfile(path):
@@ -44,6 +56,8 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, nib.Nifti1He
     try:
         image = nib.load(os.fspath(path))
         array = np.asarray(image.get_fdata(dtype=np.float32))
+        if os.fspath(path).endswith(".gz"):
+            _verify_gzip(path)
     except _READ_ERRORS as err:
         raise InputError(path, f"cannot read it as NIfTI (truncated, corrupt or not a NIfTI file?): {err}") from err
     return array, np.asarray(image.affine, dtype=np.float64), getattr(image, "header", None)
@@ -142,8 +156,8 @@ def _grid_mismatch(affine0: np.ndarray, affine1: np.ndarray) -> str | None:
     if not np.allclose(directions0, directions1, atol=_DIRECTION_ATOL):
         code0, code1 = "".join(nib.aff2axcodes(affine0)), "".join(nib.aff2axcodes(affine1))
         return (
-            f"orientation differs: axis directions {np.round(directions0, 4).tolist()} ({code0}) vs "
-            f"{np.round(directions1, 4).tolist()} ({code1})"
+            f"orientation differs: axis directions {(np.round(directions0, 4) + 0.0).tolist()} ({code0}) vs "
+            f"{(np.round(directions1, 4) + 0.0).tolist()} ({code1})"
         )
     if not np.allclose(affine0[:3, 3], affine1[:3, 3], atol=_ORIGIN_ATOL_MM, rtol=0):
         origin0, origin1 = np.round(affine0[:3, 3], 3).tolist(), np.round(affine1[:3, 3], 3).tolist()
