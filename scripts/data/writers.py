@@ -80,7 +80,7 @@ def write_nifti_frames(
             is written.
         dtype: stored data type. ``float32`` (default) keeps the values as they are. An integer type (such as the
             input's ``int16``) is stored with NIfTI ``scl_slope``/``scl_inter``, which nibabel chooses to span the
-            frames' range; readers apply them, so values come back within half a quantisation step
+            frames' range; readers apply them, so values come back within one quantisation step
             (range / 65535 for int16).
 
     Returns:
