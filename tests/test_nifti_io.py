@@ -54,8 +54,12 @@ def test_read_4d_applies_nifti_scaling(tmp_path):
 
 def test_read_4d_squeezes_singleton_fourth_dimension(tmp_path):
     data = ramp((3, 2, 2, 1, 4))
-    series = read_nifti_4d(save(tmp_path / "xyz1t.nii.gz", data))
+    image = nib.Nifti1Image(data, AFFINE)
+    image.header.set_xyzt_units(xyz="mm", t="sec")  # pixdim[4] belongs to the singleton axis, not to time
+    nib.save(image, tmp_path / "xyz1t.nii.gz")
+    series = read_nifti_4d(tmp_path / "xyz1t.nii.gz")
     np.testing.assert_array_equal(series.array, data[:, :, :, 0, :])
+    assert series.times is None
     assert nifti_4d_shape(tmp_path / "xyz1t.nii.gz") == (3, 2, 2, 4)
 
 

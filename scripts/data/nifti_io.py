@@ -124,16 +124,18 @@ def read_nifti_4d(path: str | os.PathLike) -> Series4D:
     Returns:
         a :class:`Series4D` with ``array`` ``(X, Y, Z, T)`` float32 in the file's units (its ``scl_slope`` /
         ``scl_inter`` applied), ``affine`` the header's voxel -> RAS mm map as nibabel chooses it (sform, else
-        qform), and ``times`` in ms when the header gives a time step and unit.
+        qform), and ``times`` in ms when a 4D header gives a time step and unit (else None).
 
     Raises:
         InputError: naming the file, when it is missing or unreadable, not 4D, has fewer than 2 frames, holds
             NaN/Inf voxels or is constant.
     """
     array, affine, header = _load(path)
+    stored_as_4d = array.ndim == 4  # pixdim[4] is the time step only then
     array = array.reshape(_shape_4d(array.shape, path))
     _check_values(array, path)
-    return Series4D(array=array, affine=affine, source=os.fspath(path), times=_frame_times_ms(header, array.shape[3]))
+    times = _frame_times_ms(header, array.shape[3]) if stored_as_4d else None
+    return Series4D(array=array, affine=affine, source=os.fspath(path), times=times)
 
 
 def _read_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:

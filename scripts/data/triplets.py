@@ -45,7 +45,7 @@ __all__ = ["TripletCase", "frames_between", "FrameStore", "LoadTripletd", "RandS
 
 logger = logging.getLogger(__name__)
 
-IMAGE, TARGET, T, CASE, FRAME = "image", "target", "t", "case", "frame"
+IMAGE, TARGET, TIME, CASE, FRAME = "image", "target", "t", "case", "frame"
 
 
 class TripletCase(NamedTuple):
@@ -141,7 +141,7 @@ class LoadTripletd(Transform):
         return {
             IMAGE: image,
             TARGET: target,
-            T: torch.tensor(data[T], dtype=torch.float32),
+            TIME: torch.tensor(data[TIME], dtype=torch.float32),
             CASE: data[CASE],
             FRAME: data[FRAME],
         }
@@ -158,7 +158,7 @@ class RandSwapEndpointsd(RandomizableTransform):
         d = dict(data)
         if self._do_transform:
             d[IMAGE] = d[IMAGE].flip(0)
-            d[T] = 1 - d[T]
+            d[TIME] = 1 - d[TIME]
         return d
 
 
@@ -182,7 +182,7 @@ class TripletDataset(Dataset):
 
     def __init__(self, cases: Sequence[TripletCase], cache: bool = True, augment: bool = False):
         index = [
-            {CASE: case.case_id, FRAME: int(frame), T: float(t)} for case in cases for frame, t in case.targets
+            {CASE: case.case_id, FRAME: int(frame), TIME: float(t)} for case in cases for frame, t in case.targets
         ]
         self.store = FrameStore(cases, cache=cache)
         transforms = [LoadTripletd(self.store), *(_augmentation() if augment else [])]
