@@ -1,0 +1,53 @@
+"""Estimate the memory a series interpolation needs before running it, and refuse with advice when it will not fit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+
+from scripts.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+# Peak bytes per voxel of the padded grid: a fixed part (endpoint features, I/O) and a part per t in the decoder batch.
+# Measured with scripts/bench.py (float32, default channels); see docs/README.md "Memory".
+BYTES_PER_VOXEL_FIXED = 600
+BYTES_PER_VOXEL_PER_T = 1400
+
+
+def estimate_bytes(shape: Sequence[int], num_t: int, max_batch: int) -> int:
+    """Peak memory (bytes) of ``Student.interpolate_series`` on a volume of ``shape`` with ``num_t`` time points."""
+    voxels = 1
+    for s in shape:
+        voxels *= -(-int(s) // 8) * 8
+    return voxels * (BYTES_PER_VOXEL_FIXED + BYTES_PER_VOXEL_PER_T * min(num_t, max_batch))
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory of ``device``: CUDA from the driver, CPU from ``/proc/meminfo`` (MemAvailable)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 62  # unknown: do not refuse
+
+
+def check_memory(shape: Sequence[int], num_t: int, max_batch: int, device: torch.device) -> int:
+    """Raise :class:`InputError` when the estimate exceeds the free memory of ``device``; return the estimate."""
+    need = estimate_bytes(shape, num_t, max_batch)
+    free = available_bytes(device)
+    logger.info("memory estimate %.2f GiB, %.2f GiB free on %s", need / 2**30, free / 2**30, device)
+    if need > free:
+        raise InputError(
+            f"volume {tuple(shape)}",
+            f"needs about {need / 2**30:.1f} GiB on {device} but {free / 2**30:.1f} GiB is free: lower the decoder batch "
+            "(max_batch 1), use another device, or crop/downsample the series first",
+        )
+    return need
