@@ -15,7 +15,8 @@ images; an enhanced (multi-frame) CT/MR input gets classic CT/MR Image Storage, 
 - ``"b"``: one series holding every slice and phase (GE/Philips cine), InstanceNumber slice-major, TriggerTime;
 - ``"c"``: one series per slice position, the time points as its instances (Siemens cine), TriggerTime;
 - ``"d"``: one Enhanced MR/CT Image Storage file, per-frame functional groups (FrameContentSequence with
-  TemporalPositionIndex and InStackPositionNumber, PlanePositionSequence, CardiacSynchronizationSequence for MR).
+  TemporalPositionIndex, TemporalPositionTimeOffset and InStackPositionNumber, PlanePositionSequence,
+  CardiacSynchronizationSequence for MR).
   Layouts a-c pass ``dciodvfy`` without error; ``d`` carries what a reader needs, not every Enhanced MR/CT module.
 
 Every folder is written atomically (:func:`scripts.atomic.atomic_dir`) and is never replaced unless asked.
@@ -497,6 +498,7 @@ def _write_enhanced(acq: _Acquisition, study_dir: Path) -> None:
             content.StackID = "1"
             content.InStackPositionNumber = k + 1
             content.TemporalPositionIndex = frame + 1
+            content.TemporalPositionTimeOffset = float(acq.times[frame]) / 1000  # seconds
             content.DimensionIndexValues = [frame + 1, k + 1]
             group.FrameContentSequence = DicomSequence([content])
             group.PlanePositionSequence = DicomSequence([Dataset()])
