@@ -81,7 +81,7 @@ class SliceGeometry:
 
 
 def dicom_from_affine(affine: np.ndarray, num_slices: int) -> SliceGeometry:
-    """Slice geometry of a ``(X, Y, num_slices)`` volume with voxel-to-RAS ``affine`` (inverse of ``affine_from_dicom``).
+    """Slice geometry of a ``(X, Y, num_slices)`` volume with voxel-to-RAS ``affine``; inverse of ``affine_from_dicom``.
 
     Raises:
         InputError: if axes 0 and 1 are not perpendicular or axis 2 lies in their plane (DICOM slices cannot hold it).

@@ -290,7 +290,8 @@ def _geometry_differences(a: _Image, b: _Image) -> list[str]:
     """Names of what differs between the acquisitions of images ``a`` and ``b`` (empty if they belong together)."""
     differences = []
     if not np.allclose(a.orientation, b.orientation, atol=DIRECTION_TOL):
-        differences.append(f"orientation {np.round(a.orientation, 4).tolist()} vs {np.round(b.orientation, 4).tolist()}")
+        orientations = [np.round(im.orientation, 4).tolist() for im in (a, b)]
+        differences.append(f"orientation {orientations[0]} vs {orientations[1]}")
     if not np.allclose(a.pixel_spacing, b.pixel_spacing, rtol=1e-4):
         differences.append(f"pixel spacing {a.pixel_spacing.tolist()} vs {b.pixel_spacing.tolist()}")
     shape_a, shape_b = (a.header.Rows, a.header.Columns), (b.header.Rows, b.header.Columns)

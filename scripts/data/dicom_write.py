@@ -25,6 +25,7 @@ Every folder is written atomically (:func:`scripts.atomic.atomic_dir`) and is ne
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import logging
 import os
@@ -283,10 +284,13 @@ def write_derived_series(
     header.DerivationDescription = "temporal interpolation between two frames of the input series"
     if modality == "MR" and {"CG", "PPG"} & set(_values(header.get("ScanOptions"))):
         header.TriggerTime = None  # Type 2C under cardiac/peripheral gating; an interpolated frame has no trigger
-    thickness = float(template.SliceThickness) if template.get("SliceThickness") else geometry.slice_spacing
+    thickness_element = template.data_element("SliceThickness") if "SliceThickness" in template else None
+    valid_thickness = thickness_element is not None and not thickness_element.is_empty and _is_valid(thickness_element)
+    thickness = float(thickness_element.value) if valid_thickness else geometry.slice_spacing
+    window = _window(volume)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         for k in range(volume.shape[2]):
-            _save(_slice_dataset(header, stored, geometry, k, thickness, _window(volume)), tmp / f"{k + 1:04d}.dcm")
+            _save(_slice_dataset(header, stored, geometry, k, thickness, window), tmp / f"{k + 1:04d}.dcm")
     return Path(out_dir)
 
 
@@ -377,8 +381,9 @@ def write_dicom_acquisition(
     descriptions = list(phase_descriptions or _phase_descriptions(modality, num_frames, times))
     header = _copy_header(_acquisition_template(modality, patient_id), modality)
     stored, slope, intercept = encode_int16(array)
-    acquisition = _Acquisition(header, modality, stored, slope, intercept, dicom_from_affine(series.affine,
-                               array.shape[2]), times, descriptions, _window(array))
+    geometry = dicom_from_affine(series.affine, array.shape[2])
+    acquisition = _Acquisition(header, modality, stored, slope, intercept, geometry, times, descriptions,
+                               _window(array))
     patient_dir = Path(out_dir) / patient_id
     with atomic_dir(patient_dir, overwrite=overwrite) as tmp:
         study_dir = tmp / f"{header.StudyDate}-{_slug(header.StudyDescription)}"
@@ -386,14 +391,23 @@ def write_dicom_acquisition(
     return patient_dir
 
 
+@dataclasses.dataclass
 class _Acquisition:
-    """Everything the layout writers share: header, stored int16 ``(X, Y, Z, T)``, rescale, geometry, times."""
+    """Everything the layout writers share."""
 
-    def __init__(self, header, modality, stored, slope, intercept, geometry, times, descriptions, window):
-        self.header, self.modality, self.stored = header, modality, stored
-        self.slope, self.intercept, self.geometry = slope, intercept, geometry
-        self.times, self.descriptions, self.window = times, descriptions, window
-        self.image_type = ["ORIGINAL", "PRIMARY", _IMAGE_TYPE_3[modality]]
+    header: Dataset  # patient, study, frame of reference, equipment, acquisition attributes
+    modality: str
+    stored: np.ndarray  # (X, Y, Z, T) int16
+    slope: float
+    intercept: float
+    geometry: SliceGeometry
+    times: np.ndarray  # (T,) ms
+    descriptions: list[str]  # SeriesDescription per phase (layout a)
+    window: tuple[float, float]  # WindowCenter, WindowWidth
+
+    @property
+    def image_type(self) -> list[str]:
+        return ["ORIGINAL", "PRIMARY", _IMAGE_TYPE_3[self.modality]]
 
     def series_header(self, series_number: int, description: str) -> Dataset:
         return _series_header(self.header, CLASSIC_SOP_CLASS[self.modality], self.modality, series_number,
