@@ -62,6 +62,8 @@ def scramble(folder, seed=0):
     for index in rng.permutation(len(files)):
         files[index].rename(flat / f"{uuid.UUID(int=int(rng.integers(2**62))).hex}.dcm")
     (flat / "README.txt").write_text("exported by a scanner\n")
+    (flat / ".cache").mkdir()
+    (flat / ".cache" / "thumbnail").write_bytes(b"not DICOM")  # hidden: ignored
     shutil.rmtree(folder)
     return flat
 

@@ -4,8 +4,8 @@ MONAI's ``LoadImage`` readers (``PydicomReader``, ``ITKReader``) read one 3D ser
 series along the slice axis and cannot tell which images are time points of one position. So the grouping is done
 here with pydicom, from geometry and temporal tags only (folder names are a last resort for ordering phases):
 
-1. Every file under the folder is read with ``stop_before_pixels``; non-DICOM files with a known non-DICOM suffix
-   (``.txt``, ``.json``, ...) are skipped, any other unreadable file is an error. Non-image objects (SR, RTSTRUCT,
+1. Every file under the folder (hidden files and folders excepted) is read with ``stop_before_pixels``; non-DICOM
+   files with a known non-DICOM suffix (``.txt``, ``.json``, ...) are skipped, any other unreadable file is an error. Non-image objects (SR, RTSTRUCT,
    presentation states, DICOMDIR) and localizers are skipped. Enhanced multi-frame files contribute one image per
    frame (PlanePositionSequence, PlaneOrientationSequence, PixelMeasuresSequence, FrameContentSequence from the
    per-frame or shared functional groups).
@@ -114,7 +114,8 @@ def read_dicom_series(folder: str | os.PathLike, frames: Sequence[int] | None = 
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "does not exist or is not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = sorted(p for p in folder.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files:
         raise InputError(folder, "the folder is empty")
     images = _read_images(folder, files)
