@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
-from monai.metrics import PSNRMetric
+from monai.metrics import CumulativeIterationMetric, PSNRMetric
 from monai.metrics.regression import compute_ssim_and_cs
 from monai.networks.layers import separable_filtering
 from torch.nn import functional as F
@@ -246,3 +246,18 @@ __all__ = [
     "ssim_map",
     "summarise",
 ]
+
+
+class PaperSSIM(CumulativeIterationMetric):
+    """:func:`ssim` as a MONAI cumulative metric, so ``IgniteMetricHandler`` can report it during validation.
+
+    ``aggregate`` returns the mean over every (subject, frame) seen since the last ``reset``.
+    """
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return ssim(y_pred.float(), y.float())[:, None]
+
+    def aggregate(self) -> torch.Tensor:  # type: ignore[override]
+        data = self.get_buffer()
+        return data.mean()
+

@@ -177,3 +177,15 @@ def test_summarise_rejects_duplicate_and_incomplete_rows():
         M.summarise([row, dict(row)])
     with pytest.raises(InputError, match="missing epe"):
         M.summarise([row], metrics=(*M.IMAGE_METRICS, "epe"))
+
+
+def test_paper_ssim_accumulates_mean_over_items():
+    from scripts.metrics import PaperSSIM, ssim
+
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.rand(3, 1, 12, 12, 6, generator=g), torch.rand(3, 1, 12, 12, 6, generator=g)
+    metric = PaperSSIM()
+    metric(a[:2], b[:2])
+    metric(a[2:], b[2:])
+    assert float(metric.aggregate()) == pytest.approx(float(ssim(a, b).mean()), rel=1e-6)
+    assert float(ssim(a, a)[0]) == pytest.approx(1.0, abs=1e-6)
