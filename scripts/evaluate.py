@@ -351,17 +351,18 @@ def select_methods(
     if unknown:
         raise InputError("methods", f"unknown {unknown}; choose from {sorted(available)} or add student variants")
     chosen: dict[str, Method] = {name: available[name] for name in names}
+    variants = variants or {}
+    for name, spec in variants.items():
+        if name in chosen:
+            raise InputError("variants", f"{name!r} is already a method name")
+        if "weights" not in spec:
+            raise InputError("variants", f"{name!r} needs a 'weights' file")
     if variants:
         from scripts.networks import Student
 
         for name, spec in variants.items():
-            if name in chosen:
-                raise InputError("variants", f"{name!r} is already a method name")
-            spec = dict(spec)
-            if "weights" not in spec:
-                raise InputError("variants", f"{name!r} needs a 'weights' file")
-            weights = spec.pop("weights")
-            chosen[name] = StudentMethod(Student(**{"channels": tuple(channels), **spec}), weights, max_batch)
+            flags = {k: v for k, v in spec.items() if k != "weights"}
+            chosen[name] = StudentMethod(Student(**{"channels": tuple(channels), **flags}), spec["weights"], max_batch)
     for name, method in chosen.items():
         method.name = name
     return list(chosen.values())
