@@ -32,7 +32,6 @@ import contextlib
 import csv
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -231,7 +230,7 @@ class LinearScaling(Method):
 
 
 def _load_network(network: torch.nn.Module, weights: str | os.PathLike, device: torch.device) -> torch.nn.Module:
-    """``network`` with ``weights`` loaded, on ``device``, in eval mode; :class:`MethodUnavailable` if the file is absent."""
+    """``network`` with ``weights`` loaded, on ``device``, in eval mode; :class:`MethodUnavailable` without the file."""
     if not Path(weights).is_file():
         raise MethodUnavailable(f"weights file {weights} not found")
     return load_weights(network, weights).to(device).eval()
@@ -427,28 +426,23 @@ class Evaluator:
             if show:
                 figure = _FigureSample(subject.case, subject.frames[k_show], float(subject.ts[k_show]),
                                        _mid_slice(subject.targets[k_show]), {})
+            psnr = {}
             for method in methods:
-                began = time.perf_counter()
+                began = time.perf_counter()  # the method's own work: preparing and synthesising, not scoring
                 state = method.prepare(subject)
                 preds = method.predict(subject, state).float().clamp(0, 1).cpu()
-                fields = method.displacement(subject, state) if subject.truth is not None else None
                 seconds[method.name] += time.perf_counter() - began
-                rows.extend(self._rows(method.name, subject, preds, fields))
+                fields = method.displacement(subject, state) if subject.truth is not None else None
+                mine = self._rows(method.name, subject, preds, fields)
+                rows.extend(mine)
+                psnr[method.name] = np.mean([r["psnr"] for r in mine])
                 if show:
                     figure.preds[method.name] = _mid_slice(preds[k_show])
             logger.info("%s: %d frames; mean PSNR %s", subject.case, len(subject.frames),
-                        self._subject_log(rows, subject, methods))
+                        ", ".join(f"{name} {value:.2f} dB" for name, value in psnr.items()))
         if self.figure_subject is not None and figure is None:
             raise InputError("figure_subject", f"case {self.figure_subject!r} is not in the evaluated split")
         return rows, seconds, figure
-
-    @staticmethod
-    def _subject_log(rows: list[dict], subject: Subject, methods: Sequence[Method]) -> str:
-        """Mean PSNR of each method on ``subject``, for the progress log."""
-        mine = [r for r in rows if r["subject"] == subject.case]
-        return ", ".join(
-            f"{m.name} {np.mean([r['psnr'] for r in mine if r['method'] == m.name]):.2f} dB" for m in methods
-        )
 
     @staticmethod
     def _rows(name: str, subject: Subject, preds: torch.Tensor, fields: torch.Tensor | None) -> list[dict]:

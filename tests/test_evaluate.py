@@ -75,7 +75,8 @@ def blend_by_hand(dataset) -> dict[tuple[str, int], dict[str, float]]:
 
 
 def test_blend_only_run_rows_summary_and_figures(phantoms, dataset, tmp_path):
-    out = E.Evaluator(dataset, E.select_methods(["blend"], {"blend": E.Blend()}), truth_dir=phantoms).run(tmp_path / "o")
+    methods = E.select_methods(["blend"], {"blend": E.Blend()})
+    out = E.Evaluator(dataset, methods, truth_dir=phantoms).run(tmp_path / "o")
     rows = read_csv(out / "metrics.csv")
     assert [(r["subject"], r["frame"]) for r in rows] == [(f"patient09{c}", str(f)) for c in (1, 2) for f in (1, 2, 3)]
     assert [float(r["t"]) for r in rows[:3]] == [0.25, 0.5, 0.75]
