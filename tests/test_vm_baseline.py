@@ -135,7 +135,8 @@ def test_vm_linear_scales_the_model_velocities(tmp_path):
     with torch.no_grad():
         v01, v10 = velocities(net.eval(), i0, i1)
         grow = lambda x: x.expand(3, -1, -1, -1, -1)  # noqa: E731
-        expected = linear_scaling(grow(i0), grow(i1), grow(v01), grow(v10), torch.tensor([0.0, 0.3, 0.8]), velocity=True)
+        ts = torch.tensor([0.0, 0.3, 0.8])
+        expected = linear_scaling(grow(i0), grow(i1), grow(v01), grow(v10), ts, velocity=True)
         assert torch.allclose(pred, expected, atol=1e-6)
         assert torch.allclose(pred[0], i0[0], atol=1e-6)  # t = 0: I0 itself
         assert not torch.allclose(pred[1], (0.7 * i0 + 0.3 * i1)[0], atol=1e-3)  # the fields matter
