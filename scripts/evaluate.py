@@ -739,3 +739,12 @@ def ablations(
                        f"blend: PSNR {summary['blend']['psnr']:.2f}\n\n" + ablation_table(summary, rows))
     logger.info("wrote %s", table_path)
     return str(table_path)
+
+
+if __name__ == "__main__":  # python -m scripts.evaluate {evaluate,ablations} --help
+    import logging.config
+
+    import fire
+
+    logging.config.fileConfig(ROOT / "configs" / "logging.conf", disable_existing_loggers=False)
+    fire.Fire({"evaluate": evaluate, "ablations": ablations}, name="python -m scripts.evaluate")
