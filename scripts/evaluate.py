@@ -49,7 +49,7 @@ from tqdm import tqdm
 from scripts.atomic import atomic_dir, atomic_file
 from scripts.baselines import ELASTIX_PIN, blend, elastix_fields, linear_scaling
 from scripts.checkpoint import load_weights
-from scripts.errors import InputError
+from scripts.errors import InputError, OutputExistsError
 from scripts.metrics import IMAGE_METRICS, endpoint_error, folding_fraction, image_metrics, summarise
 from scripts.vm_baseline import velocities
 
@@ -58,7 +58,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Subject", "Method", "MethodUnavailable", "Blend", "LinearScaling", "VoxelMorphLinear", "ElastixLinear",
     "TeacherMethod", "StudentMethod", "select_methods", "subjects", "Evaluator", "evaluate", "ablations",
-    "ABLATIONS", "NETWORK_FLAGS",
+    "ABLATIONS", "NETWORK_FLAGS", "ablation_table", "row_overrides", "summarise_rows",
 ]
 
 FIELD_METRICS = ("epe", "folding")
@@ -661,10 +661,20 @@ def ablation_table(summary: Mapping[str, Mapping], rows: Sequence[str] | None = 
     return "\n".join(lines)
 
 
+def row_overrides(name: str) -> dict[str, object]:
+    """The ``configs/train_student.json`` overrides of ablation row ``name``: its flags and, without ``L_distill``,
+    no frozen teacher in the loop (``"$None"``: monai's ``run`` drops overrides whose value is None)."""
+    flags = dict(ABLATIONS[name])
+    if not flags["use_distill"]:
+        flags.update({"train_inferer#teacher": "$None", "train_prepare_batch#with_teacher": False})
+    return flags
+
+
 def ablations(
     dataset_dir: str,
     dataset: str = "acdc",
     epochs: int = 20,
+    epoch_length: int | None = None,
     runs_dir: str = "runs",
     rows: Sequence[str] | None = None,
     teacher: str | None = None,
@@ -685,6 +695,7 @@ def ablations(
     Args:
         dataset_dir, dataset: the training/evaluation data (as for training).
         epochs: epochs per training (the paper trains 200).
+        epoch_length: iterations per epoch (default: one pass over the training split).
         runs_dir: parent folder of the runs.
         rows: a subset of ``ABLATIONS`` (default: all).
         teacher: a trained teacher's weights (skips training one).
@@ -701,14 +712,12 @@ def ablations(
         raise InputError("rows", f"unknown {unknown}; choose from {list(ABLATIONS)}")
     runs = Path(runs_dir).resolve()
     table_path = runs / "ablations.md"
-    if table_path.exists() and not overwrite:
-        raise InputError(table_path, "already exists; pass --overwrite True to replace it")
+    if table_path.exists() and not overwrite:  # checked before hours of training, not only when writing it
+        raise OutputExistsError(table_path)
     common = {"dataset_dir": str(Path(dataset_dir).resolve()), "dataset": dataset, "num_epochs": int(epochs)}
-    for key, value in (("spatial_size", spatial_size), ("channels", channels)):
-        if value is not None:
-            common[key] = list(value)
-    if device is not None:
-        common["device"] = f"$torch.device({device!r})"
+    optional = {"spatial_size": spatial_size and list(spatial_size), "channels": channels and list(channels),
+                "epoch_length": epoch_length, "device": device and f"$torch.device({device!r})"}
+    common.update({key: value for key, value in optional.items() if value is not None})
     if teacher is None:
         teacher_dir = runs / "ablation_teacher"
         teacher = teacher_dir / "teacher.pt"
@@ -724,11 +733,8 @@ def ablations(
             logger.info("ablations: %s already trained (%s)", name, weights)
         else:
             logger.info("ablations: training %s (%d epochs) in %s", name, epochs, out)
-            overrides = {**common, **flags, "output_dir": str(out), "weights_file": str(weights),
-                         "teacher_weights": str(teacher)}
-            if not flags["use_distill"]:  # no distillation term: the frozen teacher need not run
-                overrides.update({"train_inferer#teacher": None, "train_prepare_batch#with_teacher": False})
-            _train("train_student.json", overrides)
+            _train("train_student.json", {**common, **row_overrides(name), "output_dir": str(out),
+                                          "weights_file": str(weights), "teacher_weights": str(teacher)})
         variants[name] = {**{k: flags[k] for k in NETWORK_FLAGS}, "weights": str(weights)}
     eval_dir = evaluate(common["dataset_dir"], dataset=dataset, output_dir=str(runs / "ablation_eval"),
                         methods=["blend"], variants=variants, spatial_size=spatial_size, channels=channels,
