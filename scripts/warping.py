@@ -13,7 +13,8 @@ Conventions (shared by every network and loss of the bundle):
 The functions reproduce MONAI ``Warp`` / ``DVF2DDF`` (to float rounding, checked by the tests) but keep
 the field in ``grid_sample``'s normalised coordinates while integrating: MONAI rebuilds, permutes and
 renormalises the sampling grid in every step, which on CPU costs more than the sampling itself.
-All functions compute in float32 (safe under ``torch.autocast``) and return float32.
+All functions compute in at least float32 (half and bfloat16 inputs are promoted, so they are safe
+under ``torch.autocast``; float64 stays float64) and return that dtype.
 """
 
 from __future__ import annotations
@@ -23,22 +24,27 @@ from collections.abc import Sequence
 import torch
 from torch.nn import functional as F
 
-__all__ = ["warp", "integrate_velocity", "resize_field", "NUM_STEPS"]
+__all__ = ["warp", "integrate_velocity", "resize_field", "at_least_float32", "NUM_STEPS"]
 
 NUM_STEPS = 7
 """Scaling-and-squaring steps (VoxelMorph, Dalca et al. 2019)."""
 
 
-def _identity_grid(size: Sequence[int], device: torch.device) -> torch.Tensor:
-    """``(1, X, Y, Z, 3)`` identity in ``grid_sample`` coordinates (align_corners=True, last axis z, y, x)."""
-    axes = [torch.linspace(-1.0, 1.0, int(s), device=device) for s in size]
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as float32 if it is half, bfloat16 or float32; float64 unchanged."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _identity_grid(like: torch.Tensor) -> torch.Tensor:
+    """``(1, X, Y, Z, 3)`` identity of ``like``'s grid in ``grid_sample`` units (align_corners=True, axes z, y, x)."""
+    axes = [torch.linspace(-1.0, 1.0, int(s), dtype=like.dtype, device=like.device) for s in like.shape[2:]]
     return torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], dim=-1)[None]
 
 
-def _voxels_to_grid_units(size: Sequence[int], device: torch.device) -> torch.Tensor:
+def _voxels_to_grid_units(like: torch.Tensor) -> torch.Tensor:
     """``(1, 3, 1, 1, 1)`` factors from voxels along axis k to normalised units (a lone voxel maps to -1)."""
-    factors = [2.0 / max(int(s) - 1, 1) for s in size]
-    return torch.tensor(factors, dtype=torch.float32, device=device).view(1, 3, 1, 1, 1)
+    factors = [2.0 / max(int(s) - 1, 1) for s in like.shape[2:]]
+    return torch.tensor(factors, dtype=like.dtype, device=like.device).view(1, 3, 1, 1, 1)
 
 
 def _sample(moving: torch.Tensor, identity: torch.Tensor, field: torch.Tensor, padding_mode: str) -> torch.Tensor:
@@ -55,11 +61,11 @@ def warp(image: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
         ddf: ``(B, 3, X, Y, Z)`` displacement in voxels (same spatial size as ``image``).
 
     Returns:
-        ``(B, C, X, Y, Z)`` float32.
+        ``(B, C, X, Y, Z)`` in at least float32.
     """
-    size = ddf.shape[2:]
-    field = (ddf.float() * _voxels_to_grid_units(size, ddf.device)).flip(1)
-    return _sample(image.float(), _identity_grid(size, ddf.device), field, "border")
+    ddf = at_least_float32(ddf)
+    field = (ddf * _voxels_to_grid_units(ddf)).flip(1)
+    return _sample(image.to(ddf.dtype), _identity_grid(ddf), field, "border")
 
 
 def integrate_velocity(velocity: torch.Tensor, num_steps: int = NUM_STEPS) -> torch.Tensor:
@@ -73,12 +79,12 @@ def integrate_velocity(velocity: torch.Tensor, num_steps: int = NUM_STEPS) -> to
         num_steps: number of squaring steps.
 
     Returns:
-        ``(B, 3, X, Y, Z)`` float32 displacement in voxels.
+        ``(B, 3, X, Y, Z)`` displacement in voxels, at least float32.
     """
-    size = velocity.shape[2:]
-    units = _voxels_to_grid_units(size, velocity.device)
-    identity = _identity_grid(size, velocity.device)
-    field = (velocity.float() * (units / 2**num_steps)).flip(1)  # normalised units, channels z, y, x
+    velocity = at_least_float32(velocity)
+    units = _voxels_to_grid_units(velocity)
+    identity = _identity_grid(velocity)
+    field = (velocity * (units / 2**num_steps)).flip(1)  # normalised units, channels z, y, x
     for _ in range(num_steps):
         field = field + _sample(field, identity, field, "zeros")
     return field.flip(1) / units
@@ -96,12 +102,13 @@ def resize_field(field: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         size: target spatial size ``(X', Y', Z')``.
 
     Returns:
-        ``(B, 3, X', Y', Z')`` float32 in voxels of the new grid (the input itself when sizes match).
+        ``(B, 3, X', Y', Z')`` in voxels of the new grid, at least float32 (the input itself when sizes
+        match).
     """
+    field = at_least_float32(field)
     size = tuple(int(s) for s in size)
     if tuple(field.shape[2:]) == size:
-        return field.float()
+        return field
     ratio = [new / old for new, old in zip(size, field.shape[2:])]
-    scale = torch.tensor(ratio, dtype=torch.float32, device=field.device).view(1, -1, 1, 1, 1)
-    resized = F.interpolate(field.float(), size=size, mode="trilinear", align_corners=False)
-    return resized * scale
+    scale = torch.tensor(ratio, dtype=field.dtype, device=field.device).view(1, -1, 1, 1, 1)
+    return F.interpolate(field, size=size, mode="trilinear", align_corners=False) * scale

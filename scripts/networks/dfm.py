@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scripts.warping import resize_field
+from scripts.warping import at_least_float32, resize_field
 
 __all__ = ["DFM"]
 
@@ -39,10 +39,10 @@ class DFM(nn.Module):
                 own scale; the last one sets the output grid.
 
         Returns:
-            the fused field ``(N, 3, X, Y, Z)`` (float32, voxels of the last scale) and the softmax
+            the fused field ``(N, 3, X, Y, Z)`` (at least float32, voxels of the last scale) and the softmax
             weights ``(N, num_scales, X, Y, Z)``.
         """
         size = velocities[-1].shape[2:]
         fields = torch.stack([resize_field(v, size) for v in velocities], dim=1)  # (N, i, 3, X, Y, Z)
-        weights = torch.softmax(self.weights(fields.flatten(1, 2)).float(), dim=1)
+        weights = torch.softmax(at_least_float32(self.weights(fields.flatten(1, 2))), dim=1)
         return (weights.unsqueeze(2) * fields).sum(dim=1), weights

@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from scripts.networks.encoder import conv_block
+from scripts.warping import at_least_float32
 
 __all__ = ["Refinement"]
 
@@ -80,6 +81,6 @@ class Refinement(nn.Module):
         x = None
         for unit, skip in zip(self.up, skips[::-1]):
             x = unit(skip if x is None else torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1))
-        mask, residual = self.head(x).float().chunk(2, dim=1)
+        mask, residual = at_least_float32(self.head(x)).chunk(2, dim=1)
         mask = torch.sigmoid(mask)
         return mask * i0t + (1 - mask) * i1t + residual
