@@ -111,8 +111,8 @@ class TMSDFNet(nn.Module):
     def __init__(
         self,
         channels: Sequence[int] = (16, 32, 64, 64),
-        def_channels: Sequence[int] = (16, 32, 64, 64),
-        refine_channels: Sequence[int] = (16, 32, 64, 64),
+        def_channels: Sequence[int] = (8, 16, 32, 64),
+        refine_channels: Sequence[int] = (8, 8, 32, 64),
         projection_channels: Sequence[int] = (4, 8, 16, 16),
         use_dfm: bool = True,
         multi_scale_dfm: bool = True,
@@ -284,8 +284,10 @@ class Student(TMSDFNet):
             raise ValueError(f"i0: expected one volume (1, 1, X, Y, Z), got {tuple(i0.shape)}")
         size = i0.shape[2:]
         ts = torch.as_tensor(ts, dtype=torch.float32, device=i0.device).reshape(-1)
-        if len(ts) == 0 or (max_batch is not None and max_batch < 1):
-            raise ValueError(f"ts, max_batch: need at least one t and max_batch >= 1, got {len(ts)} t, {max_batch}")
+        if len(ts) == 0:
+            raise ValueError("ts: expected at least one time point")
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch: expected at least 1, got {max_batch}")
         i0, i1 = pad_to_multiple(i0), pad_to_multiple(i1)
         f0, f1 = zip(*(f.chunk(2) for f in self.encoder(torch.cat([i0, i1], dim=0))))
         ends = self._endpoints(i0, i1, list(f0), list(f1))
