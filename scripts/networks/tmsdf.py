@@ -152,13 +152,19 @@ class TMSDFNet(nn.Module):
             )
 
     # --- public API ---------------------------------------------------------------------------------
-    def forward(self, image: torch.Tensor, t: float | torch.Tensor = 0.5) -> torch.Tensor:
-        """Synthesise the volume at ``t``; ``(B, num_inputs, X, Y, Z)`` -> ``(B, 1, X, Y, Z)``."""
-        return self._run(image, t, intermediates=False).pred
+    def forward(self, image: torch.Tensor, t: float | torch.Tensor = 0.5, intermediates: bool = False):
+        """Synthesise the volume at ``t``; ``(B, num_inputs, X, Y, Z)`` -> ``(B, 1, X, Y, Z)``.
+
+        With ``intermediates=True`` it returns the :class:`Intermediates` (all per-scale fields and volumes) that the
+        losses need; training calls it that way through ``forward`` so wrappers such as ``DistributedDataParallel``
+        (which synchronise gradients only for calls of ``forward``) see every training step.
+        """
+        out = self._run(image, t, intermediates=intermediates)
+        return out if intermediates else out.pred
 
     def forward_intermediates(self, image: torch.Tensor, t: float | torch.Tensor = 0.5) -> Intermediates:
         """Same inputs as :meth:`forward`; returns the prediction with all per-scale fields and volumes."""
-        return self._run(image, t, intermediates=True)
+        return self(image, t, intermediates=True)
 
     # --- pipeline -----------------------------------------------------------------------------------
     def _run(self, image: torch.Tensor, t: float | torch.Tensor, intermediates: bool) -> Intermediates:
