@@ -124,6 +124,18 @@ def test_unknown_names_and_bad_variants_are_refused():
         E.select_methods([], {}, {"v": {"use_dfm": False}})
 
 
+def test_variants_are_students_with_their_flags_and_weights():
+    pytest.importorskip("scripts.networks")
+    [blend, variant] = E.select_methods(["blend"], {"blend": E.Blend()},
+                                        {"no_dfm": {**NO_DFM, "weights": "runs/no_dfm.pt"}}, channels=CHANNELS)
+    assert (blend.name, variant.name) == ("blend", "no_dfm")
+    assert isinstance(variant, E.StudentMethod) and variant.weights == "runs/no_dfm.pt"
+    assert variant.network.linear_scaling  # no time modulation: Table 2 rows 1-2
+    assert variant.network.encoder.channels == tuple(CHANNELS)
+    with pytest.raises(InputError, match="already a method"):
+        E.select_methods(["blend"], {"blend": E.Blend()}, {"blend": {"weights": "x.pt"}})
+
+
 def test_figure_subject_must_be_evaluated(dataset, tmp_path):
     evaluator = E.Evaluator(dataset, E.select_methods(["blend"], {"blend": E.Blend()}), figure_subject="patient007")
     with pytest.raises(InputError, match="patient007"):
@@ -224,13 +236,12 @@ def test_ablation_table_marks_the_flags():
 # --- with the networks ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    """Randomly initialised teacher, student, no-DFM student and VoxelMorph saved to files."""
+    """Randomly initialised teacher, student and VoxelMorph saved to files."""
     networks = pytest.importorskip("scripts.networks")
     folder = tmp_path_factory.mktemp("weights")
     nets = {
         "teacher": networks.Teacher(channels=CHANNELS, **SMALL),
         "student": networks.Student(channels=CHANNELS, **SMALL),
-        "no_dfm": networks.Student(channels=CHANNELS, **SMALL, **NO_DFM),
         "vm": voxelmorph_net(flow_init_std=0.05),
     }
     for name, net in nets.items():
@@ -245,10 +256,9 @@ def test_config_runs_every_method_on_the_same_samples(phantoms, dataset, weights
         output_dir=str(out), spatial_size=list(SIZE), channels=CHANNELS, device="$torch.device('cpu')",
         methods=["blend", "vm_linear", "teacher", "student"], student_weights=str(folder / "student.pt"),
         teacher_weights=str(folder / "teacher.pt"), vm_weights=str(folder / "vm.pt"),
-        variants={"no_dfm": {**SMALL, **NO_DFM, "weights": str(folder / "no_dfm.pt")}},
         **{f"{net}#{key}": value for net in ("network_def", "teacher_def") for key, value in SMALL.items()})
     rows = read_csv(out / "metrics.csv")
-    methods = ["blend", "vm_linear", "teacher", "student", "no_dfm"]
+    methods = ["blend", "vm_linear", "teacher", "student"]
     assert len(rows) == 2 * 3 * len(methods)
     assert len({(r["subject"], r["frame"], r["method"]) for r in rows}) == len(rows)
     summary = json.loads((out / "summary.json").read_text())
