@@ -559,13 +559,26 @@ def write_psnr_over_t(rows: Sequence[Mapping], path: Path, t_bins: int = 10) -> 
 
 
 # --- command line -----------------------------------------------------------------------------------------------------
-def _parse_config(config_file: str | os.PathLike, overrides: Mapping[str, object]):
+def _run_config(config_file: str | os.PathLike, overrides: Mapping[str, object]):
+    """Parse ``config_file`` with ``overrides`` (None values left out) and return the first result of its ``run``.
+
+    The config machinery wraps errors raised inside expressions in ``RuntimeError``; a user-facing
+    :class:`InputError` / :class:`OutputExistsError` in the chain is raised as itself, so the CLI can report it.
+    """
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(config_file)
     parser.update({"bundle_root": str(ROOT), **{k: v for k, v in overrides.items() if v is not None}})
-    return parser
+    try:
+        return parser.get_parsed_content("run")[0]
+    except RuntimeError as err:
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, (InputError, OutputExistsError)):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise cause from err
 
 
 def evaluate(
@@ -607,8 +620,7 @@ def evaluate(
         "teacher_weights": teacher, "vm_weights": voxelmorph, "overwrite": overwrite,
         "device": None if device is None else f"$torch.device({device!r})",
     }
-    parser = _parse_config(config_file or ROOT / "configs" / "evaluate.json", overrides)
-    return str(parser.get_parsed_content("run")[0])
+    return str(_run_config(config_file or ROOT / "configs" / "evaluate.json", overrides))
 
 
 # Ablation rows (paper Tables 2 and 3) as train_student.json overrides: network flags + loss flags. "full" is the

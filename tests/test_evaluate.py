@@ -297,6 +297,16 @@ def test_config_runs_every_method_on_the_same_samples(phantoms, dataset, weights
     assert_png(out / "psnr_over_t.png")
 
 
+def test_fire_verb_raises_user_errors_as_themselves(phantoms, tmp_path):
+    pytest.importorskip("scripts.networks")  # the config builds every configured method
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OutputExistsError):  # not the config machinery's RuntimeError around it
+        E.evaluate(str(phantoms), output_dir=str(tmp_path / "taken"), methods=["blend"], spatial_size=list(SIZE))
+    with pytest.raises(InputError, match="unknown"):
+        E.evaluate(str(phantoms), output_dir=str(tmp_path / "new"), methods=["blend", "vm"], spatial_size=list(SIZE))
+    assert not (tmp_path / "new").exists()
+
+
 def test_ablation_runner_trains_evaluates_and_tabulates(phantoms, weights, tmp_path):
     pytest.importorskip("scripts.losses")
     folder, _ = weights
