@@ -152,7 +152,7 @@ class SeriesInterpolator:
         with atomic_dir(output_dir, overwrite=overwrite) as tmp:
             if output_format in ("nifti", "both"):
                 nifti = write_nifti_frames(frames, series.affine, tmp, ts)
-                summary["outputs"]["nifti"] = [os.path.relpath(p, tmp) for p in (nifti.series, *nifti.frames)]
+                summary["outputs"]["nifti"] = [os.path.relpath(p, tmp) for p in (nifti.series, *nifti.volumes)]
             if output_format in ("dicom", "both"):
                 summary["outputs"]["dicom"] = [self._write_dicom(frames[..., n], series, tmp, v, n)
                                                for n, v in enumerate(ts)]
