@@ -13,7 +13,7 @@ from pathlib import Path
 
 import fire
 
-from scripts.errors import InputError, OutputExistsError
+from scripts.errors import user_error
 
 # verb -> "module:function"; imported on use so one verb's dependencies never slow down another
 VERBS = {
@@ -40,8 +40,11 @@ def main(argv=None) -> int:
             fire.Fire({name: _resolve(spec) for name, spec in VERBS.items()}, command=argv, name="scripts")
         else:
             fire.Fire(_resolve(VERBS[verb]), command=argv[1:], name=verb)
-    except (InputError, OutputExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        known = user_error(err)
+        if known is None:
+            raise
+        print(f"error: {known}", file=sys.stderr)
         return 2
     return 0
 
