@@ -49,7 +49,7 @@ from tqdm import tqdm
 from scripts.atomic import atomic_dir, atomic_file
 from scripts.baselines import ELASTIX_PIN, blend, elastix_fields, linear_scaling
 from scripts.checkpoint import load_weights
-from scripts.errors import InputError, OutputExistsError
+from scripts.errors import InputError, OutputExistsError, user_error
 from scripts.metrics import IMAGE_METRICS, endpoint_error, folding_fraction, image_metrics, summarise
 from scripts.vm_baseline import velocities
 
@@ -413,6 +413,7 @@ class Evaluator:
             raise InputError("methods", "none of the methods can run here (see the warnings above)")
         return ready
 
+    @torch.no_grad()
     def score(self) -> tuple[list[dict], dict[str, float], _FigureSample | None]:
         """Run every ready method on every subject: metric rows, seconds per method, and the figure's sample."""
         methods = self._ready_methods()
@@ -573,12 +574,10 @@ def _run_config(config_file: str | os.PathLike, overrides: Mapping[str, object])
     try:
         return parser.get_parsed_content("run")[0]
     except RuntimeError as err:
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, (InputError, OutputExistsError)):
-            cause = cause.__cause__
-        if cause is None:
+        known = user_error(err)
+        if known is None:
             raise
-        raise cause from err
+        raise known from err
 
 
 def evaluate(
