@@ -8,9 +8,12 @@
 
 import importlib
 import logging.config
+import sys
 from pathlib import Path
 
 import fire
+
+from scripts.errors import InputError, OutputExistsError
 
 # verb -> "module:function"; imported on use so one verb's dependencies never slow down another
 VERBS = {
@@ -26,18 +29,22 @@ def _resolve(spec: str):
     return getattr(importlib.import_module(module), name)
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+    """Run one verb; a bad input or an existing output ends with its message on stderr and exit status 2."""
     logging.config.fileConfig(Path(__file__).resolve().parents[1] / "configs" / "logging.conf",
                               disable_existing_loggers=False)
-    import sys
-
     argv = sys.argv[1:] if argv is None else argv
     verb = argv[0] if argv and argv[0] in VERBS else None
-    if verb is None:
-        fire.Fire({name: _resolve(spec) for name, spec in VERBS.items()}, command=argv, name="python -m scripts")
-    else:
-        fire.Fire(_resolve(VERBS[verb]), command=argv[1:], name=f"python -m scripts {verb}")
+    try:
+        if verb is None:
+            fire.Fire({name: _resolve(spec) for name, spec in VERBS.items()}, command=argv, name="scripts")
+        else:
+            fire.Fire(_resolve(VERBS[verb]), command=argv[1:], name=verb)
+    except (InputError, OutputExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -53,7 +53,7 @@ def load_weights(network: nn.Module, path: str | os.PathLike, map_location: str 
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: file {tuple(state[k].shape)} vs network {tuple(own[k].shape)}"
-              for k in own.keys() & state.keys() if state[k].shape != own[k].shape]
+              for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or shapes:
         details = []
         if missing:

@@ -36,30 +36,35 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
 
 
 class TrainingCheckpoint:
-    """Save ``save_dict`` (network, optimizer, trainer, ...) atomically every ``interval`` epochs, keeping the last one.
+    """Save ``save_dict`` (network, optimizer, ...) and the trainer's own state atomically every ``interval`` epochs,
+    keeping the last one.
 
     Args:
         save_dir: folder of ``last_checkpoint_<iteration>.pt``.
-        save_dict: objects with ``state_dict``; the trainer itself must be included to resume epochs.
+        save_dict: objects with ``state_dict``; the engine it is attached to is added as ``trainer`` (so configs
+            need no circular reference from the trainer's handlers back to the trainer).
         interval: epochs between saves.
     """
 
     def __init__(self, save_dir: str, save_dict: dict, interval: int = 1):
-        self.checkpoint = Checkpoint(
-            save_dict,
-            DiskSaver(save_dir, require_empty=False, atomic=True),
-            filename_prefix=_PREFIX,
-            n_saved=1,
-            global_step_transform=lambda engine, _: engine.state.iteration,
-        )
+        self.save_dir = save_dir
+        self.save_dict = save_dict
         self.interval = interval
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self.checkpoint)
+        checkpoint = Checkpoint(
+            {**self.save_dict, "trainer": engine},
+            DiskSaver(self.save_dir, require_empty=False, atomic=True),
+            filename_prefix=_PREFIX,
+            n_saved=1,
+            global_step_transform=lambda eng, _: eng.state.iteration,
+        )
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), checkpoint)
 
 
 class ResumeFromCheckpoint:
-    """Before the first epoch, load the newest checkpoint of ``save_dir`` into ``load_dict`` when ``enabled``.
+    """Before the first epoch, load the newest checkpoint of ``save_dir`` into ``load_dict`` and the engine (saved as
+    ``trainer`` by :class:`TrainingCheckpoint`) when ``enabled``.
 
     With no checkpoint there yet, training starts from scratch (logged), so ``resume=True`` is safe to set always.
     """
@@ -83,7 +88,7 @@ class ResumeFromCheckpoint:
         except Exception as err:  # noqa: BLE001 - any failure to read is reported with the file named
             raise InputError(path, f"cannot resume from this checkpoint ({type(err).__name__}: {err})") from err
         max_epochs = engine.state.max_epochs  # the config's budget wins over the checkpoint's (training may be extended)
-        Checkpoint.load_objects(self.load_dict, state)
+        Checkpoint.load_objects({**self.load_dict, "trainer": engine}, state)
         if max_epochs is not None and engine.state.epoch > max_epochs:
             raise InputError(path, f"was saved at epoch {engine.state.epoch}, beyond num_epochs={max_epochs}")
         engine.state.max_epochs = max_epochs

@@ -18,6 +18,16 @@ from torch import nn
 from torch.nn import functional as F
 
 
+def _pad_thin_axes(field: torch.Tensor) -> torch.Tensor:
+    """Replicate-pad spatial axes thinner than 3 voxels by one on each side, so MONAI's central differences (which
+    need > 2 voxels) apply at coarse scales of thin stacks (e.g. 1/8 of an 8-slice cine is 1 slice thick). The padded
+    axis contributes a zero derivative; the interior the other derivatives are taken over is the original field."""
+    pad = []
+    for size in reversed(field.shape[2:]):
+        pad += [1, 1] if size < 3 else [0, 0]
+    return F.pad(field, pad, mode="replicate") if any(pad) else field
+
+
 class TMSDFLoss(nn.Module):
     """Weighted sum of L_recon, L_align and L_distill, returning every term for logging.
 
@@ -68,7 +78,7 @@ class TMSDFLoss(nn.Module):
         for warped, phis in ((out.warped0, out.phi0), (out.warped1, out.phi1)):
             for w, image, phi in zip(weights, warped, phis):
                 sim = sim + w * F.mse_loss(image, target)
-                reg = reg + w * self.diffusion(phi)
+                reg = reg + w * self.diffusion(_pad_thin_axes(phi))
         return sim, reg
 
     @staticmethod

@@ -41,7 +41,7 @@ from scripts.errors import InputError
 logger = logging.getLogger(__name__)
 
 TRUTH_FILE = Path("truth") / "motion.npz"
-KINDS = ("cardiac",)
+KINDS = ("cardiac", "lung", "cine_dicom")
 FIELD_OF_VIEW_MM = 192.0  # in-plane field of view of the written cardiac phantoms
 
 
@@ -297,6 +297,7 @@ def phantom(
     seed: int = 0,
     shape: str | Sequence[int] | None = None,
     frames: int | None = None,
+    layout: str = "b",
     overwrite: bool = False,
 ) -> str:
     """Write a synthetic 4D dataset whose true motion is known, in the layout the training and evaluation read.
@@ -307,14 +308,21 @@ def phantom(
     displacement of every frame in ``patientNNN/truth/motion.npz``
     (``scripts.data.phantom.load_truth`` reads it).
 
+    Lung: respiratory 4D CT (body, lungs, vessels, a nodule, diaphragm) over 10 phases, phase 0 end-inhale, in the
+    4D-Lung DICOM layout (one series per phase). Cine_dicom: the cardiac phantom as a full field-of-view,
+    double-oblique cine MR from another vendor (DICOM layout b, c or d). Both keep the truth in
+    ``<patient>/.phantom/truth/motion.npz``.
+
     Args:
-        kind: "cardiac" (ACDC layout).
+        kind: "cardiac" (ACDC layout), "lung" (4D-Lung DICOM layout) or "cine_dicom" (oblique cine MR DICOM).
         out: folder to create; it must not exist unless --overwrite True.
         num_cases: number of patients, numbered from 001.
         seed: dataset seed; patient k is the same for a given seed whatever num_cases.
-        shape: voxels per volume as X,Y,Z (default 128,128,32); the field of view stays 192 mm in-plane, so
-            128 gives 1.5 mm voxels; slices are 10 mm.
-        frames: frames per cardiac cycle (default 20, at least 6).
+        shape: voxels per volume as X,Y,Z (cardiac default 128,128,32: the field of view stays 192 mm in-plane, so
+            128 gives 1.5 mm voxels, slices 10 mm; lung 128,128,128 at 2.5 mm; cine_dicom 256,256,10).
+        frames: frames per cardiac cycle (default 20, at least 6) or respiratory phases (lung, default 10).
+        layout: cine_dicom only: "b" one series with every slice and phase, "c" one series per slice, "d" one
+            enhanced multi-frame file.
         overwrite: replace an existing --out folder.
 
     Returns:
@@ -322,5 +330,17 @@ def phantom(
     """
     if kind not in KINDS:
         raise InputError("--kind", f"unknown phantom kind {kind!r}; choose one of {', '.join(KINDS)}")
-    return str(write_acdc_layout(out, num_cases, seed=seed, shape=(128, 128, 32) if shape is None else shape,
-                                 frames=20 if frames is None else frames, overwrite=overwrite))
+    if kind == "cardiac":
+        return str(write_acdc_layout(out, num_cases, seed=seed, shape=(128, 128, 32) if shape is None else shape,
+                                     frames=20 if frames is None else frames, overwrite=overwrite))
+    from scripts.data import phantom_dicom
+
+    if int(num_cases) < 1:
+        raise InputError("--num_cases", f"must be at least 1, got {num_cases}")
+    if kind == "lung":
+        return str(phantom_dicom.write_lung_layout(out, num_cases, seed=seed, frames=10 if frames is None else frames,
+                                                   shape=(128, 128, 128) if shape is None else shape,
+                                                   overwrite=overwrite))
+    return str(phantom_dicom.write_cine_dicom(out, num_cases, seed=seed, shape=(256, 256, 10) if shape is None else shape,
+                                              frames=20 if frames is None else frames, layout=layout,
+                                              overwrite=overwrite))
