@@ -98,7 +98,7 @@ class Interpolation(BasicInferTask):
     """Synthesise the phase at ``t`` between two frames of a 4D series with the bundle's student.
 
     Args:
-        bundle_root: the bundle folder (``configs/inference.json``, ``configs/metadata.json``, ``models/``).
+        bundle_root: the bundle folder (``configs/inference.json``, ``models/``).
         config_overrides: ids of ``configs/inference.json`` -> values (e.g. ``checkpoint``, ``network_def``),
             applied before the config's ``interpolator`` is built.
         description: shown by MONAI Label's ``/info``.
@@ -106,14 +106,10 @@ class Interpolation(BasicInferTask):
 
     def __init__(self, bundle_root: str | os.PathLike, config_overrides: dict | None = None,
                  description: str = "Synthesise the phase at time t between two frames of a 4D series (TMSDF-KD)"):
-        from monai.bundle import ConfigParser
-
         self.bundle_root = use_bundle(bundle_root)
         self.config_overrides = dict(config_overrides or {})
-        parser = self._parser()
-        metadata = ConfigParser.load_config_file(self.bundle_root / "configs" / "metadata.json")
         super().__init__(
-            path=str(parser.get_parsed_content("checkpoint")),
+            path=str(self._parser().get_parsed_content("checkpoint")),
             network=None,
             type=InferType.OTHERS,
             labels=None,
@@ -123,7 +119,6 @@ class Interpolation(BasicInferTask):
             output_label_key="pred",
             config=dict(DEFAULTS),
         )
-        self.version = metadata.get("version")
         self._interpolators: dict[str, tuple[Any, float]] = {}
 
     def _parser(self, **overrides):
@@ -131,7 +126,6 @@ class Interpolation(BasicInferTask):
 
         parser = ConfigParser()
         parser.read_config(self.bundle_root / "configs" / "inference.json")
-        parser.read_meta(self.bundle_root / "configs" / "metadata.json")
         parser.update({"bundle_root": str(self.bundle_root), **self.config_overrides, **overrides})
         return parser
 
