@@ -13,9 +13,10 @@ converters a single random ``image``; ``torch.jit.trace`` ignores ``example_kwar
   opset >= 20) checked against onnxruntime; inputs ``image`` ``(B, 2, X, Y, Z)`` and ``t`` ``(B,)`` float32, output
   ``pred`` ``(B, 1, X, Y, Z)``; the bundle's metadata and inference config are stored as ONNX metadata properties.
 
-Both graphs are fixed to the exported batch size and spatial shape (the network computes its padding and sampling
-grids from the shape as Python numbers; the TorchScript trace accepts other batch sizes, the ONNX graph does not):
-export at the shape you deploy (each spatial size a multiple of 8 keeps the padding out of the graph).
+Both graphs are fixed to the exported spatial shape, the ONNX graph to its batch size too (the network computes its
+padding, grid sizes and resampling sizes from the shape as Python numbers, e.g. ``int(s)`` in
+``scripts.warping.resize_field``, which ``torch.export`` specialises); the TorchScript trace runs any batch size.
+Export at the spatial shape you deploy (sizes that are multiples of 8 keep the padding out of the graph).
 """
 
 from __future__ import annotations

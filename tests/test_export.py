@@ -79,6 +79,14 @@ def test_torchscript_takes_t(torchscript_file, eager):
         _check_follows_t(traced, eager)
 
 
+@pytest.mark.parametrize("batch", [1, 3])
+def test_torchscript_other_batch_sizes(torchscript_file, eager, batch):
+    traced = torch.jit.load(str(torchscript_file))
+    image, t = _images()[:1].expand(batch, -1, -1, -1, -1), torch.linspace(0.1, 0.9, batch)
+    with torch.no_grad():
+        assert float((traced(image, t) - eager(image, t)).abs().max()) < TOL
+
+
 def test_torchscript_embeds_bundle_configs(torchscript_file):
     from monai.data import load_net_with_metadata
 
