@@ -6,7 +6,7 @@ The engines call ``prepare_batch(batch)`` -> ``(inputs, target, args, kwargs)``,
 - :class:`TripletBatch` turns a sample batch ``{"image": (B, 2, X, Y, Z) = (I0, I1), "target": (B, 1, X, Y, Z) = It,
   "t": (B,)}`` into the network's inputs: (I0, It, I1) for the teacher, (I0, I1) and t for the student; in stage 2 it
   also hands the frozen teacher its inputs.
-- :class:`IntermediatesInferer` runs ``forward_intermediates`` (every scale's fields and warped images, which the
+- :class:`IntermediatesInferer` runs the network with ``intermediates=True`` (every scale's fields and warped images, which the
   losses need) and, in stage 2, the frozen teacher without gradient, returning a :class:`StepOutput`.
 - :class:`EngineLoss` adapts :class:`scripts.losses.TMSDFLoss` to the engine's ``loss(pred, target)`` call and keeps
   every term in ``StepOutput.terms`` for the loggers (``loss_terms`` is their ``output_transform``).
@@ -66,7 +66,10 @@ class StepOutput:
 
 
 class IntermediatesInferer(Inferer):
-    """Run ``network.forward_intermediates(inputs, t)``; with a ``teacher``, also the frozen teacher (eval, no grad)."""
+    """Run ``network(inputs, t, intermediates=True)``; with a ``teacher``, also the frozen teacher (eval, no grad).
+
+    The network is called through ``forward`` (not ``forward_intermediates``) so a ``DistributedDataParallel``
+    wrapper synchronises its gradients."""
 
     def __init__(self, teacher: nn.Module | None = None):
         super().__init__()
@@ -76,7 +79,7 @@ class IntermediatesInferer(Inferer):
             teacher.requires_grad_(False)
 
     def __call__(self, inputs: torch.Tensor, network: nn.Module, t: torch.Tensor, teacher_inputs=None) -> StepOutput:
-        out = network.forward_intermediates(inputs, t)
+        out = network(inputs, t, intermediates=True)
         if self.teacher is None:
             return StepOutput(out)
         if teacher_inputs is None:

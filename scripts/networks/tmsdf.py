@@ -1,0 +1,312 @@
+"""TMSDF interpolation networks: the teacher (I0, It, I1) and the student (I0, I1, t), one class family.
+
+Tensor conventions: volumes ``(B, C, X, Y, Z)`` with intensities in [0, 1]; fields ``(B, 3, ...)`` in
+voxels of their own grid (see :mod:`scripts.warping`). Scale index ``i = 1..4`` runs coarse (1/8) to fine
+(full resolution); every list returned runs coarse to fine. Constructor channel tuples run the other way,
+like the encoder: level 1 = full resolution ... level 4 = 1/8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from scripts.networks.encoder import Encoder
+from scripts.networks.msdf import MSDF
+from scripts.networks.refine import Refinement
+from scripts.warping import NUM_STEPS, integrate_velocity, resize_field, warp
+
+__all__ = ["Intermediates", "TMSDFNet", "Teacher", "Student"]
+
+DIVISOR = 8
+"""Spatial sizes are padded to a multiple of this (three 2x down-samplings)."""
+
+
+@dataclass
+class Intermediates:
+    """Everything the losses and distillation need, cropped to the input's extent.
+
+    Attributes:
+        pred: ``(B, 1, X, Y, Z)`` synthesised volume.
+        warped0, warped1: per scale, ``(B, 1, X, Y, Z)`` endpoints I0t_i, I1t_i warped at full resolution.
+        phi0, phi1: per scale, ``(B, 3, X_i, Y_i, Z_i)`` displacement fields Phi_0t_i, Phi_1t_i in voxels of
+            scale ``i`` (``X_i = ceil(X / 2**(4 - i))``).
+        velocity0, velocity1: per scale, the (fused) velocities V_0t_i, V_1t_i that were integrated.
+        dfm_weights: per scale, ``(B, 2, i, X_i, Y_i, Z_i)`` softmax weights of DFM_i (axis 1 = direction
+            0t / 1t), or None where that scale has no DFM.
+    """
+
+    pred: torch.Tensor
+    warped0: list[torch.Tensor]
+    warped1: list[torch.Tensor]
+    phi0: list[torch.Tensor]
+    phi1: list[torch.Tensor]
+    velocity0: list[torch.Tensor]
+    velocity1: list[torch.Tensor]
+    dfm_weights: list[torch.Tensor | None]
+
+
+@dataclass
+class _Endpoints:
+    """What the decoder needs from the pair, computed once per pair (batch ``B``, or 1 to broadcast).
+
+    ``i0``, ``i1``: padded volumes ``(B, 1, ...)``; ``terms``: the DFGens' endpoint terms; ``q0``, ``q1``:
+    the refinement's projections of F0, F1 (None without refinement); lists coarse to fine.
+    """
+
+    i0: torch.Tensor
+    i1: torch.Tensor
+    terms: list[torch.Tensor]
+    q0: list[torch.Tensor] | None
+    q1: list[torch.Tensor] | None
+
+    def expand(self, batch: int) -> _Endpoints:
+        """Broadcast a batch-1 pair to ``batch`` copies without copying memory (terms broadcast anyway)."""
+
+        def grow(x):
+            return x.expand(batch, *x.shape[1:])
+
+        q0 = None if self.q0 is None else [grow(q) for q in self.q0]
+        q1 = None if self.q1 is None else [grow(q) for q in self.q1]
+        return _Endpoints(grow(self.i0), grow(self.i1), self.terms, q0, q1)
+
+
+def pad_to_multiple(x: torch.Tensor, divisor: int = DIVISOR) -> torch.Tensor:
+    """Replicate-pad the high end of each spatial axis of ``(B, C, X, Y, Z)`` to a multiple of ``divisor``."""
+    pads = [(-s) % divisor for s in x.shape[2:]]
+    if not any(pads):
+        return x
+    return F.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]), mode="replicate")
+
+
+def crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``x[..., :size[0], :size[1], :size[2]]``."""
+    return x[..., : size[0], : size[1], : size[2]]
+
+
+class TMSDFNet(nn.Module):
+    """Encoder + MSDF + refinement; subclasses choose the middle input (:class:`Teacher`, :class:`Student`).
+
+    Args:
+        channels: encoder channels, full resolution to 1/8.
+        def_channels: Fdef channels of DFGen_4..DFGen_1 (full resolution to 1/8).
+        refine_channels: refinement unit widths, full resolution to 1/8.
+        projection_channels: channels each warped feature map is projected to for the refinement.
+        use_dfm: fuse the velocity fields of several scales with DFMs (paper Table 2 "DFM").
+        multi_scale_dfm: DFM at every scale 2..4, else at the finest only (Table 2 "MsDFM").
+        dfm_kernel_size: kernel size of the DFM weight-map convolution.
+        time_modulation: time-modulated DFGens (student only, Table 2 "TM_DFGen").
+        use_refinement: refinement network (Table 2 "Ref."); without it the output is
+            ``(1 - t) * I0t_4 + t * I1t_4``.
+        num_steps: scaling-and-squaring steps.
+    """
+
+    num_inputs: int = 0
+    linear_scaling: bool = False
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (16, 32, 64, 64),
+        def_channels: Sequence[int] = (8, 16, 32, 64),
+        refine_channels: Sequence[int] = (8, 8, 32, 64),
+        projection_channels: Sequence[int] = (4, 8, 16, 16),
+        use_dfm: bool = True,
+        multi_scale_dfm: bool = True,
+        dfm_kernel_size: int = 1,
+        time_modulation: bool = False,
+        use_refinement: bool = True,
+        num_steps: int = NUM_STEPS,
+    ):
+        super().__init__()
+        coarse_first = tuple(channels)[::-1]
+        self.num_steps = num_steps
+        self.encoder = Encoder(1, channels)
+        self.msdf = MSDF(
+            coarse_first, tuple(def_channels)[::-1], time_modulation, use_dfm, multi_scale_dfm, dfm_kernel_size
+        )
+        self.refine = (
+            Refinement(coarse_first, tuple(projection_channels)[::-1], tuple(refine_channels)[::-1])
+            if use_refinement
+            else None
+        )
+
+    # --- inputs -------------------------------------------------------------------------------------
+    def middle_input(self, image: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The volume encoded beside I0 and I1: the teacher's It, the student's I_b."""
+        raise NotImplementedError
+
+    def _timestamps(self, t: float | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
+        t = torch.as_tensor(t, dtype=torch.float32, device=device).reshape(-1)
+        if t.shape[0] not in (1, batch):
+            raise ValueError(f"t: expected a number or {batch} values (one per batch item), got {t.shape[0]}")
+        return t.expand(batch)
+
+    def _check(self, image: torch.Tensor) -> None:
+        if image.ndim != 5 or image.shape[1] != self.num_inputs:
+            raise ValueError(
+                f"image: expected (B, {self.num_inputs}, X, Y, Z) for {type(self).__name__}, got {tuple(image.shape)}"
+            )
+
+    # --- public API ---------------------------------------------------------------------------------
+    def forward(self, image: torch.Tensor, t: float | torch.Tensor = 0.5, intermediates: bool = False):
+        """Synthesise the volume at ``t``; ``(B, num_inputs, X, Y, Z)`` -> ``(B, 1, X, Y, Z)``.
+
+        With ``intermediates=True`` it returns the :class:`Intermediates` (all per-scale fields and volumes) that the
+        losses need; training calls it that way through ``forward`` so wrappers such as ``DistributedDataParallel``
+        (which synchronise gradients only for calls of ``forward``) see every training step.
+        """
+        out = self._run(image, t, intermediates=intermediates)
+        return out if intermediates else out.pred
+
+    def forward_intermediates(self, image: torch.Tensor, t: float | torch.Tensor = 0.5) -> Intermediates:
+        """Same inputs as :meth:`forward`; returns the prediction with all per-scale fields and volumes."""
+        return self(image, t, intermediates=True)
+
+    # --- pipeline -----------------------------------------------------------------------------------
+    def _run(self, image: torch.Tensor, t: float | torch.Tensor, intermediates: bool) -> Intermediates:
+        self._check(image)
+        batch, size = image.shape[0], image.shape[2:]
+        t = self._timestamps(t, batch, image.device)
+        image = pad_to_multiple(image)
+        i0, i1 = image[:, :1], image[:, -1:]
+        features = self.encoder(torch.cat([i0, self.middle_input(image, t), i1], dim=0))
+        f0, fm, f1 = zip(*(f.chunk(3) for f in features))
+        return self._decode(self._endpoints(i0, i1, list(f0), list(f1)), list(fm), t, size, intermediates)
+
+    def _endpoints(self, i0, i1, f0, f1) -> _Endpoints:
+        terms = self.msdf.endpoint_terms(f0, f1)
+        if self.refine is None:
+            return _Endpoints(i0, i1, terms, None, None)
+        return _Endpoints(i0, i1, terms, self.refine.project(f0), self.refine.project(f1))
+
+    def _decode(
+        self, ends: _Endpoints, fm: list[torch.Tensor], t: torch.Tensor, size: Sequence[int], intermediates: bool
+    ) -> Intermediates:
+        """Everything after the encoder, on a batch of ``B`` time points (``ends`` has batch ``B``)."""
+        batch = fm[0].shape[0]
+        msdf = self.msdf(ends.terms, fm, t)
+        velocities = msdf.velocities
+        if self.linear_scaling:  # endpoint velocities V01, V10 -> V0t = t V01, V1t = (1 - t) V10
+            factor = torch.cat([t, 1 - t]).view(-1, 1, 1, 1, 1)
+            velocities = [v * factor for v in velocities]
+        phis = [integrate_velocity(v, self.num_steps) for v in velocities]  # (2B, 3, ...) per scale
+        images = torch.cat([ends.i0, ends.i1], dim=0)
+
+        if self.refine is None:
+            warped_full = warp(images, phis[-1])
+        else:  # the finest scale warps the image and its projected features in one pass
+            moving = [torch.cat([a, b], dim=0) for a, b in zip(ends.q0, ends.q1)]
+            moving[-1] = torch.cat([images, moving[-1]], dim=1)
+            warped = [warp(m, phi) for m, phi in zip(moving, phis)]
+            warped_full, warped[-1] = warped[-1][:, :1], warped[-1][:, 1:]
+        i0t, i1t = warped_full[:batch], warped_full[batch:]
+        if self.refine is None:
+            tt = t.view(-1, 1, 1, 1, 1)
+            pred = (1 - tt) * i0t + tt * i1t
+        else:
+            pred = self.refine(i0t, i1t, [w[:batch] for w in warped], [w[batch:] for w in warped])
+        pred = crop(pred, size)
+        if not intermediates:
+            return Intermediates(pred, [], [], [], [], [], [], [])
+
+        full = images.shape[2:]
+        warped_images = [warp(images, resize_field(phi, full)) for phi in phis[:-1]] + [warped_full]
+        scales = len(phis)
+        crops = [[-(-s // 2 ** (scales - 1 - i)) for s in size] for i in range(scales)]
+
+        def split(fields, sizes):
+            pairs = [crop(f, s).chunk(2) for f, s in zip(fields, sizes)]
+            return [p[0] for p in pairs], [p[1] for p in pairs]
+
+        warped0, warped1 = split(warped_images, [size] * scales)
+        phi0, phi1 = split(phis, crops)
+        velocity0, velocity1 = split(velocities, crops)
+        weights = [
+            None if w is None else crop(w, s).unflatten(0, (2, batch)).transpose(0, 1)
+            for w, s in zip(msdf.dfm_weights, crops)
+        ]
+        return Intermediates(pred, warped0, warped1, phi0, phi1, velocity0, velocity1, weights)
+
+
+class Teacher(TMSDFNet):
+    """Teacher: ``forward(image, t=0.5)`` with ``image`` ``(B, 3, X, Y, Z)`` = (I0, It, I1) in [0, 1].
+
+    ``t`` (a number or ``(B,)``) only matters without refinement, where the output is
+    ``(1 - t) * I0t + t * I1t``; with refinement the teacher reads the time from It itself.
+    Accepts every :class:`TMSDFNet` argument except ``time_modulation`` (never used by the teacher).
+    """
+
+    num_inputs = 3
+
+    def __init__(self, **kwargs):
+        super().__init__(time_modulation=False, **kwargs)
+
+    def middle_input(self, image: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return image[:, 1:2]
+
+
+class Student(TMSDFNet):
+    """Student: ``forward(image, t=0.5)`` with ``image`` ``(B, 2, X, Y, Z)`` = (I0, I1) in [0, 1], ``t`` a
+    number or ``(B,)`` in [0, 1]; returns the volume at ``t`` ``(B, 1, X, Y, Z)``.
+
+    The middle input is ``I_b = (1 - t) I0 + t I1`` (so ``I_b(0) = I0``; the paper prints
+    ``t I0 + (1 - t) I1``, inconsistent with ``I_t(0) = I0``). Without time modulation (paper Table 2,
+    rows 1-2) the student uses linear scaling: the MSDF predicts the endpoint velocities V01, V10 from
+    (I0, I_b(1/2), I1), and ``V0t = t V01``, ``V1t = (1 - t) V10``. The default ``t = 0.5`` lets MONAI
+    tools that call ``network(image)`` run it.
+    """
+
+    num_inputs = 2
+
+    def __init__(self, time_modulation: bool = True, **kwargs):
+        super().__init__(time_modulation=time_modulation, **kwargs)
+        self.linear_scaling = not time_modulation
+
+    def middle_input(self, image: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return blend(image[:, :1], image[:, -1:], torch.full_like(t, 0.5) if self.linear_scaling else t)
+
+    @torch.no_grad()
+    def interpolate_series(
+        self, i0: torch.Tensor, i1: torch.Tensor, ts: Sequence[float] | torch.Tensor, max_batch: int | None = None
+    ) -> torch.Tensor:
+        """Volumes at several ``t`` between one pair, encoding I0 and I1 once.
+
+        Args:
+            i0, i1: ``(1, 1, X, Y, Z)`` in [0, 1].
+            ts: ``(N,)`` times in [0, 1].
+            max_batch: at most this many ``t`` per decoder pass. None: all at once on an accelerator,
+                one at a time on CPU (larger batches are slower there: the full-resolution tensors of
+                several t overflow the caches).
+
+        Returns:
+            ``(N, 1, X, Y, Z)``, equal to ``forward(cat([i0, i1], 1), t)`` for each ``t``.
+        """
+        self._check(torch.cat([i0, i1], dim=1))
+        if i0.shape[0] != 1:
+            raise ValueError(f"i0: expected one volume (1, 1, X, Y, Z), got {tuple(i0.shape)}")
+        size = i0.shape[2:]
+        ts = torch.as_tensor(ts, dtype=torch.float32, device=i0.device).reshape(-1)
+        if len(ts) == 0:
+            raise ValueError("ts: expected at least one time point")
+        if max_batch is not None and max_batch < 1:
+            raise ValueError(f"max_batch: expected at least 1, got {max_batch}")
+        i0, i1 = pad_to_multiple(i0), pad_to_multiple(i1)
+        f0, f1 = zip(*(f.chunk(2) for f in self.encoder(torch.cat([i0, i1], dim=0))))
+        ends = self._endpoints(i0, i1, list(f0), list(f1))
+        preds = []
+        if max_batch is None:
+            max_batch = 1 if i0.device.type == "cpu" else len(ts)
+        for chunk in ts.split(max_batch):
+            middle = self.middle_input(torch.cat([i0, i1], dim=1).expand(len(chunk), -1, -1, -1, -1), chunk)
+            preds.append(self._decode(ends.expand(len(chunk)), self.encoder(middle), chunk, size, False).pred)
+        return torch.cat(preds, dim=0)
+
+
+def blend(i0: torch.Tensor, i1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``(1 - t) * i0 + t * i1`` with ``t`` ``(B,)`` broadcast over ``(B, C, X, Y, Z)``."""
+    t = t.view(-1, 1, 1, 1, 1).to(i0.dtype)
+    return (1 - t) * i0 + t * i1

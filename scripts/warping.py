@@ -1,0 +1,114 @@
+"""Dense displacement fields: warping, scaling and squaring, resampling to another grid.
+
+Conventions (shared by every network and loss of the bundle):
+
+- a field is a tensor ``(B, 3, X, Y, Z)`` in **voxel units of its own grid**; channel ``k`` is the
+  displacement (or velocity) along spatial axis ``k``;
+- warping has MONAI ``Warp`` semantics: ``warped(x) = moving(x + ddf(x))``, bilinear interpolation,
+  border padding;
+- a stationary velocity field ``v`` is integrated to a displacement ``phi = exp(v)`` by scaling and
+  squaring with MONAI ``DVF2DDF`` semantics (``phi = v / 2**n``, then ``n`` times
+  ``phi = phi + phi(x + phi)``, bilinear, zero padding).
+
+The functions reproduce MONAI ``Warp`` / ``DVF2DDF`` (to float rounding, checked by the tests) but keep
+the field in ``grid_sample``'s normalised coordinates while integrating: MONAI rebuilds, permutes and
+renormalises the sampling grid in every step, which on CPU costs more than the sampling itself.
+All functions compute in at least float32 (half and bfloat16 inputs are promoted, so they are safe
+under ``torch.autocast``; float64 stays float64) and return that dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.nn import functional as F
+
+__all__ = ["warp", "integrate_velocity", "resize_field", "at_least_float32", "NUM_STEPS"]
+
+NUM_STEPS = 7
+"""Scaling-and-squaring steps (VoxelMorph, Dalca et al. 2019)."""
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as float32 if it is half, bfloat16 or float32; float64 unchanged."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _identity_grid(like: torch.Tensor) -> torch.Tensor:
+    """``(1, X, Y, Z, 3)`` identity of ``like``'s grid in ``grid_sample`` units (align_corners=True, axes z, y, x)."""
+    axes = [torch.linspace(-1.0, 1.0, int(s), dtype=like.dtype, device=like.device) for s in like.shape[2:]]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], dim=-1)[None]
+
+
+def _voxels_to_grid_units(like: torch.Tensor) -> torch.Tensor:
+    """``(1, 3, 1, 1, 1)`` factors from voxels along axis k to normalised units (a lone voxel maps to -1)."""
+    factors = [2.0 / max(int(s) - 1, 1) for s in like.shape[2:]]
+    return torch.tensor(factors, dtype=like.dtype, device=like.device).view(1, 3, 1, 1, 1)
+
+
+def _sample(moving: torch.Tensor, identity: torch.Tensor, field: torch.Tensor, padding_mode: str) -> torch.Tensor:
+    """``moving(x + field(x))`` with ``field`` ``(B, 3, ...)`` already in normalised units, axis order z, y, x."""
+    grid = identity + field.permute(0, 2, 3, 4, 1)
+    return F.grid_sample(moving, grid, mode="bilinear", padding_mode=padding_mode, align_corners=True)
+
+
+def warp(image: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
+    """Warp ``image`` by ``ddf``: ``out(x) = image(x + ddf(x))``, bilinear, border padding (MONAI ``Warp``).
+
+    Args:
+        image: ``(B, C, X, Y, Z)``, any intensity range.
+        ddf: ``(B, 3, X, Y, Z)`` displacement in voxels (same spatial size as ``image``).
+
+    Returns:
+        ``(B, C, X, Y, Z)`` in at least float32.
+    """
+    ddf = at_least_float32(ddf)
+    field = (ddf * _voxels_to_grid_units(ddf)).flip(1)
+    return _sample(image.to(ddf.dtype), _identity_grid(ddf), field, "border")
+
+
+def integrate_velocity(velocity: torch.Tensor, num_steps: int = NUM_STEPS) -> torch.Tensor:
+    """Displacement ``exp(velocity)`` of a stationary velocity field by scaling and squaring.
+
+    Same result as MONAI ``DVF2DDF(num_steps)`` (bilinear; zero displacement is sampled outside the
+    grid). The inverse transform is approximately ``integrate_velocity(-velocity)``.
+
+    Args:
+        velocity: ``(B, 3, X, Y, Z)`` in voxels of its grid.
+        num_steps: number of squaring steps.
+
+    Returns:
+        ``(B, 3, X, Y, Z)`` displacement in voxels, at least float32.
+    """
+    velocity = at_least_float32(velocity)
+    units = _voxels_to_grid_units(velocity)
+    identity = _identity_grid(velocity)
+    field = (velocity * (units / 2**num_steps)).flip(1)  # normalised units, channels z, y, x
+    for _ in range(num_steps):
+        field = field + _sample(field, identity, field, "zeros")
+    return field.flip(1) / units
+
+
+def resize_field(field: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Resample a displacement or velocity field to another grid of the same extent.
+
+    Values are interpolated trilinearly with ``align_corners=False`` (voxel centres; a 2x down-sampled
+    grid's voxel covers 2 voxels of the fine grid) and vector component ``k`` is multiplied by
+    ``size[k] / X_k`` so the field stays in voxel units of the new grid.
+
+    Args:
+        field: ``(B, 3, X, Y, Z)`` in voxels of its grid.
+        size: target spatial size ``(X', Y', Z')``.
+
+    Returns:
+        ``(B, 3, X', Y', Z')`` in voxels of the new grid, at least float32 (the input itself when sizes
+        match).
+    """
+    field = at_least_float32(field)
+    size = tuple(int(s) for s in size)
+    if tuple(field.shape[2:]) == size:
+        return field
+    ratio = [new / old for new, old in zip(size, field.shape[2:])]
+    scale = torch.tensor(ratio, dtype=field.dtype, device=field.device).view(1, -1, 1, 1, 1)
+    return F.interpolate(field, size=size, mode="trilinear", align_corners=False) * scale
