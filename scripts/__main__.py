@@ -3,6 +3,7 @@
     python -m scripts interpolate --input series.nii.gz --t "[0.25,0.5,0.75]" --output_dir out
     python -m scripts phantom --kind cardiac --out phantom --num_cases 10
     python -m scripts evaluate --dataset_dir phantom --output_dir eval
+    python -m scripts ablations --dataset_dir phantom --epochs 2
     python -m scripts bench
 """
 
@@ -13,13 +14,14 @@ from pathlib import Path
 
 import fire
 
-from scripts.errors import InputError, OutputExistsError
+from scripts.errors import user_error
 
 # verb -> "module:function"; imported on use so one verb's dependencies never slow down another
 VERBS = {
     "interpolate": "scripts.interpolate:interpolate",
     "phantom": "scripts.data.phantom:phantom",
     "evaluate": "scripts.evaluate:evaluate",
+    "ablations": "scripts.evaluate:ablations",
     "bench": "scripts.bench:bench",
 }
 
@@ -40,8 +42,11 @@ def main(argv=None) -> int:
             fire.Fire({name: _resolve(spec) for name, spec in VERBS.items()}, command=argv, name="scripts")
         else:
             fire.Fire(_resolve(VERBS[verb]), command=argv[1:], name=verb)
-    except (InputError, OutputExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        known = user_error(err)
+        if known is None:
+            raise
+        print(f"error: {known}", file=sys.stderr)
         return 2
     return 0
 

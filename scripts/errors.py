@@ -25,3 +25,18 @@ class OutputExistsError(FileExistsError):
     def __init__(self, path: str | os.PathLike):
         self.path = str(path)
         super().__init__(f"{self.path}: already exists; pass --overwrite True to replace it")
+
+
+def user_error(err: BaseException) -> InputError | OutputExistsError | None:
+    """The :class:`InputError` or :class:`OutputExistsError` behind ``err``, following ``__cause__``/``__context__``.
+
+    MONAI's config machinery wraps what a component raises (``RuntimeError: Failed to evaluate ...``); this finds the
+    message meant for the user again.
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, (InputError, OutputExistsError)):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

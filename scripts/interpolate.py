@@ -29,7 +29,7 @@ from scripts.data.dicom_write import write_derived_series
 from scripts.data.inputs import LoadedInput, load_input
 from scripts.data.intensity import IntensityScale
 from scripts.data.writers import t_label, write_montage, write_nifti_frames
-from scripts.errors import InputError
+from scripts.errors import InputError, user_error
 from scripts.memory import check_memory
 
 logger = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ class SeriesInterpolator:
         with atomic_dir(output_dir, overwrite=overwrite) as tmp:
             if output_format in ("nifti", "both"):
                 nifti = write_nifti_frames(frames, series.affine, tmp, ts)
-                summary["outputs"]["nifti"] = [os.path.relpath(p, tmp) for p in (nifti.series, *nifti.frames)]
+                summary["outputs"]["nifti"] = [os.path.relpath(p, tmp) for p in (nifti.series, *nifti.volumes)]
             if output_format in ("dicom", "both"):
                 summary["outputs"]["dicom"] = [self._write_dicom(frames[..., n], series, tmp, v, n)
                                                for n, v in enumerate(ts)]
@@ -227,4 +227,7 @@ def interpolate(
     if model is not None:
         overrides["checkpoint"] = model
     parser.update(overrides)
-    return str(parser.get_parsed_content("run")[0])
+    try:
+        return str(parser.get_parsed_content("run")[0])
+    except Exception as err:
+        raise user_error(err) or err  # the config machinery wraps errors; give the user's own back unwrapped

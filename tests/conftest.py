@@ -1,6 +1,5 @@
 """Shared test set-up: CPU, few threads, deterministic seeds."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +10,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# one thread: tiny test tensors gain nothing from more, and OpenMP threads thrash when the cores are shared
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

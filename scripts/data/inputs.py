@@ -36,7 +36,7 @@ class LoadedInput(NamedTuple):
 
 def demo_input() -> LoadedInput:
     """The embedded default case: a cardiac phantom from ED to ES, with the frames in between as ground truth."""
-    from scripts.data.phantom import cardiac_phantom
+    from scripts.data.phantom_cardiac import cardiac_phantom
 
     case = cardiac_phantom(DEMO_SEED, shape=DEMO_SHAPE, frames=DEMO_FRAMES)
     series = Series4D(case.array, case.affine, source=f"demo cardiac phantom (seed {DEMO_SEED})")

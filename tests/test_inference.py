@@ -1,0 +1,169 @@
+"""The inference workflow through the bundle config and the fire CLI: outputs on the input's grid, DICOM out for DICOM
+in, time points, identical results from both entry points, no overwriting, and clear errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from scripts.checkpoint import save_weights
+from scripts.data.dicom_read import read_dicom_series
+from scripts.data.dicom_write import write_dicom_acquisition
+from scripts.data.series import Series4D
+from scripts.errors import InputError, OutputExistsError
+from scripts.interpolate import interpolate
+from scripts.networks import Student
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    return str(save_weights(Student(), tmp_path_factory.mktemp("w") / "student.pt"))
+
+
+@pytest.fixture(scope="module")
+def series_file(tmp_path_factory):
+    """A 4D NIfTI (20, 18, 6, 5) with an oblique affine and MR-like intensities."""
+    rng = np.random.default_rng(0)
+    data = (rng.random((20, 18, 6, 5)) * 800 + 100).astype(np.float32)
+    affine = np.array([[1.2, 0.3, 0.0, -10], [-0.3, 1.2, 0.1, 5], [0.0, -0.1, 8.0, 20], [0, 0, 0, 1]])
+    path = tmp_path_factory.mktemp("in") / "cine.nii.gz"
+    nib.save(nib.Nifti1Image(data, affine), path)
+    return path, data, affine
+
+
+def test_nifti_outputs_keep_affine_and_lie_in_range(series_file, weights, tmp_path):
+    path, data, affine = series_file
+    out = interpolate(input=str(path), t=[0.75, 0.25], start_frame=1, end_frame=3, output_dir=str(tmp_path / "o"),
+                      model=weights)
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    assert summary["t"] == [0.25, 0.75] and summary["start_frame"] == 1 and summary["end_frame"] == 3
+    series = nib.load(Path(out) / "interp_4d.nii.gz")
+    np.testing.assert_allclose(series.affine, affine, atol=1e-5)
+    assert series.shape == (20, 18, 6, 2)
+    lo, hi = min(data[..., 1].min(), data[..., 3].min()), max(data[..., 1].max(), data[..., 3].max())
+    frames = series.get_fdata()
+    assert frames.min() >= lo - 1e-3 and frames.max() <= hi + 1e-3  # mapped back to the endpoints' intensity range
+    single = nib.load(Path(out) / "interp_t0.250.nii.gz")
+    np.testing.assert_allclose(single.get_fdata(), frames[..., 0], rtol=1e-6)
+    assert (Path(out) / "montage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_num_frames_gives_evenly_spaced_ascending(series_file, weights, tmp_path):
+    out = interpolate(input=str(series_file[0]), num_frames=3, output_dir=str(tmp_path / "o"), model=weights)
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    assert summary["t"] == pytest.approx([0.25, 0.5, 0.75])
+    assert nib.load(Path(out) / "interp_4d.nii.gz").shape[3] == 3
+    assert summary["start_frame"] == 0 and summary["end_frame"] == 4
+
+
+def test_refuses_to_overwrite_unless_asked(series_file, weights, tmp_path):
+    target = tmp_path / "o"
+    interpolate(input=str(series_file[0]), output_dir=str(target), model=weights)
+    before = (target / "summary.json").read_text()
+    with pytest.raises(OutputExistsError):
+        interpolate(input=str(series_file[0]), t=0.3, output_dir=str(target), model=weights)
+    assert (target / "summary.json").read_text() == before
+    interpolate(input=str(series_file[0]), t=0.3, output_dir=str(target), model=weights, overwrite=True)
+    assert json.loads((target / "summary.json").read_text())["t"] == [0.3]
+
+
+def test_dicom_in_dicom_out_keeps_geometry_with_new_uids(weights, tmp_path):
+    rng = np.random.default_rng(1)
+    from scripts.data.phantom_dicom import rotation
+
+    affine = np.eye(4)
+    affine[:3, :3] = rotation((10.0, -20.0, 30.0)) @ np.diag([1.4, 1.3, 8.0])  # double oblique
+    affine[:3, 3] = (-50, 20, 30)
+    array = (rng.random((16, 16, 4, 4)) * 500).astype(np.float32)
+    patient = write_dicom_acquisition(Series4D(array, affine, "synthetic"), tmp_path / "dcm", layout="b", modality="MR")
+    source = read_dicom_series(patient)
+    out = interpolate(input=str(patient), t=[0.5], output_dir=str(tmp_path / "o"), output_format="both",
+                      model=weights)
+    derived = read_dicom_series_3d(Path(out) / "dicom_0.500")
+    np.testing.assert_allclose(derived["affine"], source.affine, atol=1e-4)
+    nifti = nib.load(Path(out) / "interp_t0.500.nii.gz").get_fdata()
+    np.testing.assert_allclose(derived["array"], nifti, atol=derived["slope"])
+    in_uids = {pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID for p in patient.rglob("*.dcm")}
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in (Path(out) / "dicom_0.500").glob("*.dcm")]
+    assert len({h.SeriesInstanceUID for h in headers}) == 1 and not {h.SeriesInstanceUID for h in headers} & in_uids
+    assert len({h.SOPInstanceUID for h in headers}) == len(headers) == 4
+    assert all("DERIVED" in h.ImageType and "t=0.500" in h.SeriesDescription for h in headers)
+    assert {h.PatientID for h in headers} == {source.dicom_template.PatientID}
+
+
+def read_dicom_series_3d(folder):
+    """A single-frame DICOM series read by ITK (independent of the bundle's reader): RAS affine, (X, Y, Z) voxels."""
+    import itk
+
+    image = itk.imread(str(folder))
+    lps = np.eye(4)
+    lps[:3, :3] = np.asarray(image.GetDirection()) @ np.diag(np.asarray(image.GetSpacing()))
+    lps[:3, 3] = np.asarray(image.GetOrigin())
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+    array = itk.array_from_image(image).transpose(2, 1, 0)
+    slope = float(pydicom.dcmread(next(folder.glob("*.dcm")), stop_before_pixels=True).get("RescaleSlope", 1))
+    return {"affine": affine, "array": array, "slope": slope}
+
+
+def test_bundle_run_and_cli_give_identical_results(series_file, weights, tmp_path):
+    args = ["--input", str(series_file[0]), "--t", "[0.4]", "--overwrite", "True"]
+    common = dict(cwd=ROOT, capture_output=True, text=True, timeout=600)
+    bundle = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+                             "--checkpoint", weights, "--output_dir", str(tmp_path / "b"), *args], **common)
+    assert bundle.returncode == 0, bundle.stderr[-2000:]
+    cli = subprocess.run([sys.executable, "-m", "scripts", "interpolate", "--model", weights,
+                          "--output_dir", str(tmp_path / "c"), *args], **common)
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    a = nib.load(tmp_path / "b" / "interp_4d.nii.gz").get_fdata()
+    b = nib.load(tmp_path / "c" / "interp_4d.nii.gz").get_fdata()
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"t": 1.5}, "--t: time points must lie in"),
+        ({"start_frame": 2, "end_frame": 2}, "start"),
+        ({"end_frame": 9}, "--end_frame"),
+        ({"output_format": "dicom"}, "--output_format: 'dicom' needs a DICOM input"),
+        ({"output_format": "png"}, "--output_format: must be one of"),
+    ],
+)
+def test_bad_arguments_are_named(series_file, weights, tmp_path, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        interpolate(input=str(series_file[0]), output_dir=str(tmp_path / "o"), model=weights, **kwargs)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_inputs_are_named(weights, tmp_path):
+    rng = np.random.default_rng(2)
+    vol = tmp_path / "vol3d.nii.gz"
+    nib.save(nib.Nifti1Image(rng.random((4, 4, 4)).astype(np.float32), np.eye(4)), vol)
+    with pytest.raises(InputError, match="vol3d.nii.gz: .*4D"):
+        interpolate(input=str(vol), output_dir=str(tmp_path / "o"), model=weights)
+    other = tmp_path / "other.nii.gz"
+    nib.save(nib.Nifti1Image(rng.random((5, 4, 4)).astype(np.float32), np.eye(4)), other)
+    with pytest.raises(InputError, match="other.nii.gz"):
+        interpolate(input=[str(vol), str(other)], output_dir=str(tmp_path / "o"), model=weights)
+    with pytest.raises(InputError, match="missing.nii.gz: input not found"):
+        interpolate(input=str(tmp_path / "missing.nii.gz"), output_dir=str(tmp_path / "o"), model=weights)
+    with pytest.raises(InputError, match="nope.pt: weights file not found"):
+        interpolate(input=str(vol), output_dir=str(tmp_path / "o"), model=str(tmp_path / "nope.pt"))
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_error_exit_status_and_message(weights, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "scripts", "interpolate", "--input", str(tmp_path / "x.nii.gz"),
+                           "--output_dir", str(tmp_path / "o"), "--model", weights], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "x.nii.gz: input not found" in proc.stderr and "Traceback" not in proc.stderr
