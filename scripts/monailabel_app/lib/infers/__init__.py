@@ -1,0 +1,3 @@
+from .interpolation import Interpolation
+
+__all__ = ["Interpolation"]

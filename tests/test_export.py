@@ -1,0 +1,134 @@
+"""Export: MONAI's ckpt_export bakes t = 0.5; scripts.export keeps t an input in TorchScript and ONNX.
+
+A small random-init student (``tests/small_bundle.py``) on a 16 x 16 x 8 grid keeps each export to a few seconds. Every comparison is against the eager network with the same weights, and each checks that ``t``
+really changes the output (a graph with ``t`` baked in would match at one ``t`` only).
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from scripts.errors import InputError, OutputExistsError
+from scripts.export import bundle_network, example_inputs, export, export_onnx, export_torchscript
+from tests.small_bundle import OVERRIDES, save_random_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+SHAPE = (2, 2, 16, 16, 8)  # batch 2: two different t in one call
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return save_random_weights(tmp_path_factory.mktemp("weights") / "student.pt")
+
+
+@pytest.fixture(scope="module")
+def eager(weights):
+    return bundle_network(weights, overrides=OVERRIDES)[0]
+
+
+def _images():
+    torch.manual_seed(2)
+    return torch.rand(SHAPE)
+
+
+def _check_follows_t(run, eager):
+    """``run(image, t)`` equals ``eager`` at two sets of t, closer than a twentieth of what changing t changes.
+
+    (A graph with t baked in would be off at one of them by the whole effect of t.) Returns the max abs difference.
+    """
+    image = _images()
+    t_a, t_b = torch.tensor([0.2, 0.7]), torch.tensor([0.9, 0.35])
+    with torch.no_grad():
+        ref_a, ref_b = eager(image, t_a), eager(image, t_b)
+    diff = max(float((torch.as_tensor(run(image, t)) - ref).abs().max()) for t, ref in ((t_a, ref_a), (t_b, ref_b)))
+    assert diff < TOL
+    assert float((ref_a - ref_b).abs().max()) > 20 * diff
+    return diff
+
+
+def test_ckpt_export_bakes_t_half(weights, eager, tmp_path):
+    from monai.bundle import ckpt_export
+
+    target = tmp_path / "model.ts"
+    ckpt_export("network_def", filepath=str(target), ckpt_file=str(weights), meta_file=str(ROOT / "configs/metadata.json"),
+                config_file=str(ROOT / "configs/inference.json"), use_trace=True, input_shape=list(SHAPE),
+                converter_kwargs={"check_trace": False}, **OVERRIDES)
+    traced = torch.jit.load(str(target))
+    image = _images()
+    with torch.no_grad():
+        out = traced(image)
+        diff = float((out - eager(image, 0.5)).abs().max())
+        assert diff < TOL
+        assert float((out - eager(image, 0.9)).abs().max()) > 20 * diff  # t is a constant of this graph
+    with pytest.raises(RuntimeError, match="expected at most 2 argument"):
+        traced(image, torch.tensor([0.9, 0.9]))
+
+
+@pytest.fixture(scope="module")
+def torchscript_file(weights, tmp_path_factory):
+    return export_torchscript(tmp_path_factory.mktemp("ts") / "model.ts", weights, SHAPE, overrides=OVERRIDES)
+
+
+def test_torchscript_takes_t(torchscript_file, eager):
+    traced = torch.jit.load(str(torchscript_file))
+    with torch.no_grad():
+        _check_follows_t(traced, eager)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_torchscript_other_batch_sizes(torchscript_file, eager, batch):
+    traced = torch.jit.load(str(torchscript_file))
+    image, t = _images()[:1].expand(batch, -1, -1, -1, -1), torch.linspace(0.1, 0.9, batch)
+    with torch.no_grad():
+        assert float((traced(image, t) - eager(image, t)).abs().max()) < TOL
+
+
+def test_torchscript_embeds_bundle_configs(torchscript_file):
+    from monai.data import load_net_with_metadata
+
+    _, meta, extra = load_net_with_metadata(str(torchscript_file), more_extra_files=["inference.json"])
+    assert meta["network_data_format"] == json.loads((ROOT / "configs/metadata.json").read_text())["network_data_format"]
+    assert json.loads(extra["inference.json"]) == json.loads((ROOT / "configs/inference.json").read_text())
+
+
+def test_onnx_matches_eager_with_t_input(weights, eager, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    target = export_onnx(tmp_path / "model.onnx", weights, SHAPE, overrides=OVERRIDES)
+    model = onnx.load(str(target))
+    assert [i.name for i in model.graph.input] == ["image", "t"]
+    assert [o.name for o in model.graph.output] == ["pred"]
+    assert {p.domain: p.version for p in model.opset_import}[""] == 20
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["inference.json"]) == json.loads((ROOT / "configs/inference.json").read_text())
+    assert not list(tmp_path.glob("*.data"))  # one self-contained file
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+
+    def run(image, t):
+        return session.run(None, {"image": image.numpy(), "t": t.numpy().astype(np.float32)})[0]
+
+    _check_follows_t(run, eager)
+
+
+def test_export_refuses_to_overwrite(weights, tmp_path):
+    target = tmp_path / "model.ts"
+    target.write_bytes(b"keep")
+    with pytest.raises(OutputExistsError):
+        export_torchscript(target, weights, SHAPE, overrides=OVERRIDES)
+    assert target.read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 16, 16, 8), (1, 2, 16, 16), (1, 2, 0, 16, 8)])
+def test_bad_input_shape(shape):
+    with pytest.raises(InputError, match="--input_shape"):
+        example_inputs(shape)
+
+
+def test_bad_format(tmp_path):
+    with pytest.raises(InputError, match="--format"):
+        export("tensorrt", str(tmp_path / "model.plan"))
