@@ -23,6 +23,7 @@ VERBS = {
     "evaluate": "scripts.evaluate:evaluate",
     "ablations": "scripts.evaluate:ablations",
     "bench": "scripts.bench:bench",
+    "export": "scripts.export:export",
 }
 
 
