@@ -56,6 +56,13 @@ def test_wrong_inputs_are_refused():
         Student(use_dfm=False)
     with pytest.raises(TypeError):
         Teacher(time_modulation=True)
+    student, volume = Student(**SMALL), torch.rand(1, 1, 8, 8, 8)
+    with pytest.raises(ValueError, match="i0, i1: expected two volumes"):
+        student.interpolate_series(volume, torch.rand(1, 1, 8, 8, 9), [0.5])
+    with pytest.raises(ValueError, match="ts: expected at least one"):
+        student.interpolate_series(volume, volume, [])
+    with pytest.raises(ValueError, match="max_batch: expected at least 1"):
+        student.interpolate_series(volume, volume, [0.5], max_batch=0)
 
 
 def test_student_differs_from_teacher_by_time_modulation_only():
