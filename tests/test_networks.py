@@ -8,7 +8,7 @@ import torch
 from scripts.networks import DFM, MSDF, Student, Teacher, TimeModulation
 from scripts.networks.time_modulation import sinusoidal_embedding
 from scripts.networks.tmsdf import pad_to_multiple
-from scripts.warping import resize_field
+from scripts.warping import resize_field, warp
 
 ROUNDING = 1e-5  # grid_sample's normalised coordinates: an identity warp is exact to float32 rounding
 SMALL = dict(channels=(8, 16, 16, 16), def_channels=(8, 8, 16, 16), refine_channels=(8, 8, 16, 16))
@@ -45,6 +45,33 @@ def test_shapes_any_size_and_batch(cls, inputs, size):
     assert [tuple(w.shape) for w in out.dfm_weights[1:]] == [(2, 2, i, *s) for i, s in zip((2, 3, 4), scales[1:])]
 
 
+@pytest.mark.parametrize("cls, inputs", [(Teacher, 3), (Student, 2)])
+def test_batch_items_are_independent(cls, inputs):
+    """Item b of a batch (with its own t) equals running it alone: the direction stacking keeps items apart."""
+    net = perturb(cls(**SMALL)).eval()
+    x, t = torch.rand(3, inputs, 13, 11, 9), torch.tensor([0.1, 0.5, 0.9])
+    with torch.no_grad():
+        together = net.forward_intermediates(x, t)
+        for b in range(3):
+            alone = net.forward_intermediates(x[b : b + 1], t[b : b + 1])
+            torch.testing.assert_close(together.pred[b : b + 1], alone.pred, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(together.phi1[3][b : b + 1], alone.phi1[3], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(together.dfm_weights[2][b : b + 1], alone.dfm_weights[2], atol=1e-5, rtol=1e-4)
+
+
+def test_intermediates_warp_endpoints_at_full_size_with_resized_fields():
+    """I_kt_i = I_k warped by Phi_kt_i resized to full size (vectors scaled), for every scale i."""
+    net = perturb(Student(**SMALL)).eval()
+    x = torch.rand(1, 2, 16, 16, 8)
+    with torch.no_grad():
+        out = net.forward_intermediates(x, 0.4)
+    for i in range(4):
+        assert out.phi0[i].abs().max() > 0.05
+        for k, (warped, phi) in enumerate([(out.warped0[i], out.phi0[i]), (out.warped1[i], out.phi1[i])]):
+            expected = warp(x[:, k : k + 1], resize_field(phi, (16, 16, 8)))
+            torch.testing.assert_close(warped, expected, atol=1e-5, rtol=0)
+
+
 def test_wrong_inputs_are_refused():
     with pytest.raises(ValueError, match=r"image: expected \(B, 2"):
         Student()(torch.rand(1, 3, 8, 8, 8))
@@ -56,6 +83,13 @@ def test_wrong_inputs_are_refused():
         Student(use_dfm=False)
     with pytest.raises(TypeError):
         Teacher(time_modulation=True)
+    student, volume = Student(**SMALL), torch.rand(1, 1, 8, 8, 8)
+    with pytest.raises(ValueError, match="i0, i1: expected two volumes"):
+        student.interpolate_series(volume, torch.rand(1, 1, 8, 8, 9), [0.5])
+    with pytest.raises(ValueError, match="ts: expected at least one"):
+        student.interpolate_series(volume, volume, [])
+    with pytest.raises(ValueError, match="max_batch: expected at least 1"):
+        student.interpolate_series(volume, volume, [0.5], max_batch=0)
 
 
 def test_student_differs_from_teacher_by_time_modulation_only():

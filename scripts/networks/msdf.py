@@ -10,6 +10,7 @@ from torch import nn
 
 from scripts.networks.dfgen import DFGen
 from scripts.networks.dfm import DFM
+from scripts.warping import at_least_float32
 
 __all__ = ["MSDF", "MSDFOutput"]
 
@@ -18,8 +19,9 @@ __all__ = ["MSDF", "MSDFOutput"]
 class MSDFOutput:
     """Velocities per scale, coarse to fine.
 
-    ``velocities[i]``: ``(2B, 3, ...)`` at scale ``i``, the two directions stacked along the batch axis
-    (``[:B]`` = ``V0t``, ``[B:]`` = ``V1t``), after fusion where a DFM exists.
+    ``velocities[i]``: ``(2B, 3, ...)`` at scale ``i`` in voxels of that scale (at least float32), the two
+    directions stacked along the batch axis (``[:B]`` = ``V0t``, ``[B:]`` = ``V1t``), after fusion where a
+    DFM exists.
     ``dfm_weights[i]``: ``(2B, i + 1, ...)`` softmax weights of the DFM of that scale, or None.
     """
 
@@ -76,7 +78,7 @@ class MSDF(nn.Module):
         own, velocities, weights = [], [], []
         for scale, (dfgen, term, feats) in enumerate(zip(self.dfgen, endpoint_terms, fm), start=1):
             fdef, heads = dfgen(term, feats, fdef, t)
-            own.append(torch.cat([heads[:, :3], heads[:, 3:]], dim=0))
+            own.append(at_least_float32(torch.cat([heads[:, :3], heads[:, 3:]], dim=0)))
             dfm = self.dfm[str(scale)] if str(scale) in self.dfm else None
             if dfm is None:
                 velocities.append(own[-1])

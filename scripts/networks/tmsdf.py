@@ -186,7 +186,11 @@ class TMSDFNet(nn.Module):
     def _decode(
         self, ends: _Endpoints, fm: list[torch.Tensor], t: torch.Tensor, size: Sequence[int], intermediates: bool
     ) -> Intermediates:
-        """Everything after the encoder, on a batch of ``B`` time points (``ends`` has batch ``B``)."""
+        """Everything after the encoder, on a batch of ``B`` time points (``ends`` has batch ``B``).
+
+        Without ``intermediates`` only ``pred`` is computed (the other fields are empty lists): the
+        full-size warps of the coarser scales are needed by the losses only.
+        """
         batch = fm[0].shape[0]
         msdf = self.msdf(ends.terms, fm, t)
         velocities = msdf.velocities
@@ -285,9 +289,10 @@ class Student(TMSDFNet):
         Returns:
             ``(N, 1, X, Y, Z)``, equal to ``forward(cat([i0, i1], 1), t)`` for each ``t``.
         """
-        self._check(torch.cat([i0, i1], dim=1))
-        if i0.shape[0] != 1:
-            raise ValueError(f"i0: expected one volume (1, 1, X, Y, Z), got {tuple(i0.shape)}")
+        if i0.ndim != 5 or i0.shape[:2] != (1, 1) or i0.shape != i1.shape:
+            raise ValueError(
+                f"i0, i1: expected two volumes (1, 1, X, Y, Z) of one size, got {tuple(i0.shape)}, {tuple(i1.shape)}"
+            )
         size = i0.shape[2:]
         ts = torch.as_tensor(ts, dtype=torch.float32, device=i0.device).reshape(-1)
         if len(ts) == 0:
