@@ -353,3 +353,16 @@ def test_teacher_overfits_nonlinear_motion():
     assert mse(out.warped0[3], it) < 0.1 * mse(i0, it)
     assert mse(out.warped1[3], it) < 0.1 * mse(i1, it)
     assert mse(out.warped0[0], it) < 0.2 * mse(i0, it)  # the coarsest scale aligns too
+
+
+@pytest.mark.parametrize("t", [0.0, 0.3, 1.0])
+def test_fresh_student_returns_the_linear_blend(t):
+    """The refinement mask's prior logit(1 - t) makes a fresh network (near-zero fields) the linear blend."""
+    torch.manual_seed(0)
+    net = Student(channels=(4, 8, 8, 8)).eval()
+    image = torch.rand(1, 2, 16, 16, 8)
+    with torch.no_grad():
+        pred = net(image, torch.tensor([t]))
+    blend = (1 - t) * image[:, :1] + t * image[:, 1:]
+    assert torch.allclose(pred, blend, atol=2e-3)
+    assert not torch.allclose(pred, 0.5 * (image[:, :1] + image[:, 1:]), atol=2e-3) or t == 0.5

@@ -13,6 +13,8 @@ from scripts.warping import at_least_float32
 
 __all__ = ["Refinement"]
 
+_EPS = 1e-4  # keeps the mask prior logit(1 - t) finite at t = 0 and t = 1 (|logit| <= 9.2)
+
 
 class Refinement(nn.Module):
     """Encoder-decoder of 8 conv units (4 down, 4 up, skip connections) with a blend head.
@@ -23,9 +25,12 @@ class Refinement(nn.Module):
     voxel, so it commutes with warping and the caller applies it *before* warping (:meth:`project`),
     which moves fewer channels through the warp. Up unit ``j`` is one conv block on
     ``concat(nearest_up2(deeper), down_j)`` (the deepest up unit reads ``down_4`` alone).
-    The head (Conv3d 1^3 -> 2 channels, zero-initialised) gives the mask ``m = sigmoid(h_0)`` and
-    residual ``r = h_1``; the output is ``m * I0t + (1 - m) * I1t + r``, so a fresh module returns the
-    mean of the two warped endpoints.
+    The head (Conv3d 1^3 -> 2 channels, zero-initialised) gives the mask ``m = sigmoid(h_0 + logit(1 - t))``
+    and residual ``r = h_1``; the output is ``m * I0t + (1 - m) * I1t + r``, so a fresh module returns the
+    time-weighted blend ``(1 - t) I0t + t I1t`` of the warped endpoints (the linear blend of the inputs while the
+    fields are still near zero), and the head learns corrections to that prior. Without the prior a fresh
+    network returns the plain mean, which cannot depend on t until the deformations do, so early training does
+    worse than the blend baseline.
 
     Args:
         feature_channels: encoder channels coarse to fine (scale 1..4).
@@ -61,12 +66,18 @@ class Refinement(nn.Module):
         return [conv(f) for conv, f in zip(self.project_convs, features)]
 
     def forward(
-        self, i0t: torch.Tensor, i1t: torch.Tensor, warped0: list[torch.Tensor], warped1: list[torch.Tensor]
+        self,
+        i0t: torch.Tensor,
+        i1t: torch.Tensor,
+        warped0: list[torch.Tensor],
+        warped1: list[torch.Tensor],
+        t: torch.Tensor,
     ) -> torch.Tensor:
         """
         Args:
             i0t, i1t: ``(B, 1, X, Y, Z)`` endpoints warped to t at full resolution.
             warped0, warped1: projected then warped features coarse to fine, ``(B, p_i, X_i, Y_i, Z_i)``.
+            t: ``(B,)`` time points in [0, 1], the mask's prior.
 
         Returns:
             ``(B, 1, X, Y, Z)`` synthesised volume.
@@ -82,5 +93,6 @@ class Refinement(nn.Module):
         for unit, skip in zip(self.up, skips[::-1]):
             x = unit(skip if x is None else torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1))
         mask, residual = at_least_float32(self.head(x)).chunk(2, dim=1)
-        mask = torch.sigmoid(mask)
+        t = at_least_float32(t).view(-1, 1, 1, 1, 1)
+        mask = torch.sigmoid(mask + torch.log((1 - t + _EPS) / (t + _EPS)))
         return mask * i0t + (1 - mask) * i1t + residual

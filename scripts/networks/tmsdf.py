@@ -212,7 +212,7 @@ class TMSDFNet(nn.Module):
             tt = t.view(-1, 1, 1, 1, 1)
             pred = (1 - tt) * i0t + tt * i1t
         else:
-            pred = self.refine(i0t, i1t, [w[:batch] for w in warped], [w[batch:] for w in warped])
+            pred = self.refine(i0t, i1t, [w[:batch] for w in warped], [w[batch:] for w in warped], t)
         pred = crop(pred, size)
         if not intermediates:
             return Intermediates(pred, [], [], [], [], [], [], [])
@@ -239,8 +239,8 @@ class TMSDFNet(nn.Module):
 class Teacher(TMSDFNet):
     """Teacher: ``forward(image, t=0.5)`` with ``image`` ``(B, 3, X, Y, Z)`` = (I0, It, I1) in [0, 1].
 
-    ``t`` (a number or ``(B,)``) only matters without refinement, where the output is
-    ``(1 - t) * I0t + t * I1t``; with refinement the teacher reads the time from It itself.
+    ``t`` (a number or ``(B,)``, the time of It; training passes the sample's t) weights the warped endpoints:
+    ``(1 - t) * I0t + t * I1t`` without refinement, and as the prior of the refinement's mask with it.
     Accepts every :class:`TMSDFNet` argument except ``time_modulation`` (never used by the teacher).
     """
 
