@@ -167,3 +167,22 @@ def test_cli_error_exit_status_and_message(weights, tmp_path):
                            "--output_dir", str(tmp_path / "o"), "--model", weights], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "x.nii.gz: input not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not (ROOT / "models" / "model.pt").exists(), reason="shipped weights models/model.pt not present")
+def test_default_command_beats_the_blend_on_the_demo_case(tmp_path):
+    """`python -m monai.bundle run --config_file configs/inference.json` on a fresh checkout, shipped weights."""
+    proc = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+                           "--output_dir", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = tmp_path / "out"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["demo"]["psnr_student"] > summary["demo"]["psnr_blend"]
+    frames = nib.load(out / "interp_4d.nii.gz").get_fdata()
+    assert frames.shape[3] == len(summary["t"]) >= 2 and summary["t"] == sorted(summary["t"])
+    from scripts.data.inputs import demo_input
+
+    demo = demo_input()
+    ends = demo.series.array[..., [demo.start, demo.end]]
+    assert ends.min() - 1e-3 <= frames.min() and frames.max() <= ends.max() + 1e-3
