@@ -110,3 +110,14 @@ def loss_terms(output: dict) -> dict[str, float]:
 def prediction(output: dict) -> torch.Tensor:
     """``output_transform`` picking the synthesised volume (B, 1, X, Y, Z) from a training iteration's output."""
     return output[Keys.PRED].student.pred.detach()
+
+
+def tensorboard_inputs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_transform`` of ``TensorBoardImageHandler``: ((I0, I1) as 2 channels, It) of a training batch."""
+    return batch["image"], batch["target"]
+
+
+def tensorboard_outputs(output: dict) -> torch.Tensor:
+    """``output_transform`` of ``TensorBoardImageHandler``: (prediction, |prediction - It|) as 2 channels."""
+    pred = prediction(output)
+    return torch.cat([pred, (pred - output[Keys.LABEL]).abs()], dim=1)

@@ -92,6 +92,16 @@ def test_teacher_loss_goes_down_and_files_appear(teacher_run):
     state = read_state_dict(out / "teacher.pt")
     assert set(state) == set(Teacher(channels=TINY["channels"]).state_dict())
     assert "val_psnr" in wf.parser.get_parsed_content("validate#evaluator").state.metrics
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in out.glob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= {f"scalar:{t}" for t in acc.Tags()["scalars"]} | {f"image:{t}" for t in acc.Tags()["images"]}
+    for term in ("recon", "align", "align_sim", "align_reg", "loss"):
+        assert any(t.startswith("scalar:") and t.endswith(term) for t in tags), (term, tags)
+    assert sum(t.startswith("image:") for t in tags) >= 3, tags  # (I0, I1), It, (prediction, error)
 
 
 def test_resume_continues_from_saved_epoch_with_optimizer_state(dataset, tmp_path):
