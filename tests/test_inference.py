@@ -186,3 +186,19 @@ def test_default_command_beats_the_blend_on_the_demo_case(tmp_path):
     demo = demo_input()
     ends = demo.series.array[..., [demo.start, demo.end]]
     assert ends.min() - 1e-3 <= frames.min() and frames.max() <= ends.max() + 1e-3
+
+
+@pytest.mark.parametrize("layout", ["b", "c"])
+def test_oblique_cine_dicom_from_another_vendor_end_to_end(weights, tmp_path, layout):
+    """A double-oblique cine as one series of every slice and phase (b) or one series per slice (c): DICOM and
+    NIfTI out on the input's grid."""
+    from scripts.data.phantom import phantom
+
+    data = phantom("cine_dicom", str(tmp_path / "cine"), num_cases=1, seed=4, shape="32,28,4", frames=6, layout=layout)
+    source = read_dicom_series(Path(data) / "PHANTOM001")
+    out = interpolate(input=str(Path(data) / "PHANTOM001"), start_frame=0, end_frame=2, num_frames=1,
+                      output_dir=str(tmp_path / "o"), output_format="both", model=weights)
+    np.testing.assert_allclose(nib.load(Path(out) / "interp_4d.nii.gz").affine, source.affine, atol=1e-5)
+    derived = read_dicom_series_3d(Path(out) / "dicom_0.500")
+    np.testing.assert_allclose(derived["affine"], source.affine, atol=1e-4)
+    assert derived["array"].shape == (32, 28, 4)
