@@ -78,11 +78,12 @@ class SeriesInterpolator:
         checkpoint: its weights (a state dict, read with ``weights_only=True``).
         device: ``"cpu"``, ``"cuda"``, a ``torch.device``, or ``"auto"`` (CUDA when available).
         amp: autocast (float16) on CUDA.
-        max_batch: how many t values go through the decoder at once (memory vs speed).
+        max_batch: how many t values go through the decoder at once (memory vs speed); None lets the network choose
+            (one at a time on CPU, where that is fastest; all at once on a GPU).
     """
 
     def __init__(self, network: torch.nn.Module, checkpoint: str | os.PathLike, device="auto", amp: bool = False,
-                 max_batch: int = 4):
+                 max_batch: int | None = None):
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)

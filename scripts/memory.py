@@ -17,12 +17,14 @@ BYTES_PER_VOXEL_FIXED = 600
 BYTES_PER_VOXEL_PER_T = 1400
 
 
-def estimate_bytes(shape: Sequence[int], num_t: int, max_batch: int) -> int:
-    """Peak memory (bytes) of ``Student.interpolate_series`` on a volume of ``shape`` with ``num_t`` time points."""
+def estimate_bytes(shape: Sequence[int], num_t: int, max_batch: int | None) -> int:
+    """Peak memory (bytes) of ``Student.interpolate_series`` on a volume of ``shape`` with ``num_t`` time points,
+    ``max_batch`` of them per decoder pass (None: all, the upper bound)."""
     voxels = 1
     for s in shape:
         voxels *= -(-int(s) // 8) * 8
-    return voxels * (BYTES_PER_VOXEL_FIXED + BYTES_PER_VOXEL_PER_T * min(num_t, max_batch))
+    per_pass = num_t if max_batch is None else min(num_t, max_batch)
+    return voxels * (BYTES_PER_VOXEL_FIXED + BYTES_PER_VOXEL_PER_T * per_pass)
 
 
 def available_bytes(device: torch.device) -> int:
@@ -39,7 +41,7 @@ def available_bytes(device: torch.device) -> int:
     return 1 << 62  # unknown: do not refuse
 
 
-def check_memory(shape: Sequence[int], num_t: int, max_batch: int, device: torch.device) -> int:
+def check_memory(shape: Sequence[int], num_t: int, max_batch: int | None, device: torch.device) -> int:
     """Raise :class:`InputError` when the estimate exceeds the free memory of ``device``; return the estimate."""
     need = estimate_bytes(shape, num_t, max_batch)
     free = available_bytes(device)
