@@ -12,9 +12,10 @@ from scripts.errors import InputError
 logger = logging.getLogger(__name__)
 
 # Peak bytes per voxel of the padded grid: a fixed part (endpoint features, I/O) and a part per t in the decoder batch.
-# Measured with scripts/bench.py (float32, default channels); see docs/README.md "Memory".
+# Measured at 128x128x32 on CPU (float32, default widths, scripts.bench.peak_memory): 1065 B/voxel with one t per
+# pass, 2590 with four, i.e. ~557 fixed + ~508 per t; rounded up here.
 BYTES_PER_VOXEL_FIXED = 600
-BYTES_PER_VOXEL_PER_T = 1400
+BYTES_PER_VOXEL_PER_T = 550
 
 
 def estimate_bytes(shape: Sequence[int], num_t: int, max_batch: int | None) -> int:
