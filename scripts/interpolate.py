@@ -96,10 +96,10 @@ class SeriesInterpolator:
     def synthesise(self, i0: np.ndarray, i1: np.ndarray, ts: Sequence[float]) -> np.ndarray:
         """(X, Y, Z) endpoints in [0, 1] and N time points -> (X, Y, Z, N) synthesised volumes in [0, 1]."""
         check_memory(i0.shape, len(ts), self.max_batch, self.device)
-        as_tensor = lambda v: torch.as_tensor(v, dtype=torch.float32, device=self.device)[None, None]  # noqa: E731
+        i0_t, i1_t = (torch.as_tensor(v, dtype=torch.float32, device=self.device)[None, None] for v in (i0, i1))
         times = torch.as_tensor(ts, dtype=torch.float32, device=self.device)
         with torch.autocast(self.device.type, enabled=self.amp):
-            frames = self.network.interpolate_series(as_tensor(i0), as_tensor(i1), times, max_batch=self.max_batch)
+            frames = self.network.interpolate_series(i0_t, i1_t, times, max_batch=self.max_batch)
         return frames[:, 0].float().clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy()
 
     def run(
