@@ -20,7 +20,7 @@ META = ROOT / "configs" / "metadata.json"
 CONFIG = ROOT / "configs" / "inference.json"
 SCHEMA = ROOT / "docs" / "schema" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"  # the published meta_schema_20240725.json
-WEIGHTS = ("models/model.pt", "models/teacher.pt")
+WEIGHTS = ("models/model.pt", "models/teacher.pt", "models/voxelmorph.pt")
 
 
 def _metadata() -> dict:
@@ -107,7 +107,7 @@ def test_large_file_hash_matches(name):
 def test_update_large_files_then_monai_accepts_them(tmp_path):
     (tmp_path / "models").mkdir()
     shutil.copy(ROOT / "large_files.yml", tmp_path / "large_files.yml")
-    contents = {WEIGHTS[0]: b"student weights", WEIGHTS[1]: b"teacher weights"}
+    contents = {WEIGHTS[0]: b"student weights", WEIGHTS[1]: b"teacher weights", WEIGHTS[2]: b"baseline weights"}
     for name, data in contents.items():
         (tmp_path / name).write_bytes(data)
     hashes = update_large_files(tmp_path)
