@@ -17,6 +17,12 @@ from pathlib import Path
 from scripts.errors import OutputExistsError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _check_target(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise OutputExistsError(path)
@@ -37,6 +43,7 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the permissions a plain open() would
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -54,6 +61,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     _check_target(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
         old = None
