@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -175,7 +176,11 @@ def test_torchrun_two_cpu_processes(dataset, tmp_path):
     teacher = save_weights(Teacher(channels=TINY["channels"]), tmp_path / "tch.pt")
     overrides = {**TINY, "dataset_dir": str(dataset), "output_dir": str(out), "num_epochs": 1,
                  "teacher_weights": str(teacher), "bundle_root": str(ROOT)}
-    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    with socket.socket() as probe:  # a free port: a fixed one can still be held by an earlier run
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+            "--master_addr=127.0.0.1",
             "-m", "monai.bundle", "run", "--config_file",
             "['configs/train_student.json','configs/multi_gpu_train.json']"]
     for key, value in overrides.items():
