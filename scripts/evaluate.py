@@ -49,7 +49,8 @@ from tqdm import tqdm
 from scripts.atomic import atomic_dir, atomic_file
 from scripts.baselines import ELASTIX_PIN, blend, elastix_fields, linear_scaling
 from scripts.checkpoint import load_weights
-from scripts.errors import InputError, OutputExistsError, user_error
+from scripts.bundle_config import ROOT, run_config
+from scripts.errors import InputError, OutputExistsError
 from scripts.metrics import IMAGE_METRICS, endpoint_error, folding_fraction, image_metrics, summarise
 from scripts.vm_baseline import velocities
 
@@ -63,7 +64,6 @@ __all__ = [
 
 FIELD_METRICS = ("epe", "folding")
 CSV_FIELDS = ("subject", "frame", "t", "method", *IMAGE_METRICS, *FIELD_METRICS)
-ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- samples ----------------------------------------------------------------------------------------------------------
@@ -560,26 +560,6 @@ def write_psnr_over_t(rows: Sequence[Mapping], path: Path, t_bins: int = 10) -> 
 
 
 # --- command line -----------------------------------------------------------------------------------------------------
-def _run_config(config_file: str | os.PathLike, overrides: Mapping[str, object]):
-    """Parse ``config_file`` with ``overrides`` (None values left out) and return the first result of its ``run``.
-
-    The config machinery wraps errors raised inside expressions in ``RuntimeError``; a user-facing
-    :class:`InputError` / :class:`OutputExistsError` in the chain is raised as itself, so the CLI can report it.
-    """
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(config_file)
-    parser.update({"bundle_root": str(ROOT), **{k: v for k, v in overrides.items() if v is not None}})
-    try:
-        return parser.get_parsed_content("run")[0]
-    except RuntimeError as err:
-        known = user_error(err)
-        if known is None:
-            raise
-        raise known from err
-
-
 def evaluate(
     dataset_dir: str,
     dataset: str = "acdc",
@@ -619,7 +599,7 @@ def evaluate(
         "teacher_weights": teacher, "vm_weights": voxelmorph, "overwrite": overwrite,
         "device": None if device is None else f"$torch.device({device!r})",
     }
-    return str(_run_config(config_file or ROOT / "configs" / "evaluate.json", overrides))
+    return str(run_config(config_file or ROOT / "configs" / "evaluate.json", overrides))
 
 
 # Ablation rows (paper Tables 2 and 3) as train_student.json overrides: network flags + loss flags. "full" is the

@@ -24,12 +24,14 @@ import numpy as np
 import torch
 
 from scripts.atomic import atomic_dir, atomic_file
+from scripts.bundle_config import ROOT, run_config
 from scripts.checkpoint import load_weights
 from scripts.data.dicom_write import write_derived_series
 from scripts.data.inputs import LoadedInput, load_input
 from scripts.data.intensity import IntensityScale
 from scripts.data.writers import t_label, write_montage, write_nifti_frames
-from scripts.errors import InputError, user_error
+from scripts.errors import InputError
+from scripts.metrics import psnr
 from scripts.memory import check_memory
 
 logger = logging.getLogger(__name__)
@@ -180,11 +182,8 @@ def demo_scores(i0: np.ndarray, i1: np.ndarray, frames: np.ndarray, truth: np.nd
                 ts: Sequence[float]) -> dict[str, float]:
     """Mean PSNR (dB, data range 1) of the synthesised frames and of the linear blend against the true frames."""
 
-    def psnr(a, b):
-        return float(-10 * np.log10(np.mean((a - b) ** 2)))
-
-    ours = [psnr(frames[..., n], truth[..., n]) for n in range(len(ts))]
-    blend = [psnr((1 - v) * i0 + v * i1, truth[..., n]) for n, v in enumerate(ts)]
+    ours = [float(psnr(frames[..., n], truth[..., n])[0]) for n in range(len(ts))]
+    blend = [float(psnr((1 - v) * i0 + v * i1, truth[..., n])[0]) for n, v in enumerate(ts)]
     return {"psnr_student": float(np.mean(ours)), "psnr_blend": float(np.mean(blend))}
 
 
@@ -217,18 +216,7 @@ def interpolate(
         overwrite: replace output_dir if it exists.
         config_file: the inference config (default: configs/inference.json of this bundle).
     """
-    from monai.bundle import ConfigParser
-
-    root = Path(__file__).resolve().parents[1]
-    parser = ConfigParser()
-    parser.read_config(config_file or root / "configs" / "inference.json")
-    overrides = {"bundle_root": str(root), "input": input, "t": t, "num_frames": num_frames,
-                 "start_frame": start_frame, "end_frame": end_frame, "output_dir": output_dir,
-                 "output_format": output_format, "device": device, "overwrite": overwrite}
-    if model is not None:
-        overrides["checkpoint"] = model
-    parser.update(overrides)
-    try:
-        return str(parser.get_parsed_content("run")[0])
-    except Exception as err:
-        raise user_error(err) or err  # the config machinery wraps errors; give the user's own back unwrapped
+    overrides = {"input": input, "t": t, "num_frames": num_frames, "start_frame": start_frame,
+                 "end_frame": end_frame, "output_dir": output_dir, "output_format": output_format, "device": device,
+                 "overwrite": overwrite, "checkpoint": model}
+    return str(run_config(config_file or ROOT / "configs" / "inference.json", overrides))
