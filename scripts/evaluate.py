@@ -672,6 +672,7 @@ def ablations(
     spatial_size: Sequence[int] | None = None,
     channels: Sequence[int] | None = None,
     device: str | None = None,
+    learning_rate: float | None = None,
     overwrite: bool = False,
 ) -> str:
     """Train the ablation rows of paper Tables 2 and 3 at a reduced budget, evaluate them, write one table.
@@ -692,6 +693,7 @@ def ablations(
         teacher: a trained teacher's weights (skips training one).
         spatial_size, channels: protocol grid and encoder channels (default: the configs').
         device: cpu or cuda (default: cuda when available).
+        learning_rate: Adam's learning rate (default: the configs' 1e-4).
         overwrite: replace the evaluation folder and the table if they exist (trained rows are kept).
 
     Returns:
@@ -705,9 +707,12 @@ def ablations(
     table_path = runs / "ablations.md"
     if table_path.exists() and not overwrite:  # checked before hours of training, not only when writing it
         raise OutputExistsError(table_path)
-    common = {"dataset_dir": str(Path(dataset_dir).resolve()), "dataset": dataset, "num_epochs": int(epochs)}
+    # no validation during training: every row keeps its last weights, so none is picked on the test split
+    common = {"dataset_dir": str(Path(dataset_dir).resolve()), "dataset": dataset, "num_epochs": int(epochs),
+              "val_interval": int(epochs) + 1}
     optional = {"spatial_size": spatial_size and list(spatial_size), "channels": channels and list(channels),
-                "epoch_length": epoch_length, "device": device and f"$torch.device({device!r})"}
+                "epoch_length": epoch_length, "device": device and f"$torch.device({device!r})",
+                "learning_rate": learning_rate}
     common.update({key: value for key, value in optional.items() if value is not None})
     if teacher is None:
         teacher_dir = runs / "ablation_teacher"
