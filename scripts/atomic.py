@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from scripts.errors import OutputExistsError
+from scripts.errors import InputError, OutputExistsError
 
 
 def _umask() -> int:
@@ -28,6 +28,23 @@ def _check_target(path: Path, overwrite: bool) -> None:
         raise OutputExistsError(path)
 
 
+def _temporary(path: Path, make, suffix: str) -> Path:
+    """Create the parent folders of ``path`` and a temporary sibling with ``make`` (``mkstemp``/``mkdtemp``); a
+    folder that cannot be created or written is an :class:`InputError` naming it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        made = make(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as err:
+        blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+        reason = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else err.strerror or err
+        raise InputError(path.parent, f"cannot write the output {path.name} here ({reason}); "
+                                      "choose another output folder") from err
+    if isinstance(made, tuple):  # mkstemp: (fd, name)
+        os.close(made[0])
+        made = made[1]
+    return Path(made)
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on a clean exit rename it to ``path``, on an error delete it.
@@ -36,11 +53,7 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     """
     path = Path(path)
     _check_target(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = _temporary(path, tempfile.mkstemp, ".tmp" + "".join(path.suffixes))
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the permissions a plain open() would
@@ -59,8 +72,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pat
     """
     path = Path(path)
     _check_target(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _temporary(path, tempfile.mkdtemp, ".tmp")
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp

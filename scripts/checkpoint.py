@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -32,9 +33,14 @@ def read_state_dict(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise InputError(path, f"refused: not a plain weights file (weights_only load failed: {err})") from err
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)|Unsupported operand \d+", str(err))
+        what = found.group(1) or found.group(0) if found else "objects other than tensors"
+        raise InputError(path, f"refused: not a plain weights file, it asks to load {what} (torch.load with "
+                               "weights_only=True never runs code from a checkpoint); use weights saved as a state "
+                               "dict, from a source you trust") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        raise InputError(path, f"unreadable checkpoint, truncated or corrupt ({type(err).__name__}: {err})") from err
+        first_line = str(err).split(". ")[0].splitlines()[0]
+        raise InputError(path, f"unreadable checkpoint, truncated or corrupt ({type(err).__name__}: {first_line})") from err
     if isinstance(obj, dict):
         for key in _NESTED_KEYS:
             if isinstance(obj.get(key), dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 
 class InputError(ValueError):
@@ -40,3 +41,25 @@ def user_error(err: BaseException) -> InputError | OutputExistsError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def report_user_errors() -> None:
+    """Make an uncaught user error end the process with one line, ``error: <input>: <problem>``, and exit status 1.
+
+    ``python -m monai.bundle run`` lets exceptions escape with MONAI's config traceback (``RuntimeError: Failed to
+    evaluate ConfigExpression ...``) around the message meant for the user; the bundle configs call this in
+    ``initialize`` so a clinician sees only that message. Any other exception keeps its full traceback.
+    """
+    if getattr(sys.excepthook, "reports_user_errors", False):
+        return
+    previous = sys.excepthook
+
+    def hook(kind, err, traceback):
+        known = user_error(err)
+        if known is None:
+            previous(kind, err, traceback)
+        else:
+            print(f"error: {known}", file=sys.stderr)
+
+    hook.reports_user_errors = True
+    sys.excepthook = hook

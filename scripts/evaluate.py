@@ -673,6 +673,7 @@ def ablations(
     channels: Sequence[int] | None = None,
     device: str | None = None,
     learning_rate: float | None = None,
+    test_dataset_dir: str | None = None,
     overwrite: bool = False,
 ) -> str:
     """Train the ablation rows of paper Tables 2 and 3 at a reduced budget, evaluate them, write one table.
@@ -694,6 +695,8 @@ def ablations(
         spatial_size, channels: protocol grid and encoder channels (default: the configs').
         device: cpu or cuda (default: cuda when available).
         learning_rate: Adam's learning rate (default: the configs' 1e-4).
+        test_dataset_dir: evaluate on every case of this folder (e.g. phantoms of another seed) instead of the test
+            split of ``dataset_dir``.
         overwrite: replace the evaluation folder and the table if they exist (trained rows are kept).
 
     Returns:
@@ -714,6 +717,10 @@ def ablations(
                 "epoch_length": epoch_length, "device": device and f"$torch.device({device!r})",
                 "learning_rate": learning_rate}
     common.update({key: value for key, value in optional.items() if value is not None})
+    test_dir, split = (common["dataset_dir"], "test") if test_dataset_dir is None else \
+        (str(Path(test_dataset_dir).resolve()), "all")
+    if test_dataset_dir is not None:  # the configs' (unused) validation set must exist: the test folder
+        common.update({"validate#dataset#dataset_dir": test_dir, "validate#dataset#split": split})
     if teacher is None:
         teacher_dir = runs / "ablation_teacher"
         teacher = teacher_dir / "teacher.pt"
@@ -732,12 +739,12 @@ def ablations(
             _train("train_student.json", {**common, **row_overrides(name), "output_dir": str(out),
                                           "weights_file": str(weights), "teacher_weights": str(teacher)})
         variants[name] = {**{k: flags[k] for k in NETWORK_FLAGS}, "weights": str(weights)}
-    eval_dir = evaluate(common["dataset_dir"], dataset=dataset, output_dir=str(runs / "ablation_eval"),
-                        methods=["blend"], variants=variants, spatial_size=spatial_size, channels=channels,
-                        device=device, overwrite=overwrite)
+    eval_dir = evaluate(test_dir, dataset=dataset, output_dir=str(runs / "ablation_eval"), methods=["blend"],
+                        variants=variants, split=split, spatial_size=spatial_size, channels=channels, device=device,
+                        overwrite=overwrite)
     summary = json.loads((Path(eval_dir) / "summary.json").read_text())
     with atomic_file(table_path, overwrite=overwrite) as tmp:
-        tmp.write_text(f"# Ablations ({epochs} epochs, {dataset} {common['dataset_dir']})\n\n"
+        tmp.write_text(f"# Ablations ({epochs} epochs, {dataset} {common['dataset_dir']}, tested on {test_dir})\n\n"
                        f"blend: PSNR {summary['blend']['psnr']:.2f}\n\n" + ablation_table(summary, rows))
     logger.info("wrote %s", table_path)
     return str(table_path)

@@ -196,6 +196,7 @@ def interpolate(
     output_dir: str = "output",
     output_format: str = "nifti",
     device: str = "auto",
+    anatomy: str | None = None,
     model: str | None = None,
     overwrite: bool = False,
     config_file: str | None = None,
@@ -212,11 +213,13 @@ def interpolate(
         output_dir: folder to create for the results (NIfTI, DICOM, montage.png, summary.json).
         output_format: nifti, dicom (DICOM input only) or both.
         device: cpu, cuda, or auto.
-        model: weights file of the student (default: the config's, models/model.pt).
+        anatomy: which shipped student: cardiac (``models/model.pt``, real ACDC, the default) or lung
+            (``models/lung_model.pt``, trained on the lung 4D CT phantom only).
+        model: weights file of the student (default: the one of ``anatomy``); overrides ``anatomy``.
         overwrite: replace output_dir if it exists.
         config_file: the inference config (default: configs/inference.json of this bundle).
     """
     overrides = {"input": input, "t": t, "num_frames": num_frames, "start_frame": start_frame,
                  "end_frame": end_frame, "output_dir": output_dir, "output_format": output_format, "device": device,
-                 "overwrite": overwrite, "checkpoint": model}
+                 "overwrite": overwrite, "anatomy": anatomy, "checkpoint": model}
     return str(run_config(config_file or ROOT / "configs" / "inference.json", overrides))

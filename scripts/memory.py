@@ -42,15 +42,19 @@ def available_bytes(device: torch.device) -> int:
     return 1 << 62  # unknown: do not refuse
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
 def check_memory(shape: Sequence[int], num_t: int, max_batch: int | None, device: torch.device) -> int:
     """Raise :class:`InputError` when the estimate exceeds the free memory of ``device``; return the estimate."""
     need = estimate_bytes(shape, num_t, max_batch)
     free = available_bytes(device)
-    logger.info("memory estimate %.2f GiB, %.2f GiB free on %s", need / 2**30, free / 2**30, device)
+    logger.info("memory estimate %s, %s free on %s", _size(need), _size(free), device)
     if need > free:
         raise InputError(
             f"volume {tuple(shape)}",
-            f"needs about {need / 2**30:.1f} GiB on {device} but {free / 2**30:.1f} GiB is free: lower the decoder batch "
+            f"needs about {_size(need)} on {device} but {_size(free)} is free: lower the decoder batch "
             "(max_batch 1), use another device, or crop/downsample the series first",
         )
     return need

@@ -1,5 +1,6 @@
 """Shared test set-up: CPU, few threads, deterministic seeds."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,3 +18,18 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_acdc(tmp_path_factory):
+    """A tiny ACDC-layout phantom: training patients 001, 002 and test patient 091, 24x24x8, 10 frames."""
+    from scripts.data.phantom import write_acdc_layout
+
+    root = tmp_path_factory.mktemp("phantom")
+    write_acdc_layout(root / "train", 2, seed=5, shape=(24, 24, 8), frames=10)
+    write_acdc_layout(root / "test", 1, seed=5, shape=(24, 24, 8), frames=10, first_patient=91)
+    data = root / "acdc"
+    data.mkdir()
+    for case in [*(root / "train").iterdir(), *(root / "test").iterdir()]:
+        shutil.move(str(case), data / case.name)
+    return data

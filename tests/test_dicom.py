@@ -17,40 +17,9 @@ from scripts.data.dicom_read import read_dicom_series
 from scripts.data.dicom_write import encode_int16, write_derived_series, write_dicom_acquisition
 from scripts.data.series import Series4D
 from scripts.errors import InputError, OutputExistsError
+from dicom_helpers import SHAPE, dicom_files, edit, make_affine, make_series, write_text_sr
 
-SHAPE = (24, 20, 6)
-FRAMES = 5
 DCIODVFY = shutil.which("dciodvfy")
-
-
-def rotation(a, b, c):
-    """Rotation matrix about x by ``a``, then y by ``b``, then z by ``c`` (radians)."""
-    ca, sa, cb, sb, cc, sc = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(c), np.sin(c)
-    rx = np.array([[1, 0, 0], [0, ca, -sa], [0, sa, ca]])
-    ry = np.array([[cb, 0, sb], [0, 1, 0], [-sb, 0, cb]])
-    rz = np.array([[cc, -sc, 0], [sc, cc, 0], [0, 0, 1]])
-    return rz @ ry @ rx
-
-
-def make_affine(oblique=True, spacing=(0.8, 0.9, 2.5), origin=(12.5, -30.25, 41.0)):
-    """Voxel-to-RAS affine: a double-oblique rotation (no axis along x, y or z) or axial."""
-    affine = np.eye(4)
-    affine[:3, :3] = (rotation(0.35, 0.5, 0.2) if oblique else np.eye(3)) @ np.diag(spacing)
-    affine[:3, 3] = origin
-    return affine
-
-
-def make_series(modality="CT", frames=FRAMES, shape=SHAPE, oblique=True, seed=0):
-    """Frames that all differ (frame t has mean ~ 100 t), CT as integer HU, MR as float signal."""
-    rng = np.random.default_rng(seed)
-    array = rng.normal(0, 40, (*shape, frames)) + 100 * np.arange(frames)
-    array = np.round(array - 500) if modality == "CT" else np.abs(array) / 7.0
-    times = np.arange(frames) * 37.5 + 12.0
-    return Series4D(array.astype(np.float32), make_affine(oblique), "synthetic", times)
-
-
-def dicom_files(folder):
-    return sorted(p for p in Path(folder).rglob("*.dcm"))
 
 
 def scramble(folder, seed=0):
@@ -66,14 +35,6 @@ def scramble(folder, seed=0):
     (flat / ".cache" / "thumbnail").write_bytes(b"not DICOM")  # hidden: ignored
     shutil.rmtree(folder)
     return flat
-
-
-def edit(files, change):
-    """Apply ``change(ds)`` to every file (read with pixels) and save it in place."""
-    for path in files:
-        ds = pydicom.dcmread(path)
-        change(ds)
-        ds.save_as(path)
 
 
 def assert_same_series(read, written, modality):
@@ -301,17 +262,6 @@ def test_encode_int16_keeps_units():
 
 
 # --- errors --------------------------------------------------------------------------------------------------------
-
-def write_text_sr(path):
-    """A minimal Basic Text SR document: DICOM, but not an image."""
-    ds = pydicom.Dataset()
-    ds.SOPClassUID = pydicom.uid.BasicTextSRStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "SR"
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
-    ds.save_as(path, enforce_file_format=True)
-
 
 @pytest.fixture
 def acquisition(tmp_path):

@@ -4,7 +4,6 @@ fine-tuning, torchrun with two CPU processes, and the errors a user meets."""
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +15,6 @@ from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
 from scripts.checkpoint import read_state_dict, save_weights
-from scripts.data.phantom import write_acdc_layout
 from scripts.networks import Student, Teacher
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,16 +22,8 @@ TINY = {"spatial_size": [24, 24, 8], "channels": [4, 8, 8, 8], "cache": True, "v
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """Two training patients (001, 002) and one test patient (091), 24x24x8, 10 frames."""
-    root = tmp_path_factory.mktemp("phantom")
-    write_acdc_layout(root / "train", 2, seed=5, shape=(24, 24, 8), frames=10)
-    write_acdc_layout(root / "test", 1, seed=5, shape=(24, 24, 8), frames=10, first_patient=91)
-    data = root / "acdc"
-    data.mkdir()
-    for case in [*(root / "train").iterdir(), *(root / "test").iterdir()]:
-        shutil.move(str(case), data / case.name)
-    return data
+def dataset(tiny_acdc):
+    return tiny_acdc
 
 
 def _workflow(configs, **overrides):

@@ -1,0 +1,96 @@
+"""Crash safety of training: a kill in the middle of writing a checkpoint leaves the previous checkpoint whole, the
+run resumes from it, and in deterministic mode the resumed run ends with exactly the weights of a run that was never
+interrupted. Two runs aimed at one output folder are refused instead of interleaving their checkpoints."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+from scripts.checkpoint import read_state_dict
+from scripts.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {"spatial_size": [24, 24, 8], "channels": [4, 8, 8, 8], "num_epochs": 3, "learning_rate": 1e-3,
+            "augment": True, "val_interval": 99, "deterministic": True, "seed": 3}
+
+
+def _train(dataset, output_dir, **env):
+    """``configs/train_teacher.json`` in a subprocess through ``tests/crash_train.py`` (``env`` may set
+    ``CRASH_AT_SAVE``)."""
+    args = [sys.executable, "tests/crash_train.py", "run", "--config_file", "configs/train_teacher.json",
+            "--dataset_dir", str(dataset), "--output_dir", str(output_dir)]
+    for key, value in SETTINGS.items():
+        args += [f"--{key}", json.dumps(value)]
+    return subprocess.run(args, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_kill_mid_save_then_resume_gives_the_uninterrupted_weights(tiny_acdc, tmp_path):
+    reference = _train(tiny_acdc, tmp_path / "reference")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    run = tmp_path / "run"
+    crashed = _train(tiny_acdc, run, CRASH_AT_SAVE="2")  # killed half-way through the checkpoint of epoch 2
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+    checkpoints = sorted(run.glob("last_checkpoint_*.pt"))
+    assert len(checkpoints) == 1, checkpoints  # the half-written one never took the name
+    state = torch.load(checkpoints[0], weights_only=True)  # whole and readable
+    assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"]  # saved after epoch 1
+    assert not (run / "teacher.pt").exists()
+
+    resumed = _train(tiny_acdc, run)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    final = torch.load(sorted(run.glob("last_checkpoint_*.pt"))[-1], weights_only=True)
+    assert final["trainer"]["iteration"] == 3 * final["trainer"]["epoch_length"]
+    assert "deleting" in resumed.stderr + resumed.stdout  # the half-written temporary file was cleaned up
+    assert not list(run.glob(".last_checkpoint_*"))
+    expected, got = read_state_dict(tmp_path / "reference" / "teacher.pt"), read_state_dict(run / "teacher.pt")
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
+def test_resumed_run_without_per_epoch_seeding_would_differ(tiny_acdc, tmp_path):
+    """The control for the test above: the augmentation draws of epoch 2 differ from epoch 1's, so a resumed run that
+    replayed epoch 1's draws (MONAI's DataLoader seeds its transforms once) could not match."""
+    from scripts.handlers import EpochSeed
+    from scripts.data.datasets import make_dataset
+
+    data = make_dataset("acdc", tiny_acdc, "train", spatial_size=(24, 24, 8), augment=True)
+    seed = EpochSeed(data, seed=3)
+    draws = []
+    for epoch in (1, 2, 1):
+        seed(type("Engine", (), {"state": type("State", (), {"epoch": epoch})})())
+        draws.append(torch.stack([data[i]["image"] for i in range(len(data))]))
+    assert not torch.equal(draws[0], draws[1])
+    assert torch.equal(draws[0], draws[2])
+
+
+def test_second_run_on_the_same_output_folder_is_refused(tiny_acdc, tmp_path):
+    overrides = {**SETTINGS, "dataset_dir": str(tiny_acdc), "output_dir": str(tmp_path / "out")}
+
+    def trainer():
+        wf = ConfigWorkflow(config_file=str(ROOT / "configs" / "train_teacher.json"), workflow_type="train",
+                            logging_file=False, bundle_root=str(ROOT), **overrides)
+        wf.initialize()
+        return wf.parser.get_parsed_content("train#trainer")
+
+    first = trainer()
+    with pytest.raises(Exception) as err:
+        trainer()
+    chain, cause = [], err.value
+    while cause is not None:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    refusal = next(e for e in chain if isinstance(e, InputError))
+    assert str(tmp_path / "out") in str(refusal) and f"pid {os.getpid()}" in str(refusal)
+    first.run()  # the first run is unaffected, and releases the folder when done
+    assert (tmp_path / "out" / "teacher.pt").exists()
+    trainer()  # free again
