@@ -4,7 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.uid import generate_uid
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGLSLossless, generate_uid
 
 from scripts.data.series import Series4D
 
@@ -59,3 +60,12 @@ def write_text_sr(path):
     ds.file_meta = pydicom.dataset.FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     ds.save_as(path, enforce_file_format=True)
+
+
+def mark_jpeg_ls(path):
+    """Rewrite ``path`` as JPEG-LS compressed (a stub codestream: only a decoder's absence is tested with it)."""
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    ds.PixelData = encapsulate([b"\xff\xd8" + b"\x00" * 30])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path)

@@ -14,15 +14,13 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pydicom
 import pytest
 import torch
-from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 from pydicom.uid import JPEGLSLossless
 
 import scripts.memory
-from dicom_helpers import dicom_files, edit, make_affine, make_series, write_text_sr
+from dicom_helpers import dicom_files, edit, make_affine, make_series, mark_jpeg_ls, write_text_sr
 from scripts.__main__ import main
 from scripts.data.dicom_write import write_dicom_acquisition
 from scripts.data.phantom import write_acdc_layout
@@ -124,11 +122,7 @@ def second_geometry(patient):
 
 def jpeg_ls_without_decoder(patient):
     victim = dicom_files(patient)[0]
-    ds = pydicom.dcmread(victim)
-    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
-    ds.PixelData = encapsulate([b"\xff\xd8" + b"\x00" * 30])
-    ds["PixelData"].VR = "OB"
-    ds.save_as(victim)
+    mark_jpeg_ls(victim)
     return victim
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.encaps import encapsulate
 from pydicom.pixels import get_decoder
 from pydicom.uid import JPEGLSLossless, UID, generate_uid
 
@@ -17,7 +16,7 @@ from scripts.data.dicom_read import read_dicom_series
 from scripts.data.dicom_write import encode_int16, write_derived_series, write_dicom_acquisition
 from scripts.data.series import Series4D
 from scripts.errors import InputError, OutputExistsError
-from dicom_helpers import SHAPE, dicom_files, edit, make_affine, make_series, write_text_sr
+from dicom_helpers import SHAPE, dicom_files, edit, make_affine, make_series, mark_jpeg_ls, write_text_sr
 
 DCIODVFY = shutil.which("dciodvfy")
 
@@ -377,11 +376,7 @@ def test_error_gap_in_slice_positions(acquisition):
 def test_error_compressed_without_decoder_names_syntax_and_packages(acquisition):
     patient, _ = acquisition
     path = dicom_files(patient)[0]
-    ds = pydicom.dcmread(path)
-    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
-    ds.PixelData = encapsulate([b"\xff\xd8" + b"\x00" * 30])
-    ds["PixelData"].VR = "OB"
-    ds.save_as(path)
+    mark_jpeg_ls(path)
     with pytest.raises(InputError, match="JPEG-LS Lossless.*1.2.840.10008.1.2.4.80.*pylibjpeg") as err:
         read_dicom_series(patient)
     assert str(path) in str(err.value)
