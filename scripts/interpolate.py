@@ -30,7 +30,7 @@ from scripts.data.dicom_write import write_derived_series
 from scripts.data.inputs import LoadedInput, load_input
 from scripts.data.intensity import IntensityScale
 from scripts.data.writers import t_label, write_montage, write_nifti_frames
-from scripts.errors import InputError
+from scripts.errors import InputError, OutputExistsError
 from scripts.metrics import psnr
 from scripts.memory import check_memory
 
@@ -131,6 +131,8 @@ class SeriesInterpolator:
         """
         if output_format not in OUTPUT_FORMATS:
             raise InputError("--output_format", f"must be one of {OUTPUT_FORMATS}, got {output_format!r}")
+        if Path(output_dir).exists() and not overwrite:  # before the work, not only when writing
+            raise OutputExistsError(output_dir)
         loaded = load_input(input, start_frame, end_frame)
         if output_format != "nifti" and loaded.series.dicom_template is None:
             raise InputError("--output_format", f"{output_format!r} needs a DICOM input; {loaded.series.source} is not")

@@ -25,6 +25,7 @@ from scripts.__main__ import main
 from scripts.data.dicom_write import write_dicom_acquisition
 from scripts.data.phantom import write_acdc_layout
 from scripts.data.series import Series4D
+from scripts.interpolate import SeriesInterpolator
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (16, 16, 8)
@@ -256,7 +257,11 @@ def test_output_under_a_file_is_refused(tmp_path, capsys):
                   output=tmp_path / "report.txt" / "out")
 
 
-def test_existing_output_is_kept_without_overwrite(tmp_path, capsys):
+def test_existing_output_is_kept_without_overwrite(tmp_path, capsys, monkeypatch):
+    def never(*args):
+        raise AssertionError("refused only after the work was done")
+
+    monkeypatch.setattr(SeriesInterpolator, "synthesise", never)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "earlier.nii.gz").write_bytes(b"an earlier result")
     status = main(["interpolate", "--output_dir", str(tmp_path / "out")])
