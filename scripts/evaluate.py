@@ -9,6 +9,7 @@ atomically (:func:`scripts.atomic.atomic_dir`; an existing one is refused unless
   ``folding`` (fraction of voxels with det(Jacobian) <= 0); empty where a method has no displacement or no truth;
 - ``summary.json``: ``{method: {psnr, psnr_std, ..., n, seconds[, epe, folding, ..., n_truth]}}``, each
   (subject, frame) weighing the same (:func:`scripts.metrics.summarise`); ``seconds`` is the method's total time;
+  ``summary.md``, the same as a markdown table (mean ± std);
 - ``error_maps.png`` (paper Fig. 2): the middle slice of one subject at the frame nearest t = 0.5, the truth and each
   method's prediction over its absolute error;
 - ``psnr_over_t.png`` (paper Fig. 3): mean PSNR against t (bins of t over all subjects) per method.
@@ -59,7 +60,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "Subject", "Method", "MethodUnavailable", "Blend", "LinearScaling", "VoxelMorphLinear", "ElastixLinear",
     "TeacherMethod", "StudentMethod", "select_methods", "subjects", "Evaluator", "evaluate", "ablations",
-    "ABLATIONS", "NETWORK_FLAGS", "ablation_table", "row_overrides", "summarise_rows",
+    "ABLATIONS", "NETWORK_FLAGS", "ablation_table", "row_overrides", "summarise_rows", "summary_table",
 ]
 
 FIELD_METRICS = ("epe", "folding")
@@ -469,6 +470,8 @@ class Evaluator:
             write_metrics_csv(rows, tmp / "metrics.csv")
             with atomic_file(tmp / "summary.json") as path:
                 path.write_text(json.dumps(summary, indent=2))
+            with atomic_file(tmp / "summary.md") as path:
+                path.write_text(summary_table(summary))
             write_error_maps(figure, tmp / "error_maps.png")
             write_psnr_over_t(rows, tmp / "psnr_over_t.png", self.t_bins)
             for name, values in summary.items():
@@ -498,6 +501,24 @@ def summarise_rows(rows: Sequence[Mapping]) -> dict[str, dict]:
         values["n_truth"] = values.pop("n")
         summary[name].update(values)
     return summary
+
+
+def summary_table(summary: Mapping[str, Mapping]) -> str:
+    """``summary.json`` as a markdown table: one row per method, mean +- std of each metric; EPE (voxels) and the
+    folding fraction (%) where the data have a true displacement."""
+    fields = [*IMAGE_METRICS, *(m for m in FIELD_METRICS if any(m in s for s in summary.values()))]
+    digits = {"psnr": 2, "epe": 3, "folding": 4}
+    header = ["method", *(f"{m.upper()}{' (%)' if m == 'folding' else ''}" for m in fields), "n", "seconds"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, values in summary.items():
+        cells = []
+        for metric in fields:
+            scale = 100.0 if metric == "folding" else 1.0
+            d = digits.get(metric, 3)
+            cells.append(f"{values[metric] * scale:.{d}f} ± {values[metric + '_std'] * scale:.{d}f}"
+                         if metric in values else "-")
+        lines.append("| " + " | ".join([name, *cells, str(values["n"]), f"{values.get('seconds', 0):.1f}"]) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def write_metrics_csv(rows: Sequence[Mapping], path: Path) -> None:

@@ -293,6 +293,12 @@ def test_config_runs_every_method_on_the_same_samples(phantoms, dataset, weights
                 phi = net.forward_intermediates(image, t).phi0[-1]
                 assert float(r["epe"]) == pytest.approx(float(endpoint_error(phi, subject.truth[k : k + 1])[0]),
                                                         rel=1e-4)
+    table = (out / "summary.md").read_text().splitlines()
+    assert len(table) == 2 + len(methods)
+    for name in methods:
+        row = next(line for line in table if line.startswith(f"| {name} |"))
+        assert f"| {summary[name]['psnr']:.2f} ± {summary[name]['psnr_std']:.2f} |" in row
+        assert ("-" if name == "blend" else f"{summary[name]['epe']:.3f} ±") in row
     assert_png(out / "error_maps.png", width=(len(methods) + 1) * 160)
     assert_png(out / "psnr_over_t.png")
 
