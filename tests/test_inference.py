@@ -188,6 +188,16 @@ def test_default_command_beats_the_blend_on_the_demo_case(tmp_path):
     assert ends.min() - 1e-3 <= frames.min() and frames.max() <= ends.max() + 1e-3
 
 
+@pytest.mark.skipif(not (ROOT / "models" / "lung_model.pt").exists(), reason="models/lung_model.pt not present")
+def test_anatomy_picks_the_shipped_student(tmp_path):
+    out = interpolate(anatomy="lung", output_dir=str(tmp_path / "lung"))
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    assert Path(summary["checkpoint"]).resolve() == ROOT / "models" / "lung_model.pt"
+    with pytest.raises(InputError, match="brain_model.pt: weights file not found"):
+        interpolate(anatomy="brain", output_dir=str(tmp_path / "brain"))
+    assert not (tmp_path / "brain").exists()
+
+
 @pytest.mark.parametrize("layout", ["b", "c"])
 def test_oblique_cine_dicom_from_another_vendor_end_to_end(weights, tmp_path, layout):
     """A double-oblique cine as one series of every slice and phase (b) or one series per slice (c): DICOM and
