@@ -741,7 +741,7 @@ def ablations(
     test_dir, split = (common["dataset_dir"], "test") if test_dataset_dir is None else \
         (str(Path(test_dataset_dir).resolve()), "all")
     if test_dataset_dir is not None:  # the configs' (unused) validation set must exist: the test folder
-        common.update({"validate#dataset#dataset_dir": test_dir, "validate#dataset#split": split})
+        common.update({"val_dataset_dir": test_dir, "val_split": split})
     if teacher is None:
         teacher_dir = runs / "ablation_teacher"
         teacher = teacher_dir / "teacher.pt"

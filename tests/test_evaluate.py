@@ -329,13 +329,14 @@ def test_ablation_runner_trains_evaluates_and_tabulates(phantoms, weights, tmp_p
     with pytest.raises(OutputExistsError):  # refused before any training
         E.ablations(str(phantoms), runs_dir=str(tmp_path / "runs"), rows=["full"])
     assert not (tmp_path / "runs" / "ablation_full").exists()
-    # trained rows are kept; evaluated again on every case of another folder (phantoms of another seed)
+    # tested on every case of another folder (phantoms of another seed), which also validates the training
     other = write_acdc_layout(tmp_path / "other", 1, seed=7, shape=SIZE, frames=10, first_patient=1)
-    table = E.ablations(str(phantoms), runs_dir=str(tmp_path / "runs"), rows=["recon"], spatial_size=list(SIZE),
-                        channels=CHANNELS, device="cpu", teacher=str(folder / "teacher.pt"),
-                        test_dataset_dir=str(other), overwrite=True)
+    table = E.ablations(str(phantoms), epochs=1, epoch_length=1, runs_dir=str(tmp_path / "runs2"), rows=["recon"],
+                        spatial_size=list(SIZE), channels=CHANNELS, device="cpu", teacher=str(folder / "teacher.pt"),
+                        test_dataset_dir=str(other))
     assert f"tested on {other}" in Path(table).read_text()
-    summary = json.loads((tmp_path / "runs" / "ablation_eval" / "summary.json").read_text())
+    assert (tmp_path / "runs2" / "ablation_recon" / "model.pt").is_file()
+    summary = json.loads((tmp_path / "runs2" / "ablation_eval" / "summary.json").read_text())
     assert summary["recon"]["n"] == 3  # patient001 of the other folder: 3 target frames
 
 
