@@ -20,7 +20,8 @@ META = ROOT / "configs" / "metadata.json"
 CONFIG = ROOT / "configs" / "inference.json"
 SCHEMA = ROOT / "docs" / "schema" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"  # the published meta_schema_20240725.json
-WEIGHTS = ("models/model.pt", "models/teacher.pt", "models/voxelmorph.pt")
+WEIGHTS = ("models/model.pt", "models/teacher.pt", "models/voxelmorph.pt", "models/lung_model.pt",
+           "models/lung_teacher.pt")
 
 
 def _metadata() -> dict:
@@ -91,6 +92,8 @@ def test_large_files_lists_the_weights():
     entries = _large_files()
     assert [e["path"] for e in entries] == list(WEIGHTS)
     assert {e["hash_type"] for e in entries} == {"md5"}
+    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "models").glob("*.pt")}
+    assert shipped <= set(WEIGHTS), shipped - set(WEIGHTS)  # every shipped file has its hash
 
 
 @pytest.mark.parametrize("name", WEIGHTS)
@@ -107,7 +110,7 @@ def test_large_file_hash_matches(name):
 def test_update_large_files_then_monai_accepts_them(tmp_path):
     (tmp_path / "models").mkdir()
     shutil.copy(ROOT / "large_files.yml", tmp_path / "large_files.yml")
-    contents = {WEIGHTS[0]: b"student weights", WEIGHTS[1]: b"teacher weights", WEIGHTS[2]: b"baseline weights"}
+    contents = {name: f"weights of {name}".encode() for name in WEIGHTS}
     for name, data in contents.items():
         (tmp_path / name).write_bytes(data)
     hashes = update_large_files(tmp_path)
