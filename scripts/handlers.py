@@ -132,12 +132,17 @@ class OutputLock:
         handle.flush()
         self._file = handle
         engine.add_event_handler(Events.COMPLETED, self.release)
-        engine.add_event_handler(Events.EXCEPTION_RAISED, self.release)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._release_and_raise)
 
-    def release(self, engine: Engine | None = None, *args) -> None:
+    def release(self, engine: Engine | None = None) -> None:
         if self._file is not None:
             self._file.close()  # closing drops the flock
             self._file = None
+
+    def _release_and_raise(self, engine: Engine, err: BaseException) -> None:
+        # ignite re-raises a run's exception only when no EXCEPTION_RAISED handler exists; with one, the handler must
+        self.release()
+        raise err
 
 
 class ResumeFromCheckpoint:

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from ignite.engine import Engine
 from monai.bundle import ConfigWorkflow
 
 from scripts.checkpoint import read_state_dict
 from scripts.errors import InputError
+from scripts.handlers import OutputLock
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"spatial_size": [24, 24, 8], "channels": [4, 8, 8, 8], "num_epochs": 3, "learning_rate": 1e-3,
@@ -94,3 +96,15 @@ def test_second_run_on_the_same_output_folder_is_refused(tiny_acdc, tmp_path):
     first.run()  # the first run is unaffected, and releases the folder when done
     assert (tmp_path / "out" / "teacher.pt").exists()
     trainer()  # free again
+
+
+def test_a_failing_run_releases_the_lock_and_still_raises(tmp_path):
+    """ignite swallows a run's exception once any EXCEPTION_RAISED handler exists, unless that handler re-raises."""
+    def step(engine, batch):
+        raise RuntimeError("out of memory in iteration 1")
+
+    engine = Engine(step)
+    OutputLock(str(tmp_path)).attach(engine)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        engine.run([0], max_epochs=1)
+    OutputLock(str(tmp_path)).attach(Engine(step))  # the folder is free again
