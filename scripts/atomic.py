@@ -45,6 +45,12 @@ def _temporary(path: Path, make, suffix: str) -> Path:
     return Path(made)
 
 
+def interrupted(folder: str | os.PathLike, name_glob: str) -> list[Path]:
+    """The temporary files or folders that writes of outputs named ``name_glob`` in ``folder`` left behind when the
+    process was killed before the rename (the names :func:`atomic_file` / :func:`atomic_dir` give them)."""
+    return sorted(Path(folder).glob(f".{name_glob}.*.tmp*"))
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on a clean exit rename it to ``path``, on an error delete it.

@@ -40,7 +40,8 @@ def read_state_dict(path: str | os.PathLike, map_location: str | torch.device = 
                                "dict, from a source you trust") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
         first_line = str(err).split(". ")[0].splitlines()[0]
-        raise InputError(path, f"unreadable checkpoint, truncated or corrupt ({type(err).__name__}: {first_line})") from err
+        problem = f"unreadable checkpoint, truncated or corrupt ({type(err).__name__}: {first_line})"
+        raise InputError(path, problem) from err
     if isinstance(obj, dict):
         for key in _NESTED_KEYS:
             if isinstance(obj.get(key), dict):
@@ -75,9 +76,14 @@ def load_weights(network: nn.Module, path: str | os.PathLike, map_location: str 
     return network
 
 
+def unwrap(network: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (state dicts are stored without
+    the wrapper's ``module.`` prefix), or ``network`` itself."""
+    return network.module if isinstance(network, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else network
+
+
 def save_weights(network: nn.Module, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write ``network``'s state dict (DDP prefix stripped) to ``path`` atomically."""
-    module = network.module if hasattr(network, "module") else network
     with atomic_file(path, overwrite=overwrite) as tmp:
-        torch.save(module.state_dict(), tmp)
+        torch.save(unwrap(network).state_dict(), tmp)
     return Path(path)

@@ -738,9 +738,10 @@ def ablations(
                 "epoch_length": epoch_length, "device": device and f"$torch.device({device!r})",
                 "learning_rate": learning_rate}
     common.update({key: value for key, value in optional.items() if value is not None})
-    test_dir, split = (common["dataset_dir"], "test") if test_dataset_dir is None else \
-        (str(Path(test_dataset_dir).resolve()), "all")
-    if test_dataset_dir is not None:  # the configs' (unused) validation set must exist: the test folder
+    if test_dataset_dir is None:
+        test_dir, split = common["dataset_dir"], "test"
+    else:  # every case of another folder; the configs' (unused) validation set must exist too: the same folder
+        test_dir, split = str(Path(test_dataset_dir).resolve()), "all"
         common.update({"val_dataset_dir": test_dir, "val_split": split})
     if teacher is None:
         teacher_dir = runs / "ablation_teacher"

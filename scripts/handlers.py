@@ -16,14 +16,12 @@ import re
 from pathlib import Path
 
 import torch
-from torch.nn import DataParallel
-from torch.nn.parallel import DistributedDataParallel
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from monai.data.utils import set_rnd
 
-from scripts.atomic import atomic_file
-from scripts.checkpoint import save_weights
+from scripts.atomic import atomic_file, interrupted
+from scripts.checkpoint import save_weights, unwrap
 from scripts.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -32,14 +30,16 @@ _PREFIX = "last"
 _PATTERN = re.compile(rf"{_PREFIX}_checkpoint_(\d+)\.pt$")
 
 
+def _checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``(iteration, path)`` of every ``last_checkpoint_<iteration>.pt`` in ``directory``, oldest first."""
+    found = ((_PATTERN.fullmatch(p.name), p) for p in Path(directory).glob(f"{_PREFIX}_checkpoint_*.pt"))
+    return sorted((int(match.group(1)), path) for match, path in found if match)
+
+
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     """The newest ``last_checkpoint_<iteration>.pt`` in ``directory``, or ``None``."""
-    found = []
-    for path in Path(directory).glob(f"{_PREFIX}_checkpoint_*.pt"):
-        match = _PATTERN.search(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
-    return max(found)[1] if found else None
+    found = _checkpoints(directory)
+    return found[-1][1] if found else None
 
 
 class TrainingCheckpoint:
@@ -68,19 +68,14 @@ class TrainingCheckpoint:
 
     def __call__(self, engine: Engine) -> None:
         objects = {**self.save_dict, "trainer": engine}
-        state = {name: _unwrap(obj).state_dict() for name, obj in objects.items()}
+        state = {name: unwrap(obj).state_dict() for name, obj in objects.items()}
         path = self.save_dir / f"{_PREFIX}_checkpoint_{engine.state.iteration}.pt"
         with atomic_file(path, overwrite=True) as tmp:
             torch.save(state, tmp)
-        for old in self.save_dir.glob(f"{_PREFIX}_checkpoint_*.pt"):
-            if old != path and _PATTERN.fullmatch(old.name):
+        for _, old in _checkpoints(self.save_dir):
+            if old != path:
                 old.unlink()
         logger.info("saved %s", path)
-
-
-def _unwrap(obj):
-    """The module inside a DDP / DataParallel wrapper (ignite's checkpoint format stores it unwrapped)."""
-    return obj.module if isinstance(obj, (DistributedDataParallel, DataParallel)) else obj
 
 
 class EpochSeed:
@@ -162,7 +157,7 @@ class ResumeFromCheckpoint:
             engine.add_event_handler(Events.STARTED, self)
 
     def __call__(self, engine: Engine) -> None:
-        for stale in Path(self.save_dir).glob(f".{_PREFIX}_checkpoint_*.tmp.pt"):  # a save killed half-way
+        for stale in interrupted(self.save_dir, f"{_PREFIX}_checkpoint_*.pt"):  # a save killed half-way
             logger.warning("resume: deleting %s, the remains of a checkpoint save that was interrupted", stale)
             stale.unlink()
         path = latest_checkpoint(self.save_dir)

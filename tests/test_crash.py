@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,8 +16,9 @@ from ignite.engine import Engine
 from monai.bundle import ConfigWorkflow
 
 from scripts.checkpoint import read_state_dict
-from scripts.errors import InputError
-from scripts.handlers import OutputLock
+from scripts.errors import InputError, user_error
+from scripts.data.datasets import make_dataset
+from scripts.handlers import BestWeights, EpochSeed, OutputLock
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"spatial_size": [24, 24, 8], "channels": [4, 8, 8, 8], "num_epochs": 3, "learning_rate": 1e-3,
@@ -62,14 +64,11 @@ def test_kill_mid_save_then_resume_gives_the_uninterrupted_weights(tiny_acdc, tm
 def test_resumed_run_without_per_epoch_seeding_would_differ(tiny_acdc, tmp_path):
     """The control for the test above: the augmentation draws of epoch 2 differ from epoch 1's, so a resumed run that
     replayed epoch 1's draws (MONAI's DataLoader seeds its transforms once) could not match."""
-    from scripts.handlers import EpochSeed
-    from scripts.data.datasets import make_dataset
-
     data = make_dataset("acdc", tiny_acdc, "train", spatial_size=(24, 24, 8), augment=True)
     seed = EpochSeed(data, seed=3)
     draws = []
     for epoch in (1, 2, 1):
-        seed(type("Engine", (), {"state": type("State", (), {"epoch": epoch})})())
+        seed(SimpleNamespace(state=SimpleNamespace(epoch=epoch)))
         draws.append(torch.stack([data[i]["image"] for i in range(len(data))]))
     assert not torch.equal(draws[0], draws[1])
     assert torch.equal(draws[0], draws[2])
@@ -87,11 +86,8 @@ def test_second_run_on_the_same_output_folder_is_refused(tiny_acdc, tmp_path):
     first = trainer()
     with pytest.raises(Exception) as err:
         trainer()
-    chain, cause = [], err.value
-    while cause is not None:
-        chain.append(cause)
-        cause = cause.__cause__ or cause.__context__
-    refusal = next(e for e in chain if isinstance(e, InputError))
+    refusal = user_error(err.value)  # wrapped by the config machinery
+    assert isinstance(refusal, InputError)
     assert str(tmp_path / "out") in str(refusal) and f"pid {os.getpid()}" in str(refusal)
     first.run()  # the first run is unaffected, and releases the folder when done
     assert (tmp_path / "out" / "teacher.pt").exists()
@@ -108,3 +104,23 @@ def test_a_failing_run_releases_the_lock_and_still_raises(tmp_path):
     with pytest.raises(RuntimeError, match="out of memory"):
         engine.run([0], max_epochs=1)
     OutputLock(str(tmp_path)).attach(Engine(step))  # the folder is free again
+
+
+def test_best_weights_kept_until_beaten_and_restored_on_resume(tmp_path):
+    network = torch.nn.Linear(2, 1)
+    path = tmp_path / "teacher_best.pt"
+    best = BestWeights(network, str(path))
+    validation = SimpleNamespace(state=SimpleNamespace(metrics={"val_psnr": 30.0}))
+    best(validation)
+    saved = path.read_bytes()
+    torch.nn.init.zeros_(network.weight)
+    validation.state.metrics["val_psnr"] = 29.0
+    best(validation)  # worse: the file is not touched
+    assert path.read_bytes() == saved
+    resumed = BestWeights(network, str(path))
+    resumed.load_state_dict(best.state_dict())  # as TrainingCheckpoint saves it and ResumeFromCheckpoint loads it
+    resumed(validation)  # a resumed run's first, worse validation does not replace the best weights
+    assert path.read_bytes() == saved
+    validation.state.metrics["val_psnr"] = 31.0
+    resumed(validation)
+    assert torch.equal(read_state_dict(path)["weight"], torch.zeros(1, 2))
