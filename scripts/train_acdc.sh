@@ -17,7 +17,7 @@ set -euo pipefail -f
 cd "$(dirname "$0")/.."
 D=${1:?usage: bash scripts/train_acdc.sh ACDC_TRAINING_DIR [RUNS_DIR]}
 R=${2:-runs/acdc}
-S3_EPOCHS=${S3_EPOCHS:-8}
+S3_EPOCHS=${S3_EPOCHS:-5}
 mkdir -p "$R"
 [ -f "$R/v020_teacher.pt" ] || git show 9cdc999:models/teacher.pt > "$R/v020_teacher.pt"
 [ -f "$R/v020_model.pt" ] || git show 9cdc999:models/model.pt > "$R/v020_model.pt"
