@@ -378,3 +378,12 @@ def test_nifti4d_folder_errors(tmp_path):
     with pytest.raises(InputError, match="a.nii and a.nii.gz are both case 'a'") as caught:
         nifti4d_cases(tmp_path)
     assert caught.value.source == str(tmp_path)
+
+
+def test_make_dataset_options_reach_the_builder_and_unknown_ones_are_named(acdc_tree):
+    from scripts.data.datasets import make_dataset
+
+    data = make_dataset("acdc", acdc_tree, split="test", spatial_size=(8, 8, 4), options={"test_range": [1, 2]})
+    assert sorted({item["case"] for item in data.data}) == ["patient001", "patient002"]
+    with pytest.raises(InputError, match="'acdc' datasets take no option 'num_train'.*'test_range'"):
+        make_dataset("acdc", acdc_tree, options={"num_train": 3})

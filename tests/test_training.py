@@ -181,3 +181,14 @@ def test_torchrun_two_cpu_processes(dataset, tmp_path):
     assert (out / "model.pt").exists()
     state = read_state_dict(out / "model.pt")
     assert not any(k.startswith("module.") for k in state)  # exported without the DDP prefix
+
+
+def test_dataset_options_hold_a_validation_split_out_of_the_training_patients(dataset):
+    """train_range / test_range from the command line: train on patient001, validate on patient002, never 091."""
+    wf = _workflow(["train_teacher.json"], dataset_dir=str(dataset), train_dataset_options={"train_range": [1, 1]},
+                   val_dataset_options={"test_range": [2, 2]})
+    train, val = wf.parser.get_parsed_content("train#dataset"), wf.parser.get_parsed_content("validate#dataset")
+    assert {item["case"] for item in train.data} == {"patient001"}
+    assert {item["case"] for item in val.data} == {"patient002"}
+    default = _workflow(["train_teacher.json"], dataset_dir=str(dataset))
+    assert {item["case"] for item in default.parser.get_parsed_content("validate#dataset").data} == {"patient091"}

@@ -9,8 +9,9 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from scripts.errors import InputError
 
@@ -26,11 +27,19 @@ def make_dataset(
     dataset_dir: str | os.PathLike,
     split: str = "train",
     spatial_size: Sequence[int] | None = None,
+    options: Mapping[str, object] | None = None,
     **kwargs,
 ):
     """Build the dataset of ``kind`` (see the module table) for ``split``; other keywords go to its builder.
 
-    ``spatial_size`` None keeps the kind's protocol grid (ACDC 128x128x32, 4D-Lung 128^3).
+    ``spatial_size`` None keeps the kind's protocol grid (ACDC 128x128x32, 4D-Lung 128^3). ``options`` are more
+    keywords for the builder, as one mapping a config can set from the command line, e.g. a validation split held
+    out of ACDC's training patients: ``{"train_range": [1, 80]}`` for training and ``{"test_range": [81, 90]}`` with
+    split ``"test"`` for validation.
+
+    Raises:
+        InputError: naming the kind or the folder when unknown or missing, or an option the kind's builder does
+            not take.
     """
     if kind not in KINDS:
         raise InputError("dataset", f"unknown dataset kind {kind!r}; choose one of {sorted(KINDS)}")
@@ -38,6 +47,12 @@ def make_dataset(
         raise InputError(dataset_dir, f"dataset folder not found (dataset kind {kind!r})")
     module, name = KINDS[kind].split(":")
     build = getattr(importlib.import_module(module), name)
+    accepted = set(inspect.signature(build).parameters) - {"dataset_dir", "split"}
+    for option in options or {}:
+        if option not in accepted:
+            raise InputError("dataset options", f"{kind!r} datasets take no option {option!r}; "
+                             f"they take {sorted(accepted)}")
+    kwargs.update(options or {})
     if spatial_size is not None:
         kwargs["spatial_size"] = tuple(spatial_size)
     return build(dataset_dir, split=split, **kwargs)
