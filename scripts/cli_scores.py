@@ -19,7 +19,6 @@ each patient's interpolation output in ``cli_acdc/patientNNN/``.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import subprocess
@@ -29,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from scripts.atomic import atomic_dir, atomic_file
-from scripts.data.acdc import acdc_cases, parse_info_cfg
+from scripts.atomic import atomic_dir
+from scripts.data.acdc import acdc_case, acdc_cases, series_file
 from scripts.data.intensity import IntensityScale
 from scripts.data.nifti_io import read_nifti_4d
-from scripts.data.triplets import frames_between
 from scripts.errors import InputError
+from scripts.evaluate import write_metrics_csv, write_summary
 from scripts.metrics import psnr
 
 __all__ = ["interpolate_command", "score_case", "cli_scores"]
@@ -112,12 +111,11 @@ def cli_scores(dataset_dir: str, output_dir: str = "cli_scores", split: str = "t
     per_case: dict[str, list[dict]] = {}
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
         for folder in cases:
-            info = parse_info_cfg(folder / "Info.cfg")
-            series_path = folder / f"{folder.name}_4d.nii.gz"
+            case = acdc_case(folder)  # ED, ES and the frames between, checked against the 4D file
+            series_path = series_file(folder)
             series = read_nifti_4d(series_path).array
-            start, end = info["ED"], info["ES"]
-            targets = frames_between(start, end, series.shape[3], cyclic=True)
-            frames, ts = [f for f, _ in targets], [t for _, t in targets]
+            start, end = case.start, case.end
+            frames, ts = [f for f, _ in case.targets], [t for _, t in case.targets]
             out = tmp / folder.name
             command = interpolate_command(series_path, start, end, ts, out, model, device)
             done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)  # -m finds scripts/ in cwd
@@ -133,14 +131,8 @@ def cli_scores(dataset_dir: str, output_dir: str = "cli_scores", split: str = "t
         summary = {"psnr_student": _mean(rows, "psnr_student"), "psnr_blend": _mean(rows, "psnr_blend"),
                    "frames": len(rows), "patients": len(per_case), "model": model or "models/model.pt"}
         summary["gain_db"] = summary["psnr_student"] - summary["psnr_blend"]
-        with atomic_file(tmp / "scores.csv") as path, open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        with atomic_file(tmp / "summary.json") as path:
-            path.write_text(json.dumps(summary, indent=2))
-        with atomic_file(tmp / "summary.md") as path:
-            path.write_text(_summary_md(per_case, rows))
+        write_metrics_csv(rows, tmp / "scores.csv", fields=list(rows[0]))
+        write_summary(tmp, summary, _summary_md(per_case, rows))
     logger.info("interpolate on %d patients, %d frames: student %.2f dB, blend %.2f dB (%+.2f dB); wrote %s",
                 summary["patients"], summary["frames"], summary["psnr_student"], summary["psnr_blend"],
                 summary["gain_db"], output_dir)

@@ -468,10 +468,7 @@ class Evaluator:
             for name, spent in seconds.items():
                 summary[name]["seconds"] = round(spent, 3)
             write_metrics_csv(rows, tmp / "metrics.csv")
-            with atomic_file(tmp / "summary.json") as path:
-                path.write_text(json.dumps(summary, indent=2))
-            with atomic_file(tmp / "summary.md") as path:
-                path.write_text(summary_table(summary))
+            write_summary(tmp, summary, summary_table(summary))
             write_error_maps(figure, tmp / "error_maps.png")
             write_psnr_over_t(rows, tmp / "psnr_over_t.png", self.t_bins)
             for name, values in summary.items():
@@ -521,12 +518,20 @@ def summary_table(summary: Mapping[str, Mapping]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_metrics_csv(rows: Sequence[Mapping], path: Path) -> None:
-    """``metrics.csv`` with the columns ``CSV_FIELDS``; a metric a row lacks is left empty."""
+def write_metrics_csv(rows: Sequence[Mapping], path: Path, fields: Sequence[str] = CSV_FIELDS) -> None:
+    """A CSV of ``rows`` with the columns ``fields`` (default: ``metrics.csv``'s); a value a row lacks is left empty."""
     with atomic_file(path) as tmp, open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, restval="")
+        writer = csv.DictWriter(handle, fieldnames=list(fields), restval="")
         writer.writeheader()
         writer.writerows(rows)
+
+
+def write_summary(folder: Path, summary: Mapping, table: str) -> None:
+    """``summary.json`` (``summary``) and ``summary.md`` (``table``, its markdown) in ``folder``, each atomically."""
+    with atomic_file(folder / "summary.json") as path:
+        path.write_text(json.dumps(summary, indent=2))
+    with atomic_file(folder / "summary.md") as path:
+        path.write_text(table)
 
 
 def _canvas(width_px: int, height_px: int, dpi: int = 100) -> Figure:

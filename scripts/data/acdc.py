@@ -37,7 +37,8 @@ from scripts.data.nifti_io import nifti_4d_shape, read_nifti_4d
 from scripts.data.triplets import TripletCase, TripletDataset, frames_between
 from scripts.errors import InputError
 
-__all__ = ["parse_info_cfg", "acdc_cases", "protocol_frames", "load_protocol_series", "acdc_case", "acdc_dataset"]
+__all__ = ["parse_info_cfg", "acdc_cases", "protocol_frames", "load_protocol_series", "series_file", "acdc_case",
+           "acdc_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +176,20 @@ def load_protocol_series(path: str | os.PathLike, spatial_size: Sequence[int], p
     return protocol_frames(read_nifti_4d(path).array, spatial_size, path, per_frame=per_frame)
 
 
+def series_file(folder: str | os.PathLike) -> Path:
+    """The 4D NIfTI of an ACDC patient folder, ``patientNNN_4d.nii.gz`` (or ``.nii``).
+
+    Raises:
+        InputError: naming the folder when it holds neither.
+    """
+    folder = Path(folder)
+    candidates = [folder / f"{folder.name}_4d.nii.gz", folder / f"{folder.name}_4d.nii"]
+    image_path = next((path for path in candidates if path.is_file()), None)
+    if image_path is None:
+        raise InputError(folder, f"has no {candidates[0].name} (or .nii); expected {LAYOUT}")
+    return image_path
+
+
 def acdc_case(
     folder: str | os.PathLike, spatial_size: Sequence[int] = (128, 128, 32), per_frame: bool = False
 ) -> TripletCase:
@@ -186,10 +201,7 @@ def acdc_case(
     """
     folder = Path(folder)
     info_path = folder / "Info.cfg"
-    candidates = [folder / f"{folder.name}_4d.nii.gz", folder / f"{folder.name}_4d.nii"]
-    image_path = next((path for path in candidates if path.is_file()), None)
-    if image_path is None:
-        raise InputError(folder, f"has no {candidates[0].name} (or .nii); expected {LAYOUT}")
+    image_path = series_file(folder)
     info = parse_info_cfg(info_path)
     num_frames = nifti_4d_shape(image_path)[3]
     if info["NbFrame"] is not None and info["NbFrame"] != num_frames:
