@@ -51,7 +51,7 @@ def test_oracles_beat_the_blend_on_linear_motion():
     subject = translating([0.25, 0.5, 0.75])
     t = subject.ts.view(-1, 1, 1, 1, 1)
     blend = psnr((1 - t) * subject.i0 + t * subject.i1, subject.targets)
-    linear, fit = scaled_ceiling(subject, lambda_r=0.001, steps=150)
+    linear, _, fit = scaled_ceiling(subject, lambda_r=0.001, steps=150)
     registered = registration_ceiling(subject, lambda_r=0.001, steps=150)
     assert min(fit) > psnr(subject.i0, subject.i1).item() + 10  # I0 <-> I1 is a pure translation: registrable
     for k in range(3):
@@ -76,7 +76,7 @@ def test_trajectory_oracle_ignores_what_only_the_endpoints_show():
     subject = translating([0.2, 0.4, 0.6, 0.8], distance=5)
     subject.i1 = subject.i1.clone()
     subject.i1[..., 6:18, 6:18, :] = 1.0
-    linear, _ = scaled_ceiling(subject, lambda_r=0.001, steps=150)
+    linear, _, _ = scaled_ceiling(subject, lambda_r=0.001, steps=150)
     oracle = trajectory_ceiling(subject, lambda_r=0.001, steps=150)
     assert sum(oracle) / 2 > sum(linear[1::2]) / 2 + 1
 
@@ -85,7 +85,7 @@ def test_scaled_oracle_cannot_follow_motion_off_the_ed_es_path():
     """At t = 0.5 the texture has moved along y, off the ED -> ES line (x): only the per-frame oracle follows it."""
     subject = translating([0.5])
     subject.targets[:] = frame(2, 3)
-    linear, _ = scaled_ceiling(subject, lambda_r=0.001, steps=150)
+    linear, _, _ = scaled_ceiling(subject, lambda_r=0.001, steps=150)
     registered = registration_ceiling(subject, lambda_r=0.001, steps=150)
     assert registered[0] > linear[0] + 5
 
@@ -96,7 +96,8 @@ def test_ceilings_writes_a_summary(tiny_acdc, tmp_path):
     assert json.loads((out / "summary.json").read_text()) == pytest.approx(summary)
     assert summary["frames"] > 0 and summary["steps"] == 5
     table = (out / "summary.md").read_text()
-    for name in ("blend", "registration", "scaled_linear", "ed_es_fit", "trajectory", "blend_heldout"):
+    names = ("blend", "registration", "scaled_linear", "scaled_profile", "ed_es_fit", "trajectory", "blend_heldout")
+    for name in names:
         assert f"| {name} |" in table
     assert 0 < summary["heldout_frames"] == summary["frames"] // 2  # one series: its odd-numbered targets
     data = make_dataset("acdc", str(tiny_acdc), split="test", spatial_size=(24, 24, 8))
@@ -105,3 +106,16 @@ def test_ceilings_writes_a_summary(tiny_acdc, tmp_path):
     assert summary["blend_heldout"] == pytest.approx(held.mean().item())
     with pytest.raises(OutputExistsError):
         ceilings(str(tiny_acdc), spatial_size=(24, 24, 8), steps=5, output_dir=str(out))
+
+
+def test_profile_oracle_follows_motion_that_runs_ahead_of_t():
+    """The texture moves 2, 3, 4 of its 4 voxels by t = 0.25, 0.5, 0.75 (fast, then at rest: not linear in t).
+    Linear scaling of the ED -> ES field lags; the best fraction per frame (0.5, 0.75, 1.0, all on the grid) does
+    not, and the time profile can only help: the grid holds linear scaling's own choices at t = 0.5."""
+    subject = translating([0.25, 0.5, 0.75])
+    subject.targets = torch.cat([frame(2), frame(3), frame(4)])
+    linear, profile, _ = scaled_ceiling(subject, lambda_r=0.001, steps=150)
+    assert len(profile) == 3
+    assert profile[1] >= linear[1] - 0.01
+    assert sum(profile) / 3 > sum(linear) / 3 + 4
+    assert min(profile) > 35
