@@ -28,17 +28,16 @@ writes ``summary.json`` (mean PSNR per oracle, equal weight per frame) and ``sum
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 
 import torch
 from monai.losses import DiffusionLoss
 
-from scripts.atomic import atomic_dir, atomic_file
+from scripts.atomic import atomic_dir
 from scripts.baselines import blend, linear_scaling
 from scripts.data.datasets import make_dataset
-from scripts.evaluate import Subject, subjects
+from scripts.evaluate import Subject, subjects, write_summary
 from scripts.metrics import psnr
 from scripts.warping import integrate_velocity, warp
 
@@ -184,11 +183,8 @@ def ceilings(dataset_dir: str, dataset: str = "acdc", split: str = "test", spati
         summary = {name: sum(values) / len(values) for name, values in scores.items() if values}
         summary.update(frames=len(scores["blend"]), heldout_frames=len(scores["trajectory"]), lambda_r=lambda_r,
                        steps=steps)
-        with atomic_file(tmp / "summary.json") as path:
-            path.write_text(json.dumps(summary, indent=2))
-        with atomic_file(tmp / "summary.md") as path:
-            path.write_text("| oracle | PSNR (dB) |\n|---|---|\n" + "".join(
-                f"| {name} | {summary[name]:.2f} |\n" for name in names if name in summary))
+        write_summary(tmp, summary, "| oracle | PSNR (dB) |\n|---|---|\n" + "".join(
+            f"| {name} | {summary[name]:.2f} |\n" for name in names if name in summary))
     logger.info("ceilings (lambda_r %g, %d steps, %d frames, %d held out): %s", lambda_r, steps, summary["frames"],
                 summary["heldout_frames"], {name: round(summary[name], 2) for name in names if name in summary})
     return summary
