@@ -2,12 +2,12 @@
 
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.utils.paths import ROOT
+
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -23,7 +23,7 @@ def _seed():
 @pytest.fixture(scope="session")
 def tiny_acdc(tmp_path_factory):
     """A tiny ACDC-layout phantom: training patients 001, 002 and test patient 091, 24x24x8, 10 frames."""
-    from scripts.data.phantom import write_acdc_layout
+    from scripts.phantoms.make import write_acdc_layout
 
     root = tmp_path_factory.mktemp("phantom")
     write_acdc_layout(root / "train", 2, seed=5, shape=(24, 24, 8), frames=10)

@@ -7,7 +7,7 @@ import pydicom
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGLSLossless, generate_uid
 
-from scripts.data.series import Series4D
+from scripts.io.series import Series4D
 
 SHAPE = (24, 20, 6)
 FRAMES = 5

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from scripts.checkpoint import save_weights
+from scripts.utils.checkpoint import save_weights
 
 NETWORK_ARGS = {"channels": [4, 4, 8, 8], "def_channels": [4, 4, 8, 8], "refine_channels": [4, 4, 8, 8],
                 "projection_channels": [2, 2, 2, 2]}

@@ -9,10 +9,11 @@ import pytest
 import torch
 from monai.data import DataLoader
 
-from scripts.data.acdc import acdc_case, acdc_cases, acdc_dataset, parse_info_cfg, protocol_frames
-from scripts.data.nifti4d import nifti4d_case, nifti4d_cases, nifti4d_dataset
-from scripts.data.triplets import TripletCase, TripletDataset, frames_between
-from scripts.errors import InputError
+from scripts.datasets.acdc import acdc_case, acdc_cases, acdc_dataset, parse_info_cfg
+from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases, nifti4d_dataset
+from scripts.datasets.protocol import protocol_frames
+from scripts.datasets.triplets import TripletCase, TripletDataset, frames_between
+from scripts.utils.errors import InputError
 
 SIZE = (8, 8, 4)  # a small protocol grid for dataset tests
 
@@ -381,7 +382,7 @@ def test_nifti4d_folder_errors(tmp_path):
 
 
 def test_make_dataset_options_reach_the_builder_and_unknown_ones_are_named(acdc_tree):
-    from scripts.data.datasets import make_dataset
+    from scripts.datasets.registry import make_dataset
 
     data = make_dataset("acdc", acdc_tree, split="test", spatial_size=(8, 8, 4), options={"test_range": [1, 2]})
     assert sorted({item["case"] for item in data.data}) == ["patient001", "patient002"]

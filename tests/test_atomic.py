@@ -2,8 +2,8 @@
 
 import pytest
 
-from scripts.atomic import atomic_dir, atomic_file
-from scripts.errors import OutputExistsError
+from scripts.utils.atomic import atomic_dir, atomic_file
+from scripts.utils.errors import OutputExistsError
 
 
 def test_file_appears_only_on_success(tmp_path):

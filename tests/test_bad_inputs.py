@@ -16,18 +16,25 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from dicom_helpers import (
+    dicom_files,
+    edit,
+    make_affine,
+    make_series,
+    mark_jpeg_ls,
+    write_text_sr,
+)
 from pydicom.pixels import get_decoder
 from pydicom.uid import JPEGLSLossless
 
-import scripts.memory
-from dicom_helpers import dicom_files, edit, make_affine, make_series, mark_jpeg_ls, write_text_sr
+import scripts.utils.memory
 from scripts.__main__ import main
-from scripts.data.dicom_write import write_dicom_acquisition
-from scripts.data.phantom import write_acdc_layout
-from scripts.data.series import Series4D
-from scripts.interpolate import SeriesInterpolator
+from scripts.inference.interpolator import SeriesInterpolator
+from scripts.io.series import Series4D
+from scripts.phantoms.dicom_acquisition import write_dicom_acquisition
+from scripts.phantoms.make import write_acdc_layout
+from scripts.utils.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (16, 16, 8)
 
 
@@ -272,7 +279,7 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, capsys, monkeypatch
 
 
 def test_volume_too_large_for_memory_is_refused_with_advice(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(scripts.memory, "available_bytes", lambda device: 64 * 2**20)
+    monkeypatch.setattr(scripts.utils.memory, "available_bytes", lambda device: 64 * 2**20)
     check_refused(["interpolate"], "volume (96, 96, 8)", r"needs about \d+ MiB on cpu but 64 MiB is free: .*max_batch 1.*"
                   r"another device.*crop", tmp_path, capsys)
 

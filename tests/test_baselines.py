@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from scripts import baselines as B
-from scripts.errors import InputError
+from scripts.baselines import elastix, linear
+from scripts.utils.errors import InputError
 
 
 def textured_volume(shape=(16, 8, 6), shift=0.0):
@@ -23,9 +23,9 @@ def constant_field(vector, like):
 
 def test_blend_returns_endpoints_exactly_and_weighs_per_item():
     i0, i1 = torch.rand(2, 1, 4, 3, 2), torch.rand(2, 1, 4, 3, 2)
-    assert torch.equal(B.blend(i0, i1, 0.0), i0)
-    assert torch.equal(B.blend(i0, i1, 1.0), i1)
-    out = B.blend(i0, i1, torch.tensor([0.25, 0.5]))
+    assert torch.equal(linear.blend(i0, i1, 0.0), i0)
+    assert torch.equal(linear.blend(i0, i1, 1.0), i1)
+    out = linear.blend(i0, i1, torch.tensor([0.25, 0.5]))
     assert torch.allclose(out[0], 0.75 * i0[0] + 0.25 * i1[0])
     assert torch.allclose(out[1], 0.5 * (i0[1] + i1[1]))
 
@@ -33,17 +33,17 @@ def test_blend_returns_endpoints_exactly_and_weighs_per_item():
 def test_t_must_be_in_unit_interval_and_match_batch():
     i0 = torch.rand(2, 1, 4, 3, 2)
     with pytest.raises(InputError, match=r"\[0, 1\]"):
-        B.blend(i0, i0, 1.5)
+        linear.blend(i0, i0, 1.5)
     with pytest.raises(InputError, match="one per batch item"):
-        B.blend(i0, i0, [0.1, 0.2, 0.3])
+        linear.blend(i0, i0, [0.1, 0.2, 0.3])
 
 
 @pytest.mark.parametrize("velocity", [False, True])
 def test_linear_scaling_with_zero_fields_is_blend(velocity):
     i0, i1 = torch.rand(1, 1, 6, 5, 4), torch.rand(1, 1, 6, 5, 4)
     zero = torch.zeros(1, 3, 6, 5, 4)
-    out = B.linear_scaling(i0, i1, zero, zero, 0.3, velocity=velocity)
-    assert torch.allclose(out, B.blend(i0, i1, 0.3), atol=1e-6)
+    out = linear.linear_scaling(i0, i1, zero, zero, 0.3, velocity=velocity)
+    assert torch.allclose(out, linear.blend(i0, i1, 0.3), atol=1e-6)
 
 
 @pytest.mark.parametrize("velocity", [False, True])
@@ -53,7 +53,7 @@ def test_linear_scaling_of_constant_shift_gives_the_shifted_image(velocity):
     # would give I0(x + 3 e0)
     i0, i1 = textured_volume(), textured_volume(shift=4.0)
     ddf_01, ddf_10 = constant_field([4.0, 0, 0], i0), constant_field([-4.0, 0, 0], i0)
-    out = B.linear_scaling(i0, i1, ddf_01, ddf_10, 0.25, velocity=velocity)
+    out = linear.linear_scaling(i0, i1, ddf_01, ddf_10, 0.25, velocity=velocity)
     expected = textured_volume(shift=1.0)
     # the zero-padded scaling and squaring loses the constant field within a few voxels of the x0 border
     interior = slice(6, 11) if velocity else slice(3, 15)
@@ -64,13 +64,13 @@ def test_linear_scaling_of_constant_shift_gives_the_shifted_image(velocity):
 def test_linear_scaling_checks_field_shapes():
     i0 = torch.rand(1, 1, 6, 5, 4)
     with pytest.raises(InputError, match="field_10"):
-        B.linear_scaling(i0, i0, torch.zeros(1, 3, 6, 5, 4), torch.zeros(1, 3, 6, 5, 3), 0.5)
+        linear.linear_scaling(i0, i0, torch.zeros(1, 3, 6, 5, 4), torch.zeros(1, 3, 6, 5, 3), 0.5)
 
 
 def test_missing_elastix_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "itk", None)  # makes `import itk` raise ImportError
     with pytest.raises(ImportError, match=r"pip install itk-elastix==0\.25\.4"):
-        B.elastix_ddf(np.zeros((4, 4, 4)), np.zeros((4, 4, 4)))
+        elastix.elastix_ddf(np.zeros((4, 4, 4)), np.zeros((4, 4, 4)))
 
 
 def blob(shift_z, shape=(28, 24, 16)):
@@ -88,11 +88,11 @@ def test_elastix_recovers_a_known_shift_in_voxels_and_our_axis_order():
     # (a wrong axis order puts it in channel 0, a missing mm -> voxel conversion makes it -4). Mean squares: the
     # volumes differ by a shift only and are small, where mutual information is less precise.
     i0, i1 = (torch.from_numpy(blob(s))[None, None] for s in (0.0, 2.0))
-    ddf_01, ddf_10 = B.elastix_fields(i0, i1, spacing=(1.0, 1.0, 2.0), metric="AdvancedMeanSquares")
+    ddf_01, ddf_10 = elastix.elastix_fields(i0, i1, spacing=(1.0, 1.0, 2.0), metric="AdvancedMeanSquares")
     centre = (slice(None), slice(None), slice(10, 18), slice(8, 16), slice(5, 11))
     for ddf, expected in ((ddf_01, -2.0), (ddf_10, 2.0)):
         target = torch.tensor([0.0, 0.0, expected]).reshape(1, 3, 1, 1, 1)
         assert (ddf[centre] - target).abs().max() < 0.5
-    mid = B.linear_scaling(i0, i1, ddf_01, ddf_10, 0.5)
+    mid = linear.linear_scaling(i0, i1, ddf_01, ddf_10, 0.5)
     truth = torch.from_numpy(blob(1.0))[None, None]
-    assert (mid - truth)[centre].abs().mean() < 0.25 * (B.blend(i0, i1, 0.5) - truth)[centre].abs().mean()
+    assert (mid - truth)[centre].abs().mean() < 0.25 * (linear.blend(i0, i1, 0.5) - truth)[centre].abs().mean()

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from scripts.bench import bench, flops, peak_memory
+from scripts.evaluation.bench import bench, flops, peak_memory
 
 
 def test_flop_count_of_a_known_convolution():

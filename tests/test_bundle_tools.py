@@ -10,12 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 from monai.apps.utils import HashCheckError, check_hash
-from monai.bundle import ConfigParser, download_large_files, verify_metadata, verify_net_in_out
+from monai.bundle import (
+    ConfigParser,
+    download_large_files,
+    verify_metadata,
+    verify_net_in_out,
+)
+from tools.update_large_files import update_large_files
 
-from scripts.update_large_files import update_large_files
+from scripts.utils.paths import ROOT
 from tests.small_bundle import OVERRIDES
 
-ROOT = Path(__file__).resolve().parents[1]
 META = ROOT / "configs" / "metadata.json"
 CONFIG = ROOT / "configs" / "inference.json"
 SCHEMA = ROOT / "docs" / "schema" / "meta_schema_20240725.json"
@@ -103,7 +108,7 @@ def test_large_file_hash_matches(name):
         pytest.skip(f"{name} not in this checkout")
     entry = next(e for e in _large_files() if e["path"] == name)
     assert check_hash(path, entry["hash_val"], entry["hash_type"]), (
-        f"{name} changed: run `python -m scripts.update_large_files` and commit large_files.yml"
+        f"{name} changed: run `python -m tools.update_large_files` and commit large_files.yml"
     )
 
 

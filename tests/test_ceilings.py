@@ -1,17 +1,23 @@
-"""The registration oracles of ``python -m scripts ceilings`` on motions whose answer is known."""
+"""The registration oracles of ``python -m scripts.research ceilings`` on motions whose answer is known."""
 
 import json
 
 import pytest
 import torch
 
-from scripts import baselines
-from scripts.ceilings import ceilings, register, registration_ceiling, scaled_ceiling, trajectory_ceiling
-from scripts.data.datasets import make_dataset
-from scripts.errors import OutputExistsError
-from scripts.evaluate import Subject, subjects
-from scripts.metrics import psnr
-from scripts.warping import integrate_velocity, warp
+from scripts.baselines import linear as baselines
+from scripts.datasets.registry import make_dataset
+from scripts.evaluation.cases import Case, eval_cases
+from scripts.evaluation.metrics import psnr
+from scripts.networks.warping import integrate_velocity, warp
+from scripts.research.ceilings import (
+    ceilings,
+    register,
+    registration_ceiling,
+    scaled_ceiling,
+    trajectory_ceiling,
+)
+from scripts.utils.errors import OutputExistsError
 
 
 def texture() -> torch.Tensor:
@@ -28,11 +34,11 @@ def frame(dx: int, dy: int = 0) -> torch.Tensor:
     return texture()[:, :, 8 + dx:32 + dx, 8 + dy:32 + dy]
 
 
-def translating(ts, distance: int = 4) -> Subject:
+def translating(ts, distance: int = 4) -> Case:
     """The texture translating ``distance`` voxels along x from I0 to I1, linearly in time (targets at the nearest
     whole voxel): the scaled oracle is exact where ``distance * t`` is whole."""
     ts = torch.tensor(ts)
-    return Subject(case="moving", i0=frame(0), i1=frame(distance),
+    return Case(case="moving", i0=frame(0), i1=frame(distance),
                    targets=torch.cat([frame(round(distance * float(t))) for t in ts]), ts=ts,
                    frames=list(range(1, len(ts) + 1)))
 
@@ -101,7 +107,7 @@ def test_ceilings_writes_a_summary(tiny_acdc, tmp_path):
         assert f"| {name} |" in table
     assert 0 < summary["heldout_frames"] == summary["frames"] // 2  # one series: its odd-numbered targets
     data = make_dataset("acdc", str(tiny_acdc), split="test", spatial_size=(24, 24, 8))
-    (subject,) = subjects(data)
+    (subject,) = eval_cases(data)
     held = psnr(baselines.blend(*subject.endpoints(len(subject.ts)), subject.ts), subject.targets)[1::2]
     assert summary["blend_heldout"] == pytest.approx(held.mean().item())
     with pytest.raises(OutputExistsError):

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from scripts.checkpoint import load_weights, read_state_dict, save_weights
-from scripts.errors import InputError
+from scripts.utils.checkpoint import load_weights, read_state_dict, save_weights
+from scripts.utils.errors import InputError
 
 
 def _net(width=4):

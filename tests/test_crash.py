@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -15,12 +14,12 @@ import torch
 from ignite.engine import Engine
 from monai.bundle import ConfigWorkflow
 
-from scripts.checkpoint import read_state_dict
-from scripts.errors import InputError, user_error
-from scripts.data.datasets import make_dataset
-from scripts.handlers import BestWeights, EpochSeed, OutputLock
+from scripts.datasets.registry import make_dataset
+from scripts.training.handlers import BestWeights, EpochSeed, OutputLock
+from scripts.utils.checkpoint import read_state_dict
+from scripts.utils.errors import InputError, user_error
+from scripts.utils.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {"spatial_size": [24, 24, 8], "channels": [4, 8, 8, 8], "num_epochs": 3, "learning_rate": 1e-3,
             "augment": True, "val_interval": 99, "deterministic": True, "seed": 3}
 

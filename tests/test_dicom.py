@@ -8,15 +8,24 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_helpers import (
+    SHAPE,
+    dicom_files,
+    edit,
+    make_affine,
+    make_series,
+    mark_jpeg_ls,
+    write_text_sr,
+)
 from pydicom.pixels import get_decoder
-from pydicom.uid import JPEGLSLossless, UID, generate_uid
+from pydicom.uid import UID, JPEGLSLossless, generate_uid
 
-from scripts.data.dicom_geometry import LPS_TO_RAS
-from scripts.data.dicom_read import read_dicom_series
-from scripts.data.dicom_write import encode_int16, write_derived_series, write_dicom_acquisition
-from scripts.data.series import Series4D
-from scripts.errors import InputError, OutputExistsError
-from dicom_helpers import SHAPE, dicom_files, edit, make_affine, make_series, mark_jpeg_ls, write_text_sr
+from scripts.io.dicom_geometry import LPS_TO_RAS
+from scripts.io.dicom_read import read_dicom_series
+from scripts.io.dicom_write import encode_int16, write_derived_series
+from scripts.io.series import Series4D
+from scripts.phantoms.dicom_acquisition import write_dicom_acquisition
+from scripts.utils.errors import InputError, OutputExistsError
 
 DCIODVFY = shutil.which("dciodvfy")
 

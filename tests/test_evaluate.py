@@ -14,15 +14,24 @@ import pytest
 import torch
 from monai.bundle import run
 
-import scripts.evaluate as E
-from scripts.baselines import linear_scaling
-from scripts.data.datasets import make_dataset
-from scripts.data.phantom import write_acdc_layout
-from scripts.errors import InputError, OutputExistsError
-from scripts.metrics import IMAGE_METRICS, endpoint_error, ncc, ssim
-from scripts.vm_baseline import voxelmorph_net
+from scripts.baselines.linear import linear_scaling
+from scripts.baselines.voxelmorph import voxelmorph_net
+from scripts.datasets.registry import make_dataset
+from scripts.evaluation import cases, reports
+from scripts.evaluation import evaluator as evaluator_mod
+from scripts.evaluation import methods as methods_mod
+from scripts.evaluation.metrics import (
+    IMAGE_METRICS,
+    endpoint_error,
+    image_metrics,
+    ncc,
+    ssim,
+)
+from scripts.phantoms.make import write_acdc_layout
+from scripts.research import ablations as ablations_mod
+from scripts.utils.errors import InputError, OutputExistsError
+from scripts.utils.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = (24, 24, 8)
 CHANNELS = [4, 8, 8, 8]
 SMALL = {"def_channels": [4, 8, 8, 8], "refine_channels": [4, 8, 8, 8], "projection_channels": [2, 2, 4, 4]}
@@ -61,7 +70,7 @@ def assert_png(path: Path, width: int | None = None) -> np.ndarray:
 
 
 def blend_by_hand(dataset) -> dict[tuple[str, int], dict[str, float]]:
-    """PSNR and NMSE of the linear blend, written out with numpy; NCC/SSIM from scripts.metrics."""
+    """PSNR and NMSE of the linear blend, written out with numpy; NCC/SSIM from scripts.evaluation.metrics."""
     out = {}
     for item in dataset:
         i0, i1, gt = (v.double().numpy() for v in (item["image"][:1], item["image"][1:], item["target"]))
@@ -77,8 +86,8 @@ def blend_by_hand(dataset) -> dict[tuple[str, int], dict[str, float]]:
 
 
 def test_blend_only_run_rows_summary_and_figures(phantoms, dataset, tmp_path):
-    methods = E.select_methods(["blend"], {"blend": E.Blend()})
-    out = E.Evaluator(dataset, methods, truth_dir=phantoms).run(tmp_path / "o")
+    methods = methods_mod.select_methods(["blend"], {"blend": methods_mod.Blend()})
+    out = evaluator_mod.Evaluator(dataset, methods, truth_dir=phantoms).run(tmp_path / "o")
     rows = read_csv(out / "metrics.csv")
     assert [(r["subject"], r["frame"]) for r in rows] == [(f"patient09{c}", str(f)) for c in (1, 2) for f in (1, 2, 3)]
     assert [float(r["t"]) for r in rows[:3]] == [0.25, 0.5, 0.75]
@@ -95,7 +104,7 @@ def test_blend_only_run_rows_summary_and_figures(phantoms, dataset, tmp_path):
 
 
 def test_existing_output_is_refused_unless_overwrite(dataset, tmp_path):
-    evaluator = E.Evaluator(dataset, E.select_methods(["blend"], {"blend": E.Blend()}))
+    evaluator = evaluator_mod.Evaluator(dataset, methods_mod.select_methods(["blend"], {"blend": methods_mod.Blend()}))
     evaluator.run(tmp_path / "o")
     (tmp_path / "o" / "marker").write_text("old run")
     with pytest.raises(OutputExistsError):
@@ -106,38 +115,38 @@ def test_existing_output_is_refused_unless_overwrite(dataset, tmp_path):
 
 
 def test_missing_weights_skip_the_method_with_a_warning(dataset, tmp_path, caplog):
-    methods = E.select_methods(["blend", "vm_linear"], {
-        "blend": E.Blend(), "vm_linear": E.VoxelMorphLinear(voxelmorph_net(), tmp_path / "absent.pt")})
-    with caplog.at_level(logging.WARNING, logger="scripts.evaluate"):
-        out = E.Evaluator(dataset, methods).run(tmp_path / "o")
+    methods = methods_mod.select_methods(["blend", "vm_linear"], {
+        "blend": methods_mod.Blend(), "vm_linear": methods_mod.VoxelMorphLinear(voxelmorph_net(), tmp_path / "absent.pt")})
+    with caplog.at_level(logging.WARNING, logger="scripts.evaluation.evaluator"):
+        out = evaluator_mod.Evaluator(dataset, methods).run(tmp_path / "o")
     assert any("vm_linear" in m and "absent.pt" in m for m in caplog.messages)
     assert {r["method"] for r in read_csv(out / "metrics.csv")} == {"blend"}
     with pytest.raises(InputError, match="none of the methods"):
-        E.Evaluator(dataset, methods[1:]).run(tmp_path / "p")
+        evaluator_mod.Evaluator(dataset, methods[1:]).run(tmp_path / "p")
     assert not (tmp_path / "p").exists()
 
 
 def test_unknown_names_and_bad_variants_are_refused():
     with pytest.raises(InputError, match="unknown"):
-        E.select_methods(["blend", "nope"], {"blend": E.Blend()})
+        methods_mod.select_methods(["blend", "nope"], {"blend": methods_mod.Blend()})
     with pytest.raises(InputError, match="weights"):
-        E.select_methods([], {}, {"v": {"use_dfm": False}})
+        methods_mod.select_methods([], {}, {"v": {"use_dfm": False}})
 
 
 def test_variants_are_students_with_their_flags_and_weights():
     pytest.importorskip("scripts.networks")
-    [blend, variant] = E.select_methods(["blend"], {"blend": E.Blend()},
+    [blend, variant] = methods_mod.select_methods(["blend"], {"blend": methods_mod.Blend()},
                                         {"no_dfm": {**NO_DFM, "weights": "runs/no_dfm.pt"}}, channels=CHANNELS)
     assert (blend.name, variant.name) == ("blend", "no_dfm")
-    assert isinstance(variant, E.StudentMethod) and variant.weights == "runs/no_dfm.pt"
+    assert isinstance(variant, methods_mod.StudentMethod) and variant.weights == "runs/no_dfm.pt"
     assert variant.network.linear_scaling  # no time modulation: Table 2 rows 1-2
     assert variant.network.encoder.channels == tuple(CHANNELS)
     with pytest.raises(InputError, match="already a method"):
-        E.select_methods(["blend"], {"blend": E.Blend()}, {"blend": {"weights": "x.pt"}})
+        methods_mod.select_methods(["blend"], {"blend": methods_mod.Blend()}, {"blend": {"weights": "x.pt"}})
 
 
 def test_figure_subject_must_be_evaluated(dataset, tmp_path):
-    evaluator = E.Evaluator(dataset, E.select_methods(["blend"], {"blend": E.Blend()}), figure_subject="patient007")
+    evaluator = evaluator_mod.Evaluator(dataset, methods_mod.select_methods(["blend"], {"blend": methods_mod.Blend()}), figure_subject="patient007")
     with pytest.raises(InputError, match="patient007"):
         evaluator.run(tmp_path / "o")
 
@@ -155,7 +164,7 @@ def test_phantom_truth_is_cropped_like_the_frames(tmp_path):
     (case / "Info.cfg").write_text("ED: 1\nES: 3\nNbFrame: 3\n")
     np.savez(case / "truth" / "motion.npz", modes=index[None].astype(np.float16),
              weights=np.array([[0.0], [1.0], [2.0]], np.float32))
-    [subject] = E.subjects(make_dataset("acdc", tmp_path / "acdc", "test", spatial_size=size), tmp_path / "acdc")
+    [subject] = cases.eval_cases(make_dataset("acdc", tmp_path / "acdc", "test", spatial_size=size), tmp_path / "acdc")
     assert subject.truth.shape == (1, 3, *size)  # frame 1 only: truth = 1 x index
     inside = subject.targets[0, 0] > 0
     assert int(inside.sum()) == 24 * 24 * 5  # the padded z slices are 0
@@ -169,7 +178,7 @@ def test_phantom_truth_is_cropped_like_the_frames(tmp_path):
     assert float(subject.truth[0][:, ~inside].abs().max()) == 0.0  # padding moves nowhere
 
 
-class _ShiftedTruth(E.Method):
+class _ShiftedTruth(methods_mod.Method):
     """A stub whose displacement is the truth plus 0.1 k voxels along axis 0 at target k; predicts I0."""
 
     def predict(self, subject, state):
@@ -182,10 +191,10 @@ class _ShiftedTruth(E.Method):
 
 
 def test_endpoint_error_pairs_each_row_with_its_frame(phantoms, dataset, tmp_path):
-    rows, _, _ = E.Evaluator(dataset, E.select_methods(["stub"], {"stub": _ShiftedTruth()}), truth_dir=phantoms).score()
+    rows, _, _ = evaluator_mod.Evaluator(dataset, methods_mod.select_methods(["stub"], {"stub": _ShiftedTruth()}), truth_dir=phantoms).score()
     assert [round(r["epe"], 6) for r in rows] == [0.0, 0.1, 0.2] * 2
     assert all(r["folding"] == 0.0 for r in rows)
-    summary = E.summarise_rows(rows)
+    summary = reports.summarise_rows(rows)
     assert summary["stub"]["epe"] == pytest.approx(0.1) and summary["stub"]["n_truth"] == 6
 
 
@@ -198,38 +207,38 @@ def test_registration_runs_once_per_subject_and_scales_linearly(dataset, monkeyp
         f[:, 1] = 1.5  # I0 -> I1 by 1.5 voxels along axis 1
         return f, -f
 
-    monkeypatch.setattr(E, "elastix_fields", fake_elastix_fields)
+    monkeypatch.setattr(methods_mod, "elastix_fields", fake_elastix_fields)
     monkeypatch.setitem(sys.modules, "itk", types.SimpleNamespace(ElastixRegistrationMethod=object))
-    method = E.ElastixLinear(max_batch=2, grid_spacing_mm=6.0)
+    method = methods_mod.ElastixLinear(max_batch=2, grid_spacing_mm=6.0)
     method.name = "elastix_linear"
-    rows, _, _ = E.Evaluator(dataset, [method]).score()
+    rows, _, _ = evaluator_mod.Evaluator(dataset, [method]).score()
     assert calls == [{"grid_spacing_mm": 6.0}] * 2  # two subjects, three frames each
-    subject = next(E.subjects(dataset))
+    subject = next(cases.eval_cases(dataset))
     f01, f10 = fake_elastix_fields(subject.i0, subject.i1)
     n = len(subject.ts)
     grow = lambda x: x.expand(n, -1, -1, -1, -1)  # noqa: E731
     expected = linear_scaling(grow(subject.i0), grow(subject.i1), grow(f01), grow(f10), subject.ts)
     assert torch.allclose(method.predict(subject, (f01, f10)), expected)
-    assert rows[0]["psnr"] == pytest.approx(E.image_metrics(expected[:1].clamp(0, 1), subject.targets[:1])["psnr"])
+    assert rows[0]["psnr"] == pytest.approx(image_metrics(expected[:1].clamp(0, 1), subject.targets[:1])["psnr"])
 
 
 def test_elastix_is_unavailable_without_itk_elastix(monkeypatch):
     monkeypatch.setitem(sys.modules, "itk", None)  # import itk fails
-    with pytest.raises(E.MethodUnavailable, match="itk-elastix"):
-        E.ElastixLinear().setup(torch.device("cpu"))
+    with pytest.raises(methods_mod.MethodUnavailable, match="itk-elastix"):
+        methods_mod.ElastixLinear().setup(torch.device("cpu"))
 
 
 def test_ablation_table_marks_the_flags():
     summary = {name: {"psnr": 30.0 + k, "ncc": 0.5, "ssim": 0.9, "nmse": 2.0, "n": 6}
-               for k, name in enumerate(E.ABLATIONS)}
-    table = E.ablation_table(summary)
+               for k, name in enumerate(ablations_mod.ABLATIONS)}
+    table = ablations_mod.ablation_table(summary)
     lines = table.splitlines()
     assert lines[0] == "### Table 2 (modules)"
     assert "| none |  |  |  |  | 30.00 |" in table
     assert "| dfm_tm | ✓ | ✓ |  |  | 32.00 |" in table
     assert "| full | ✓ | ✓ | ✓ | ✓ | 34.00 |" in table
     assert "| recon | ✓ |  |  | 35.00 |" in table and "| recon_align | ✓ | ✓ |  | 36.00 |" in table
-    only = E.ablation_table(summary, rows=["recon"]).splitlines()
+    only = ablations_mod.ablation_table(summary, rows=["recon"]).splitlines()
     assert only[0] == "### Table 3 (losses)" and [line.split(" | ")[0] for line in only[4:]] == ["| recon"]
 
 
@@ -273,7 +282,7 @@ def test_config_runs_every_method_on_the_same_samples(phantoms, dataset, weights
         if has_field:
             assert summary[name]["n_truth"] == 6
     blend = blend_by_hand(dataset)
-    truth = {s.case: s for s in E.subjects(dataset, phantoms)}
+    truth = {s.case: s for s in cases.eval_cases(dataset, phantoms)}
     with torch.no_grad():
         for r in rows:
             if r["subject"] != "patient091":  # one subject suffices to pair rows with samples
@@ -307,18 +316,18 @@ def test_fire_verb_raises_user_errors_as_themselves(phantoms, tmp_path):
     pytest.importorskip("scripts.networks")  # the config builds every configured method
     (tmp_path / "taken").mkdir()
     with pytest.raises(OutputExistsError):  # not the config machinery's RuntimeError around it
-        E.evaluate(str(phantoms), output_dir=str(tmp_path / "taken"), methods=["blend"], spatial_size=list(SIZE))
+        evaluator_mod.evaluate(str(phantoms), output_dir=str(tmp_path / "taken"), methods=["blend"], spatial_size=list(SIZE))
     with pytest.raises(InputError, match="unknown"):
-        E.evaluate(str(phantoms), output_dir=str(tmp_path / "new"), methods=["blend", "vm"], spatial_size=list(SIZE))
+        evaluator_mod.evaluate(str(phantoms), output_dir=str(tmp_path / "new"), methods=["blend", "vm"], spatial_size=list(SIZE))
     assert not (tmp_path / "new").exists()
 
 
 def test_ablation_runner_trains_evaluates_and_tabulates(phantoms, weights, tmp_path):
-    pytest.importorskip("scripts.losses")
+    pytest.importorskip("scripts.training.losses")
     folder, _ = weights
     # one iteration of one row with the teacher given (its training is the same _train call); the evaluation goes
     # through the fire verb ``evaluate``, so this also runs configs/evaluate.json from Python
-    table = E.ablations(str(phantoms), epochs=1, epoch_length=1, runs_dir=str(tmp_path / "runs"), rows=["recon"],
+    table = ablations_mod.ablations(str(phantoms), epochs=1, epoch_length=1, runs_dir=str(tmp_path / "runs"), rows=["recon"],
                         teacher=str(folder / "teacher.pt"), spatial_size=list(SIZE), channels=CHANNELS, device="cpu")
     text = Path(table).read_text()
     assert "### Table 3 (losses)" in text and "| recon | ✓ |  |  |" in text and "Table 2" not in text
@@ -327,11 +336,11 @@ def test_ablation_runner_trains_evaluates_and_tabulates(phantoms, weights, tmp_p
     summary = json.loads((tmp_path / "runs" / "ablation_eval" / "summary.json").read_text())
     assert list(summary) == ["blend", "recon"] and summary["recon"]["n"] == 6
     with pytest.raises(OutputExistsError):  # refused before any training
-        E.ablations(str(phantoms), runs_dir=str(tmp_path / "runs"), rows=["full"])
+        ablations_mod.ablations(str(phantoms), runs_dir=str(tmp_path / "runs"), rows=["full"])
     assert not (tmp_path / "runs" / "ablation_full").exists()
     # tested on every case of another folder (phantoms of another seed), which also validates the training
     other = write_acdc_layout(tmp_path / "other", 1, seed=7, shape=SIZE, frames=10, first_patient=1)
-    table = E.ablations(str(phantoms), epochs=1, epoch_length=1, runs_dir=str(tmp_path / "runs2"), rows=["recon"],
+    table = ablations_mod.ablations(str(phantoms), epochs=1, epoch_length=1, runs_dir=str(tmp_path / "runs2"), rows=["recon"],
                         spatial_size=list(SIZE), channels=CHANNELS, device="cpu", teacher=str(folder / "teacher.pt"),
                         test_dataset_dir=str(other))
     assert f"tested on {other}" in Path(table).read_text()
@@ -349,23 +358,23 @@ def test_ablation_runner_forwards_the_recipe_to_every_training(phantoms, tmp_pat
         raise Trained
 
     calls = []
-    monkeypatch.setattr(E, "_train", lambda config, overrides: calls.append((config, dict(overrides))))
-    monkeypatch.setattr(E, "evaluate", stop)
+    monkeypatch.setattr(ablations_mod, "_train", lambda config, overrides: calls.append((config, dict(overrides))))
+    monkeypatch.setattr(ablations_mod, "evaluate", stop)
     with pytest.raises(Trained):
-        E.ablations(str(phantoms), epochs=1, runs_dir=str(tmp_path / "a"), rows=["recon", "none"],
+        ablations_mod.ablations(str(phantoms), epochs=1, runs_dir=str(tmp_path / "a"), rows=["recon", "none"],
                     teacher="t.pt", learning_rate=0.003, lambda_r=0.2)
     assert [c for c, _ in calls] == ["train_student.json"] * 2
     assert all(o["learning_rate"] == 0.003 and o["lambda_r"] == 0.2 for _, o in calls)
     calls.clear()
     with pytest.raises(Trained):
-        E.ablations(str(phantoms), epochs=1, runs_dir=str(tmp_path / "b"), rows=["recon"], teacher="t.pt")
+        ablations_mod.ablations(str(phantoms), epochs=1, runs_dir=str(tmp_path / "b"), rows=["recon"], teacher="t.pt")
     assert "lambda_r" not in calls[0][1] and "learning_rate" not in calls[0][1]
 
 
 def test_rows_without_distillation_train_without_the_teacher():
-    assert E.row_overrides("recon") == {**E.ABLATIONS["recon"], "use_align": False, "use_distill": False,
+    assert ablations_mod.row_overrides("recon") == {**ablations_mod.ABLATIONS["recon"], "use_align": False, "use_distill": False,
                                         "train_inferer#teacher": "$None", "train_prepare_batch#with_teacher": False}
-    none = E.row_overrides("none")
-    assert none == E.ABLATIONS["none"] and none["use_distill"] and not any(none[k] for k in E.NETWORK_FLAGS)
-    assert {k: v for k, v in E.row_overrides("dfm_tm").items() if k in E.NETWORK_FLAGS} == {
+    none = ablations_mod.row_overrides("none")
+    assert none == ablations_mod.ABLATIONS["none"] and none["use_distill"] and not any(none[k] for k in ablations_mod.NETWORK_FLAGS)
+    assert {k: v for k, v in ablations_mod.row_overrides("dfm_tm").items() if k in ablations_mod.NETWORK_FLAGS} == {
         "use_dfm": True, "time_modulation": True, "use_refinement": False, "multi_scale_dfm": False}

@@ -1,21 +1,26 @@
-"""Export: MONAI's ckpt_export bakes t = 0.5; scripts.export keeps t an input in TorchScript and ONNX.
+"""Export: MONAI's ckpt_export bakes t = 0.5; scripts.inference.export keeps t an input in TorchScript and ONNX.
 
 A small random-init student (``tests/small_bundle.py``) on a 16 x 16 x 8 grid keeps each export to a few seconds. Every comparison is against the eager network with the same weights, and each checks that ``t``
 really changes the output (a graph with ``t`` baked in would match at one ``t`` only).
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from scripts.errors import InputError, OutputExistsError
-from scripts.export import bundle_network, example_inputs, export, export_onnx, export_torchscript
+from scripts.inference.export import (
+    bundle_network,
+    example_inputs,
+    export,
+    export_onnx,
+    export_torchscript,
+)
+from scripts.utils.errors import InputError, OutputExistsError
+from scripts.utils.paths import ROOT
 from tests.small_bundle import OVERRIDES, save_random_weights
 
-ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (2, 2, 16, 16, 8)  # batch 2: two different t in one call
 TOL = 1e-5
 

@@ -11,15 +11,14 @@ import numpy as np
 import pydicom
 import pytest
 
-from scripts.checkpoint import save_weights
-from scripts.data.dicom_read import read_dicom_series
-from scripts.data.dicom_write import write_dicom_acquisition
-from scripts.data.series import Series4D
-from scripts.errors import InputError, OutputExistsError
-from scripts.interpolate import interpolate
+from scripts.inference.interpolator import interpolate
+from scripts.io.dicom_read import read_dicom_series
+from scripts.io.series import Series4D
 from scripts.networks import Student
-
-ROOT = Path(__file__).resolve().parents[1]
+from scripts.phantoms.dicom_acquisition import write_dicom_acquisition
+from scripts.utils.checkpoint import save_weights
+from scripts.utils.errors import InputError, OutputExistsError
+from scripts.utils.paths import ROOT
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +78,7 @@ def test_refuses_to_overwrite_unless_asked(series_file, weights, tmp_path):
 
 def test_dicom_in_dicom_out_keeps_geometry_with_new_uids(weights, tmp_path):
     rng = np.random.default_rng(1)
-    from scripts.data.phantom_dicom import rotation
+    from scripts.phantoms.dicom import rotation
 
     affine = np.eye(4)
     affine[:3, :3] = rotation((10.0, -20.0, 30.0)) @ np.diag([1.4, 1.3, 8.0])  # double oblique
@@ -181,7 +180,7 @@ def test_default_command_beats_the_blend_on_the_demo_case(tmp_path):
     assert summary["demo"]["psnr_student"] > summary["demo"]["psnr_blend"]
     frames = nib.load(out / "interp_4d.nii.gz").get_fdata()
     assert frames.shape[3] == len(summary["t"]) >= 2 and summary["t"] == sorted(summary["t"])
-    from scripts.data.inputs import demo_input
+    from scripts.inference.inputs import demo_input
 
     demo = demo_input()
     ends = demo.series.array[..., [demo.start, demo.end]]
@@ -202,7 +201,7 @@ def test_anatomy_picks_the_shipped_student(tmp_path):
 def test_oblique_cine_dicom_from_another_vendor_end_to_end(weights, tmp_path, layout):
     """A double-oblique cine as one series of every slice and phase (b) or one series per slice (c): DICOM and
     NIfTI out on the input's grid."""
-    from scripts.data.phantom import phantom
+    from scripts.phantoms.make import phantom
 
     data = phantom("cine_dicom", str(tmp_path / "cine"), num_cases=1, seed=4, shape="32,28,4", frames=6, layout=layout)
     source = read_dicom_series(Path(data) / "PHANTOM001")

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from scripts.losses import TMSDFLoss
+from scripts.training.losses import TMSDFLoss
 
 SHAPE = (1, 1, 8, 8, 4)
 
@@ -58,7 +58,7 @@ def test_distill_and_switches():
 
 
 def test_engine_loss_returns_the_total_and_keeps_every_term():
-    from scripts.engine import EngineLoss, StepOutput
+    from scripts.training.adapters import EngineLoss, StepOutput
 
     out = outputs(0.3, [0.2, 0.2, 0.2], [0.6, 0.6, 0.6])
     step = StepOutput(out, outputs(0.4, [0.5] * 3, [0.5] * 3))

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("scripts.data.triplets", reason="the triplet dataset machinery (scripts/data/triplets.py)")
+pytest.importorskip("scripts.datasets.triplets", reason="the triplet dataset machinery (scripts/datasets/triplets.py)")
 
-from scripts.data.dicom_write import write_dicom_acquisition  # noqa: E402
-from scripts.data.lung4d import lung4d_cases, lung4d_dataset, lung4d_protocol_series  # noqa: E402
-from scripts.data.series import Series4D  # noqa: E402
-from scripts.errors import InputError  # noqa: E402
+from scripts.datasets.lung4d import lung4d_cases, lung4d_dataset, lung4d_protocol_series  # noqa: E402
+from scripts.io.series import Series4D  # noqa: E402
+from scripts.phantoms.dicom_acquisition import write_dicom_acquisition  # noqa: E402
+from scripts.utils.errors import InputError  # noqa: E402
 
 SHAPE = (12, 10, 4)
 SIZE = (8, 8, 6)

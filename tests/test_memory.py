@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from scripts import memory
-from scripts.errors import InputError
+from scripts.utils import memory
+from scripts.utils.errors import InputError
 
 
 def test_estimate_pads_to_multiples_of_8_and_counts_t_per_pass():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from scripts import metrics as M
-from scripts.errors import InputError
+from scripts.evaluation import metrics as M
+from scripts.utils.errors import InputError
 
 
 def textured(shape, seed=0):
@@ -180,7 +180,7 @@ def test_summarise_rejects_duplicate_and_incomplete_rows():
 
 
 def test_paper_ssim_accumulates_mean_over_items():
-    from scripts.metrics import PaperSSIM, ssim
+    from scripts.evaluation.metrics import PaperSSIM, ssim
 
     g = torch.Generator().manual_seed(3)
     a, b = torch.rand(3, 1, 12, 12, 6, generator=g), torch.rand(3, 1, 12, 12, 6, generator=g)

@@ -8,7 +8,6 @@ straight from that network, independently of the task's own pipeline.
 
 import importlib
 import os
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -17,11 +16,11 @@ import torch
 
 pytest.importorskip("monailabel.tasks.infer.basic_infer", reason="monailabel is not installed (.ci/monailabel.sh)")
 
-from scripts.checkpoint import load_weights  # noqa: E402
-from scripts.errors import InputError  # noqa: E402
+from scripts.utils.checkpoint import load_weights  # noqa: E402
+from scripts.utils.errors import InputError  # noqa: E402
+from scripts.utils.paths import ROOT
 from tests.small_bundle import NETWORK_ARGS, OVERRIDES, save_random_weights  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (16, 16, 8)
 FRAMES = 4
 AFFINE = np.array([[0.0, -1.5, 0.0, 40.0], [1.5, 0.0, 0.0, -20.0], [0.0, 0.0, 3.0, 5.0], [0.0, 0.0, 0.0, 1.0]])
@@ -30,7 +29,7 @@ ATOL = 1e-3  # scanner units; the series spans 100..900
 
 @pytest.fixture(scope="module")
 def interpolation():
-    return importlib.import_module("scripts.monailabel_app.lib.infers.interpolation")
+    return importlib.import_module("apps.monailabel.lib.infers.interpolation")
 
 
 @pytest.fixture(scope="module")
@@ -159,15 +158,15 @@ def test_app_serves_the_task(tmp_path, series):
     from monai.bundle import ConfigParser
     from monailabel.interfaces.utils.app import app_instance
 
-    from scripts.checkpoint import save_weights
     from scripts.networks import Student
+    from scripts.utils.checkpoint import save_weights
 
     checkpoint = tmp_path / "full.pt"  # the app builds the config's own (full-width) network_def
     save_weights(Student(channels=ConfigParser.load_config_file(ROOT / "configs/inference.json")["channels"]),
                  checkpoint)
     studies = tmp_path / "studies"
     studies.mkdir()
-    app = app_instance(str(ROOT / "scripts" / "monailabel_app"), str(studies), {"checkpoint": str(checkpoint)})
+    app = app_instance(str(ROOT / "apps" / "monailabel"), str(studies), {"checkpoint": str(checkpoint)})
     result = app.infer({"model": "interpolation", "image": str(series[0]), "t": 0.5, "device": "cpu"})
     volume, affine = _read(result["file"])
     os.remove(result["file"])

@@ -8,7 +8,7 @@ import torch
 from scripts.networks import DFM, MSDF, Student, Teacher, TimeModulation
 from scripts.networks.time_modulation import sinusoidal_embedding
 from scripts.networks.tmsdf import pad_to_multiple
-from scripts.warping import resize_field, warp
+from scripts.networks.warping import resize_field, warp
 
 ROUNDING = 1e-5  # grid_sample's normalised coordinates: an identity warp is exact to float32 rounding
 SMALL = dict(channels=(8, 16, 16, 16), def_channels=(8, 8, 16, 16), refine_channels=(8, 8, 16, 16))

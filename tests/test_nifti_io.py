@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.data.intensity import IntensityScale, normalise_frames
-from scripts.data.nifti_io import (
+from scripts.io.nifti_read import (
     frame_endpoints,
     nifti_4d_shape,
     read_nifti_4d,
     read_two_volumes,
     select_endpoints,
 )
-from scripts.data.series import Series4D
-from scripts.errors import InputError
+from scripts.io.series import Series4D
+from scripts.transforms.intensity import IntensityScale, normalise_frames
+from scripts.utils.errors import InputError
 
 AFFINE = np.array([[0.0, -1.5, 0.0, 10.0], [2.0, 0.0, 0.0, -20.0], [0.0, 0.0, 3.0, 5.0], [0.0, 0.0, 0.0, 1.0]])
 

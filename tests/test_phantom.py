@@ -10,10 +10,11 @@ import pytest
 import torch
 from monai.networks.blocks import Warp
 
-from scripts.data.phantom import case_seed, load_truth, phantom, write_acdc_layout
-from scripts.data.phantom_cardiac import cardiac_phantom
-from scripts.data.phantom_lung import lung_phantom
-from scripts.errors import InputError, OutputExistsError
+from scripts.phantoms.base import case_seed, load_truth
+from scripts.phantoms.cardiac import cardiac_phantom
+from scripts.phantoms.lung import lung_phantom
+from scripts.phantoms.make import phantom, write_acdc_layout
+from scripts.utils.errors import InputError, OutputExistsError
 
 CARDIAC = {"shape": (48, 48, 12), "frames": 20, "spacing": (4.0, 4.0, 10.0)}  # 192 mm in-plane, as the default
 LUNG = {"shape": (48, 48, 48), "phases": 10, "spacing": (6.5, 6.5, 6.5)}  # 312 mm, about the default 320 mm

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from scripts.data.dicom_read import read_dicom_series
-from scripts.data.lung4d import lung4d_dataset
-from scripts.data.phantom import case_seed, load_truth, phantom
-from scripts.data.phantom_cardiac import cardiac_phantom
-from scripts.data.phantom_dicom import TRUTH_DIR, oblique, rotation
+from scripts.datasets.lung4d import lung4d_dataset
+from scripts.io.dicom_read import read_dicom_series
+from scripts.phantoms.base import case_seed, load_truth
+from scripts.phantoms.cardiac import cardiac_phantom
+from scripts.phantoms.dicom import TRUTH_DIR, oblique, rotation
+from scripts.phantoms.make import phantom
 
 
 def test_rotation_is_proper_and_oblique():

@@ -3,7 +3,7 @@
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
-from scripts.plot_curves import plot_curves, read_scalars
+from scripts.research.plot_curves import plot_curves, read_scalars
 
 
 def test_scalars_round_trip_and_png(tmp_path):

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from scripts.errors import InputError
-from scripts.interpolate import resolve_times
+from scripts.inference.times import resolve_times
+from scripts.utils.errors import InputError
 
 
 @pytest.mark.parametrize(

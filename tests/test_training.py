@@ -7,17 +7,16 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
-from scripts.checkpoint import read_state_dict, save_weights
 from scripts.networks import Student, Teacher
+from scripts.utils.checkpoint import read_state_dict, save_weights
+from scripts.utils.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = {"spatial_size": [24, 24, 8], "channels": [4, 8, 8, 8], "cache": True, "val_interval": 1}
 
 

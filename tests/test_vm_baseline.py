@@ -10,14 +10,21 @@ from monai.bundle import run
 from monai.losses import DiffusionLoss
 from monai.networks.blocks import DVF2DDF, Warp
 
-from scripts.baselines import linear_scaling
-from scripts.checkpoint import load_weights
-from scripts.data.datasets import make_dataset
-from scripts.evaluate import Subject, VoxelMorphLinear
-from scripts.handlers import latest_checkpoint
-from scripts.vm_baseline import RegistrationBatch, RegistrationLoss, endpoint_pairs, velocities, voxelmorph_net
+from scripts.baselines.linear import linear_scaling
+from scripts.baselines.voxelmorph import (
+    RegistrationBatch,
+    RegistrationLoss,
+    endpoint_pairs,
+    velocities,
+    voxelmorph_net,
+)
+from scripts.datasets.registry import make_dataset
+from scripts.evaluation.cases import Case
+from scripts.evaluation.methods import VoxelMorphLinear
+from scripts.training.handlers import latest_checkpoint
+from scripts.utils.checkpoint import load_weights
+from scripts.utils.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SIZE = (24, 24, 8)
 
 
@@ -118,9 +125,9 @@ def test_training_config_reduces_the_loss_and_writes_weights(shifting, tmp_path)
     assert latest_checkpoint(out).name == "last_checkpoint_12.pt"
 
 
-def _subject(i0, i1, ts) -> Subject:
+def _subject(i0, i1, ts) -> Case:
     n = len(ts)
-    return Subject("case", i0, i1, torch.zeros(n, 1, *i0.shape[2:]), torch.tensor(ts), list(range(n)))
+    return Case("case", i0, i1, torch.zeros(n, 1, *i0.shape[2:]), torch.tensor(ts), list(range(n)))
 
 
 def test_vm_linear_scales_the_model_velocities(tmp_path):
@@ -147,7 +154,7 @@ def test_vm_linear_scales_the_model_velocities(tmp_path):
 
 
 def test_vm_linear_is_unavailable_without_weights(tmp_path):
-    from scripts.evaluate import MethodUnavailable
+    from scripts.evaluation.methods import MethodUnavailable
 
     with pytest.raises(MethodUnavailable, match="not found"):
         VoxelMorphLinear(voxelmorph_net(), tmp_path / "missing.pt").setup(torch.device("cpu"))

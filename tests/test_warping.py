@@ -1,4 +1,4 @@
-"""scripts/warping.py against hand-computed shifts, analytic warps, Euler integration and MONAI itself."""
+"""scripts/networks/warping.py against hand-computed shifts, analytic warps, Euler integration and MONAI itself."""
 
 import math
 
@@ -7,7 +7,7 @@ import torch
 from monai.networks.blocks import DVF2DDF, Warp
 from torch.nn import functional as F
 
-from scripts.warping import integrate_velocity, resize_field, warp
+from scripts.networks.warping import integrate_velocity, resize_field, warp
 
 # grid_sample works in normalised coordinates, so voxel positions come back with float32 rounding
 # (about 1e-6 at these sizes; MONAI Warp behaves the same)

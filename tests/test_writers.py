@@ -7,9 +7,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from scripts.data import writers
-from scripts.data.writers import TITLE_BAND_PX, write_montage, write_nifti_frames
-from scripts.errors import OutputExistsError
+from scripts.io import nifti_write as writers
+from scripts.io.montage import TITLE_BAND_PX, write_montage
+from scripts.io.nifti_write import write_nifti_frames
+from scripts.utils.errors import OutputExistsError
 
 OBLIQUE = np.array(
     [[1.2, 0.3, 0.0, -40.0], [-0.3, 1.2, 0.1, 12.5], [0.0, -0.05, 8.0, 3.0], [0.0, 0.0, 0.0, 1.0]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from scripts.warping import at_least_float32, resize_field
+from scripts.networks.warping import at_least_float32, resize_field
 
 __all__ = ["DFM"]
 
@@ -13,7 +13,7 @@ __all__ = ["DFM"]
 class DFM(nn.Module):
     """Fuse the velocity fields of scales ``1..i`` into one field at scale ``i``.
 
-    Every coarser field is resampled to scale ``i`` (:func:`scripts.warping.resize_field`, vectors
+    Every coarser field is resampled to scale ``i`` (:func:`scripts.networks.warping.resize_field`, vectors
     multiplied by the size ratio); the ``i`` fields are stacked (``3 i`` channels), a Conv3d
     (``kernel_size``^3) gives ``i`` weight maps, a softmax over them re-weights each field voxel-wise,
     and the weighted sum is the fused field. The same module serves both directions (they are stacked

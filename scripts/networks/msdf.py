@@ -10,7 +10,7 @@ from torch import nn
 
 from scripts.networks.dfgen import DFGen
 from scripts.networks.dfm import DFM
-from scripts.warping import at_least_float32
+from scripts.networks.warping import at_least_float32
 
 __all__ = ["MSDF", "MSDFOutput"]
 

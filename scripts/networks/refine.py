@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from scripts.networks.encoder import conv_block
-from scripts.warping import at_least_float32
+from scripts.networks.warping import at_least_float32
 
 __all__ = ["Refinement"]
 

@@ -1,7 +1,7 @@
 """TMSDF interpolation networks: the teacher (I0, It, I1) and the student (I0, I1, t), one class family.
 
 Tensor conventions: volumes ``(B, C, X, Y, Z)`` with intensities in [0, 1]; fields ``(B, 3, ...)`` in
-voxels of their own grid (see :mod:`scripts.warping`). Scale index ``i = 1..4`` runs coarse (1/8) to fine
+voxels of their own grid (see :mod:`scripts.networks.warping`). Scale index ``i = 1..4`` runs coarse (1/8) to fine
 (full resolution); every list returned runs coarse to fine. Constructor channel tuples run the other way,
 like the encoder: level 1 = full resolution ... level 4 = 1/8.
 """
@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from scripts.networks.encoder import Encoder
 from scripts.networks.msdf import MSDF
 from scripts.networks.refine import Refinement
-from scripts.warping import NUM_STEPS, integrate_velocity, resize_field, warp
+from scripts.networks.warping import NUM_STEPS, integrate_velocity, resize_field, warp
 
 __all__ = ["Intermediates", "TMSDFNet", "Teacher", "Student"]
 
@@ -175,9 +175,9 @@ class TMSDFNet(nn.Module):
         i0, i1 = image[:, :1], image[:, -1:]
         features = self.encoder(torch.cat([i0, self.middle_input(image, t), i1], dim=0))
         f0, fm, f1 = zip(*(f.chunk(3) for f in features))
-        return self._decode(self._endpoints(i0, i1, list(f0), list(f1)), list(fm), t, size, intermediates)
+        return self._decode(self.endpoint_batch(i0, i1, list(f0), list(f1)), list(fm), t, size, intermediates)
 
-    def _endpoints(self, i0, i1, f0, f1) -> _Endpoints:
+    def endpoint_batch(self, i0, i1, f0, f1) -> _Endpoints:
         terms = self.msdf.endpoint_terms(f0, f1)
         if self.refine is None:
             return _Endpoints(i0, i1, terms, None, None)
@@ -301,7 +301,7 @@ class Student(TMSDFNet):
             raise ValueError(f"max_batch: expected at least 1, got {max_batch}")
         i0, i1 = pad_to_multiple(i0), pad_to_multiple(i1)
         f0, f1 = zip(*(f.chunk(2) for f in self.encoder(torch.cat([i0, i1], dim=0))))
-        ends = self._endpoints(i0, i1, list(f0), list(f1))
+        ends = self.endpoint_batch(i0, i1, list(f0), list(f1))
         preds = []
         if max_batch is None:
             max_batch = 1 if i0.device.type == "cpu" else len(ts)

@@ -1,1 +1,0 @@
-"""Data: synthetic phantoms, readers and writers of NIfTI and DICOM series, and the training datasets."""

@@ -1,0 +1,44 @@
+"""The UVI-Net preprocessing protocol shared by the 4D NIfTI datasets: centre crop, min-max, zero pad."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from monai.transforms import CenterSpatialCrop, SpatialPad
+
+from scripts.io.nifti_read import read_nifti_4d
+from scripts.transforms.intensity import normalise_frames
+
+
+def protocol_frames(
+    series: np.ndarray, spatial_size: Sequence[int], source: str | os.PathLike, per_frame: bool = False
+) -> np.ndarray:
+    """Crop, min-max and zero-pad a series to the protocol grid (module docstring).
+
+    Args:
+        series: ``(X, Y, Z, T)`` float array in the input's units.
+        spatial_size: the protocol grid ``(X', Y', Z')``.
+        source: the file, named in errors.
+        per_frame: one min-max scale per frame instead of one for the series.
+
+    Returns:
+        ``(X', Y', Z', T)`` float32 in [0, 1]; voxels added by padding are exactly 0.
+
+    Raises:
+        InputError: naming ``source`` when the cropped series (or a frame, with ``per_frame``) is constant.
+    """
+    channels_first = np.moveaxis(np.asarray(series, dtype=np.float32), -1, 0)
+    cropped = CenterSpatialCrop(roi_size=tuple(spatial_size))(channels_first).numpy()
+    normalised, _ = normalise_frames(np.moveaxis(cropped, 0, -1), source, per_frame=per_frame)
+    padded = SpatialPad(spatial_size=tuple(spatial_size), mode="constant")(np.moveaxis(normalised, -1, 0)).numpy()
+    return np.ascontiguousarray(np.moveaxis(padded, 0, -1), dtype=np.float32)
+
+
+def load_protocol_series(path: str | os.PathLike, spatial_size: Sequence[int], per_frame: bool = False) -> np.ndarray:
+    """Read a 4D NIfTI (:func:`~scripts.io.nifti_read.read_nifti_4d`) and apply :func:`protocol_frames` to it.
+
+    A module-level function, so ``functools.partial`` of it is a picklable case loader.
+    """
+    return protocol_frames(read_nifti_4d(path).array, spatial_size, path, per_frame=per_frame)

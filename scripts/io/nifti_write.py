@@ -1,0 +1,77 @@
+"""WRITERSDOC"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import nibabel as nib
+import numpy as np
+
+from scripts.io.time_labels import check_frames, t_label
+from scripts.utils.atomic import atomic_file
+
+
+class NiftiOutputs(NamedTuple):
+    """Paths written by :func:`write_nifti_frames`: the 4D series and the 3D volumes in the order of ``ts``."""
+
+    series: Path
+    volumes: list[Path]
+
+
+def _nifti(array: np.ndarray, affine: np.ndarray, dtype: np.dtype) -> nib.Nifti1Image:
+    """A NIfTI image with ``affine`` as both qform and sform (code 1, scanner) and mm units."""
+    image = nib.Nifti1Image(np.asarray(array, dtype=np.float32), affine)
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_xyzt_units(xyz="mm")
+    image.set_data_dtype(dtype)
+    return image
+
+
+def write_nifti_frames(
+    frames: np.ndarray,
+    affine: np.ndarray,
+    out_dir: str | os.PathLike,
+    ts: Sequence[float],
+    prefix: str = "interp",
+    overwrite: bool = False,
+    dtype: str | np.dtype = "float32",
+) -> NiftiOutputs:
+    """Write N synthesised frames as ``<prefix>_4d.nii.gz`` and ``<prefix>_t<t>.nii.gz`` per t (e.g. ``interp_t0.250``).
+
+    Args:
+        frames: ``(X, Y, Z, N)`` in the input's intensity units (map network output back with
+            :meth:`~scripts.transforms.intensity.IntensityScale.from_unit` first).
+        affine: ``(4, 4)`` voxel -> RAS mm map of the input; written as qform and sform.
+        out_dir: folder for the files (created if needed).
+        ts: the N time points, in the order of the frames' last axis.
+        prefix: file name prefix.
+        overwrite: replace existing files of the same names; otherwise an existing one is an error before anything
+            is written.
+        dtype: stored data type. ``float32`` (default) keeps the values as they are. An integer type (such as the
+            input's ``int16``) is stored with NIfTI ``scl_slope``/``scl_inter``, which nibabel chooses to span the
+            frames' range; readers apply them, so values come back within one quantisation step
+            (range / 65535 for int16).
+
+    Returns:
+        :class:`NiftiOutputs` with the paths.
+
+    Raises:
+        OutputExistsError: when a target exists and ``overwrite`` is false (nothing is written).
+    """
+    check_frames(frames, ts)
+    out_dir = Path(out_dir)
+    series_path = out_dir / f"{prefix}_4d.nii.gz"
+    volume_paths = [out_dir / f"{prefix}_t{t_label(t)}.nii.gz" for t in ts]
+    affine = np.asarray(affine, dtype=np.float64)
+    with contextlib.ExitStack() as stack:
+        series_tmp = stack.enter_context(atomic_file(series_path, overwrite=overwrite))
+        volume_tmps = [stack.enter_context(atomic_file(path, overwrite=overwrite)) for path in volume_paths]
+        nib.save(_nifti(frames, affine, dtype), series_tmp)
+        for k, tmp in enumerate(volume_tmps):
+            nib.save(_nifti(frames[..., k], affine, dtype), tmp)
+    return NiftiOutputs(series_path, volume_paths)
