@@ -6,9 +6,10 @@ import functools
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from scripts.datasets.cycle_triplets import CycleTripletDataset
 from scripts.datasets.protocol import load_protocol_series
 from scripts.datasets.triplets import TripletCase, TripletDataset, frames_between
 from scripts.io.nifti_read import nifti_4d_shape
@@ -176,7 +177,8 @@ def acdc_dataset(
     per_frame: bool = False,
     train_range: Sequence[int] = (1, 90),
     test_range: Sequence[int] = (91, 100),
-) -> TripletDataset:
+    cycle: Mapping[str, object] | None = None,
+) -> TripletDataset | CycleTripletDataset:
     """The ACDC (I0 = ED, I1 = ES, It, t) dataset of one split, for bundle configs (``_target_``).
 
     Args:
@@ -187,11 +189,18 @@ def acdc_dataset(
         augment: random flips and endpoint swaps (training only).
         per_frame: UVI-Net's per-volume min-max instead of one scale per series.
         train_range, test_range: inclusive patient-number ranges of the splits.
+        cycle: None for the paper's protocol (ED -> ES); a mapping of
+            :class:`~scripts.datasets.cycle_triplets.CycleSpec` options (``{}`` for the defaults) draws triplets from
+            the whole cardiac cycle, ED -> ES mixed in.
 
     Returns:
-        a :class:`~scripts.datasets.triplets.TripletDataset`, one item per frame strictly between ED and ES.
+        a :class:`~scripts.datasets.triplets.TripletDataset`, one item per frame strictly between ED and ES; with
+        ``cycle``, a :class:`~scripts.datasets.cycle_triplets.CycleTripletDataset`.
     """
     folders = acdc_cases(dataset_dir, split, train_range, test_range)
     cases = [acdc_case(folder, spatial_size, per_frame) for folder in folders]
     logger.info("ACDC %s split: %d patients, %d target frames", split, len(cases), sum(len(c.targets) for c in cases))
+    if cycle is not None:
+        num_frames = [nifti_4d_shape(series_file(folder))[3] for folder in folders]
+        return CycleTripletDataset(cases, num_frames, cycle, cyclic=True, cache=cache, augment=augment)
     return TripletDataset(cases, cache=cache, augment=augment)

@@ -25,9 +25,10 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from scripts.datasets.cycle_triplets import CycleTripletDataset
 from scripts.datasets.protocol import load_protocol_series
 from scripts.datasets.triplets import TripletCase, TripletDataset, frames_between
 from scripts.io.nifti_read import frame_endpoints, nifti_4d_shape
@@ -132,7 +133,8 @@ def nifti4d_dataset(
     augment: bool = False,
     per_frame: bool = False,
     test_fraction: float = 0.1,
-) -> TripletDataset:
+    cycle: Mapping[str, object] | None = None,
+) -> TripletDataset | CycleTripletDataset:
     """The (I0, I1, It, t) dataset of a folder of 4D NIfTI files, for bundle configs (``_target_``).
 
     Args:
@@ -143,11 +145,19 @@ def nifti4d_dataset(
         augment: random flips and endpoint swaps (training only).
         per_frame: per-volume min-max instead of one scale per series.
         test_fraction: the share of cases (rounded up) in the test split.
+        cycle: None for the endpoints' triplets only; a mapping of
+            :class:`~scripts.datasets.cycle_triplets.CycleSpec` options draws triplets from the whole series too
+            (wrapping around where the sidecar says ``"cyclic": true``).
 
     Returns:
-        a :class:`~scripts.datasets.triplets.TripletDataset`, one item per frame strictly between the endpoints.
+        a :class:`~scripts.datasets.triplets.TripletDataset`, one item per frame strictly between the endpoints; with
+        ``cycle``, a :class:`~scripts.datasets.cycle_triplets.CycleTripletDataset`.
     """
     paths = nifti4d_cases(dataset_dir, split, test_fraction)
     cases = [nifti4d_case(path, spatial_size, per_frame) for path in paths]
     logger.info("nifti4d %s split: %d cases, %d target frames", split, len(cases), sum(len(c.targets) for c in cases))
+    if cycle is not None:
+        num_frames = [nifti_4d_shape(path)[3] for path in paths]
+        cyclic = [_sidecar(path)[1].get("cyclic", False) for path in paths]
+        return CycleTripletDataset(cases, num_frames, cycle, cyclic=cyclic, cache=cache, augment=augment)
     return TripletDataset(cases, cache=cache, augment=augment)

@@ -35,7 +35,8 @@ def make_dataset(
     ``spatial_size`` None keeps the kind's protocol grid (ACDC 128x128x32, 4D-Lung 128^3). ``options`` are more
     keywords for the builder, as one mapping a config can set from the command line, e.g. a validation split held
     out of ACDC's training patients: ``{"train_range": [1, 80]}`` for training and ``{"test_range": [81, 90]}`` with
-    split ``"test"`` for validation.
+    split ``"test"`` for validation. ``{"cycle": {...}}`` (acdc, nifti4d) draws training triplets from the whole
+    series instead of the endpoints' only (:mod:`scripts.datasets.cycle_triplets`; absent: the paper's protocol).
 
     Raises:
         InputError: naming the kind or the folder when unknown or missing, or an option the kind's builder does

@@ -47,7 +47,9 @@ from monai.transforms import (
     Transform,
 )
 
-__all__ = ["TripletCase", "frames_between", "FrameStore", "LoadTripletd", "RandSwapEndpointsd", "TripletDataset"]
+__all__ = [
+    "TripletCase", "frames_between", "FrameStore", "LoadTripletd", "RandSwapEndpointsd", "augmentation", "TripletDataset"
+]
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +103,12 @@ class FrameStore:
     Args:
         cases: the cases; ``case_id`` must be unique.
         cache: load every case now and keep its frames (default); ``False`` loads a case each time it is asked for.
+        all_frames: keep every frame of each series, not only I0, I1 and the targets (for samplers that draw their
+            endpoints from the whole series, :mod:`scripts.datasets.cycle_triplets`).
     """
 
-    def __init__(self, cases: Sequence[TripletCase], cache: bool = True):
+    def __init__(self, cases: Sequence[TripletCase], cache: bool = True, all_frames: bool = False):
+        self.all_frames = all_frames
         self.cases = {case.case_id: case for case in cases}
         if len(self.cases) != len(cases):
             raise ValueError("case_id values must be unique")
@@ -118,21 +123,29 @@ class FrameStore:
             seconds = time.perf_counter() - began
             logger.info("cached %d cases (%.0f MiB of frames) in %.1f s", len(self.cache), megabytes, seconds)
 
-    @staticmethod
-    def _load(case: TripletCase) -> tuple[torch.Tensor, dict[int, int]]:
+    def _load(self, case: TripletCase) -> tuple[torch.Tensor, dict[int, int]]:
         """Load ``case`` and keep its used frames as a ``(K, X, Y, Z)`` tensor with a frame -> row map."""
         series = case.load()
         used = sorted({case.start, case.end, *(frame for frame, _ in case.targets)})
+        if self.all_frames and series.ndim == 4:
+            used = sorted({*used, *range(series.shape[3])})
         if series.ndim != 4 or used[-1] >= series.shape[3]:
             raise ValueError(f"{case.case_id}: load() gave shape {series.shape}; frames {used} must exist")
         frames = torch.from_numpy(np.ascontiguousarray(np.moveaxis(series[..., used], -1, 0), dtype=np.float32))
         return frames, {frame: row for row, frame in enumerate(used)}
 
-    def triplet(self, case_id: str, frame: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``image`` (2, X, Y, Z) = (I0, I1) and ``target`` (1, X, Y, Z) = the frame ``frame`` of case ``case_id``."""
+    def triplet(
+        self, case_id: str, frame: int, start: int | None = None, end: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image`` (2, X, Y, Z) = (I0, I1) and ``target`` (1, X, Y, Z) = the frame ``frame`` of case ``case_id``.
+
+        I0 and I1 are the case's ``start`` and ``end`` frames unless ``start`` / ``end`` name other stored frames.
+        """
         case = self.cases[case_id]
         frames, rows = self.cache[case_id] if self.cache is not None else self._load(case)
-        image = torch.stack([frames[rows[case.start]], frames[rows[case.end]]])
+        start = case.start if start is None else start
+        end = case.end if end is None else end
+        image = torch.stack([frames[rows[start]], frames[rows[end]]])
         return image, frames[rows[frame]][None].clone()
 
 
@@ -168,7 +181,7 @@ class RandSwapEndpointsd(RandomizableTransform):
         return d
 
 
-def _augmentation() -> list[Transform]:
+def augmentation() -> list[Transform]:
     """Random flips of every spatial axis (shared by image and target) and endpoint swaps; plain tensors out."""
     flips = [RandFlipd(keys=(IMAGE, TARGET), prob=0.5, spatial_axis=axis) for axis in range(3)]
     return [*flips, RandSwapEndpointsd(prob=0.5), ToTensord(keys=(IMAGE, TARGET), track_meta=False)]
@@ -191,5 +204,5 @@ class TripletDataset(Dataset):
             {CASE: case.case_id, FRAME: int(frame), TIME: float(t)} for case in cases for frame, t in case.targets
         ]
         self.store = FrameStore(cases, cache=cache)
-        transforms = [LoadTripletd(self.store), *(_augmentation() if augment else [])]
+        transforms = [LoadTripletd(self.store), *(augmentation() if augment else [])]
         super().__init__(data=index, transform=Compose(transforms))
