@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Sequence
 
 import torch
@@ -10,8 +12,14 @@ from torch.nn import functional as F
 
 from scripts.networks.encoder import conv_block
 from scripts.networks.warping import at_least_float32
+from scripts.utils.checkpoint import load_weights, read_state_dict
 
-__all__ = ["Refinement"]
+__all__ = ["Refinement", "warm_start"]
+
+logger = logging.getLogger(__name__)
+
+BLEND_MODULES = ("blend_input", "blend_gate")
+"""The modules a refinement gains with ``blend_candidate=True``; weights without them warm-start it."""
 
 _EPS = 1e-4  # keeps the mask prior logit(1 - t) finite at t = 0 and t = 1 (|logit| <= 9.2)
 
@@ -32,13 +40,32 @@ class Refinement(nn.Module):
     network returns the plain mean, which cannot depend on t until the deformations do, so early training does
     worse than the blend baseline.
 
+    With ``blend_candidate=True`` (off in the paper) the unwarped endpoints' blend ``B = (1 - t) I0 + t I1`` is a
+    third candidate the network can choose, voxel by voxel, where warping cannot explain the change (sub-voxel
+    motion that bilinear resampling only blurs, through-plane motion, a static background):
+
+        ``W = m * I0t + (1 - m) * I1t``,  ``out = (1 - s) W + s B + r``,  ``s = clamp(g, 0, 1)``
+
+    where ``g`` comes from its own zero-initialised 1^3 head (``blend_gate``), and ``B`` also enters down unit 1 as
+    one more input channel of its first convolution (``blend_input``, a 3^3 convolution of ``B`` added to that
+    convolution's output, zero-initialised). Both start at exactly zero, so a network warm-started from weights
+    without them (:func:`warm_start`) returns exactly what those weights returned, and training moves ``s`` away
+    from 0 only where the blend lowers the loss (``clamp`` passes the gradient at 0).
+
     Args:
         feature_channels: encoder channels coarse to fine (scale 1..4).
         projection_channels: ``P`` output channels coarse to fine.
         channels: unit widths coarse to fine (scale 1..4).
+        blend_candidate: offer the unwarped blend as a candidate (above).
     """
 
-    def __init__(self, feature_channels: Sequence[int], projection_channels: Sequence[int], channels: Sequence[int]):
+    def __init__(
+        self,
+        feature_channels: Sequence[int],
+        projection_channels: Sequence[int],
+        channels: Sequence[int],
+        blend_candidate: bool = False,
+    ):
         super().__init__()
         if not len(feature_channels) == len(projection_channels) == len(channels):
             raise ValueError(
@@ -60,6 +87,12 @@ class Refinement(nn.Module):
         self.head = nn.Conv3d(channels[-1], 2, kernel_size=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.blend_candidate = blend_candidate
+        if blend_candidate:
+            self.blend_input = nn.Conv3d(1, channels[-1], kernel_size=3, padding=1, bias=False)
+            self.blend_gate = nn.Conv3d(channels[-1], 1, kernel_size=1)
+            for weight in (self.blend_input.weight, self.blend_gate.weight, self.blend_gate.bias):
+                nn.init.zeros_(weight)
 
     def project(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         """``P_j`` of each scale: features coarse to fine ``(B, C_i, ...)`` -> ``(B, p_i, ...)``."""
@@ -72,22 +105,31 @@ class Refinement(nn.Module):
         warped0: list[torch.Tensor],
         warped1: list[torch.Tensor],
         t: torch.Tensor,
+        blend: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """
         Args:
             i0t, i1t: ``(B, 1, X, Y, Z)`` endpoints warped to t at full resolution.
             warped0, warped1: projected then warped features coarse to fine, ``(B, p_i, X_i, Y_i, Z_i)``.
             t: ``(B,)`` time points in [0, 1], the mask's prior.
+            blend: ``(B, 1, X, Y, Z)`` the unwarped endpoints' blend ``(1 - t) I0 + t I1``; required with
+                ``blend_candidate``, ignored without.
 
         Returns:
             ``(B, 1, X, Y, Z)`` synthesised volume.
         """
+        if self.blend_candidate and blend is None:
+            raise ValueError("refinement with blend_candidate=True needs blend=(1 - t) I0 + t I1")
         x = torch.cat([i0t, i1t], dim=1)
         skips = []
         for unit, w0, w1 in zip(self.down, warped0[::-1], warped1[::-1]):
             if skips:
                 x = F.avg_pool3d(x, 2)
-            x = unit(torch.cat([x, w0, w1], dim=1))
+                x = unit(torch.cat([x, w0, w1], dim=1))
+            elif self.blend_candidate:  # the first convolution with B as one more input channel
+                x = unit.adn(unit.conv(torch.cat([x, w0, w1], dim=1)) + self.blend_input(blend))
+            else:
+                x = unit(torch.cat([x, w0, w1], dim=1))
             skips.append(x)
         x = None
         for unit, skip in zip(self.up, skips[::-1]):
@@ -95,4 +137,28 @@ class Refinement(nn.Module):
         mask, residual = at_least_float32(self.head(x)).chunk(2, dim=1)
         t = at_least_float32(t).view(-1, 1, 1, 1, 1)
         mask = torch.sigmoid(mask + torch.log((1 - t + _EPS) / (t + _EPS)))
-        return mask * i0t + (1 - mask) * i1t + residual
+        warped = mask * i0t + (1 - mask) * i1t
+        if self.blend_candidate:
+            choice = at_least_float32(self.blend_gate(x)).clamp(0, 1)
+            warped = (1 - choice) * warped + choice * blend  # exactly W at s = 0, exactly B at s = 1
+        return warped + residual
+
+
+def warm_start(network: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load weights into a network whose refinement has ``blend_candidate=True``, from a file saved with or without
+    it: the blend modules (:data:`BLEND_MODULES`) the file lacks keep their zero initialisation, so the network
+    starts out returning exactly what the file's network returned. Any other mismatch is refused as
+    :func:`~scripts.utils.checkpoint.load_weights` refuses it (an :class:`InputError` naming the file).
+
+    Returns:
+        ``network``, loaded.
+    """
+    state = {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}
+    own = network.state_dict()
+    fresh = {k: v for k, v in own.items() if k not in state and k.split(".")[-2] in BLEND_MODULES}
+    if set(own) != set(state) | set(fresh) or any(state[k].shape != own[k].shape for k in state if k in own):
+        return load_weights(network, path)  # raises, naming what does not fit
+    network.load_state_dict({**state, **fresh})
+    logger.info("warm-started %s from %s (%d new blend-candidate tensors at zero)", type(network).__name__, path,
+                len(fresh))
+    return network

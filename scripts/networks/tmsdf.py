@@ -103,6 +103,8 @@ class TMSDFNet(nn.Module):
         use_refinement: refinement network (Table 2 "Ref."); without it the output is
             ``(1 - t) * I0t_4 + t * I1t_4``.
         num_steps: scaling-and-squaring steps.
+        blend_candidate: the refinement may choose the unwarped endpoints' blend, voxel by voxel
+            (:class:`~scripts.networks.refine.Refinement`; not in the paper, off by default).
     """
 
     num_inputs: int = 0
@@ -120,6 +122,7 @@ class TMSDFNet(nn.Module):
         time_modulation: bool = False,
         use_refinement: bool = True,
         num_steps: int = NUM_STEPS,
+        blend_candidate: bool = False,
     ):
         super().__init__()
         coarse_first = tuple(channels)[::-1]
@@ -129,7 +132,7 @@ class TMSDFNet(nn.Module):
             coarse_first, tuple(def_channels)[::-1], time_modulation, use_dfm, multi_scale_dfm, dfm_kernel_size
         )
         self.refine = (
-            Refinement(coarse_first, tuple(projection_channels)[::-1], tuple(refine_channels)[::-1])
+            Refinement(coarse_first, tuple(projection_channels)[::-1], tuple(refine_channels)[::-1], blend_candidate)
             if use_refinement
             else None
         )
@@ -212,7 +215,8 @@ class TMSDFNet(nn.Module):
             tt = t.view(-1, 1, 1, 1, 1)
             pred = (1 - tt) * i0t + tt * i1t
         else:
-            pred = self.refine(i0t, i1t, [w[:batch] for w in warped], [w[batch:] for w in warped], t)
+            unwarped = blend(ends.i0, ends.i1, t) if self.refine.blend_candidate else None
+            pred = self.refine(i0t, i1t, [w[:batch] for w in warped], [w[batch:] for w in warped], t, unwarped)
         pred = crop(pred, size)
         if not intermediates:
             return Intermediates(pred, [], [], [], [], [], [], [])

@@ -1,0 +1,96 @@
+"""The refinement's unwarped-blend candidate ("do no harm"): off changes nothing, a warm start changes nothing before
+training, and the gate can select the blend."""
+
+import pytest
+import torch
+
+from scripts.networks import Student, Teacher
+from scripts.networks.refine import BLEND_MODULES, warm_start
+from scripts.networks.tmsdf import blend
+from scripts.utils.checkpoint import load_weights, read_state_dict, save_weights
+from scripts.utils.errors import InputError
+from scripts.utils.paths import ROOT
+
+SHIPPED = ROOT / "models" / "model.pt"
+
+
+def _inputs(size=(16, 16, 8), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(2, 2, *size, generator=g), torch.tensor([0.3, 0.7])
+
+
+def test_flag_off_keeps_the_paper_network_and_loads_the_shipped_weights_strictly():
+    net = Student()
+    assert not any(name.split(".")[-2] in BLEND_MODULES for name in net.state_dict())
+    assert set(net.state_dict()) == set(read_state_dict(SHIPPED))
+    load_weights(net, SHIPPED)  # strict: raises on any extra or missing tensor
+    assert not net.refine.blend_candidate
+
+
+def test_warm_start_reproduces_the_shipped_student_exactly():
+    shipped = load_weights(Student(), SHIPPED).eval()
+    flagged = warm_start(Student(blend_candidate=True), SHIPPED).eval()
+    assert {n.split(".")[-2] for n in set(flagged.state_dict()) - set(shipped.state_dict())} == set(BLEND_MODULES)
+    image, t = _inputs()
+    with torch.no_grad():
+        assert torch.equal(flagged(image, t), shipped(image, t))
+        series = flagged.interpolate_series(image[:1, :1], image[:1, 1:], [0.25, 0.5])
+        assert torch.equal(series, shipped.interpolate_series(image[:1, :1], image[:1, 1:], [0.25, 0.5]))
+
+
+def test_warm_start_of_a_teacher_and_of_flagged_weights(tmp_path):
+    teacher = warm_start(Teacher(blend_candidate=True), ROOT / "models" / "teacher.pt").eval()
+    reference = load_weights(Teacher(), ROOT / "models" / "teacher.pt").eval()
+    image = torch.rand(1, 3, 16, 16, 8)
+    with torch.no_grad():
+        assert torch.equal(teacher(image, 0.4), reference(image, 0.4))
+    net = Student(blend_candidate=True)
+    torch.nn.init.constant_(net.refine.blend_gate.bias, 0.3)
+    saved = save_weights(net, tmp_path / "flagged.pt")
+    again = warm_start(Student(blend_candidate=True), saved)
+    assert torch.equal(again.refine.blend_gate.bias, net.refine.blend_gate.bias)  # its own blend weights are kept
+    with pytest.raises(InputError, match="weights do not fit Student"):
+        warm_start(Student(blend_candidate=True, channels=(8, 16, 32, 32)), SHIPPED)
+    with pytest.raises(InputError, match="weights do not fit"):
+        load_weights(Student(), saved)  # flagged weights never load silently into the paper's network
+
+
+def test_the_gate_selects_the_blend_exactly():
+    net = warm_start(Student(blend_candidate=True), SHIPPED).eval()
+    torch.nn.init.zeros_(net.refine.head.weight)
+    torch.nn.init.zeros_(net.refine.head.bias)  # no residual
+    torch.nn.init.constant_(net.refine.blend_gate.bias, 5.0)  # s = clamp(5, 0, 1) = 1 everywhere
+    image, t = _inputs()
+    with torch.no_grad():
+        out = net(image, t)
+    assert torch.equal(out, blend(image[:, :1], image[:, 1:], t))
+
+
+def test_training_moves_the_gate_towards_the_blend_where_the_blend_is_exact():
+    """Intensity change that no deformation explains (independent noise at the endpoints): the target is the blend.
+    The loss gradient opens the gate from exactly zero, and a few steps on the gate alone beat the shipped output."""
+    net = warm_start(Student(blend_candidate=True), SHIPPED)
+    net.requires_grad_(False)
+    gate = net.refine.blend_gate
+    gate.requires_grad_(True)
+    image, t = _inputs(seed=3)
+    target = blend(image[:, :1], image[:, 1:], t)
+    before = torch.nn.functional.mse_loss(net(image, t), target)
+    before.backward()
+    assert gate.bias.grad.item() < 0  # raising g (more blend) lowers the loss
+    optimiser = torch.optim.SGD(gate.parameters(), lr=5.0)
+    for _ in range(15):
+        optimiser.zero_grad()
+        loss = torch.nn.functional.mse_loss(net(image, t), target)
+        loss.backward()
+        optimiser.step()
+    with torch.no_grad():
+        after = torch.nn.functional.mse_loss(net(image, t), target)
+    assert after < 0.5 * before
+
+
+def test_a_flagged_refinement_needs_the_blend():
+    net = Student(blend_candidate=True)
+    i0t = torch.rand(1, 1, 8, 8, 8)
+    with pytest.raises(ValueError, match="needs blend"):
+        net.refine(i0t, i0t, [], [], torch.tensor([0.5]))
