@@ -3,6 +3,7 @@
     python -m scripts interpolate --input series.nii.gz --t "[0.25,0.5,0.75]" --output_dir out
     python -m scripts phantom --kind cardiac --out phantom --num_cases 10
     python -m scripts evaluate --dataset_dir phantom --output_dir eval
+    python -m scripts superres --dataset_dir /data/ACDC/training --output_dir superres
     python -m scripts bench
     python -m scripts export --out models/model.ts
 
@@ -18,6 +19,7 @@ VERBS = {
     "phantom": "scripts.phantoms.make:phantom",
     "evaluate": "scripts.evaluation.evaluator:evaluate",
     "bench": "scripts.evaluation.bench:bench",
+    "superres": "scripts.evaluation.superres:superres",
     "export": "scripts.inference.export:export",
 }
 

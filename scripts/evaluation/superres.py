@@ -1,0 +1,245 @@
+"""Temporal super-resolution of whole series: keep every k-th frame, synthesise the rest, score the dropped frames.
+
+The job a user brings most often is a whole cine made finer, not one ED -> ES pair. For each test series of
+``T`` frames and each factor ``k`` (default 2 and 4):
+
+- the acquired frames are ``0, k, 2k, ...``; every other frame is dropped;
+- each dropped frame ``f`` is synthesised from its two acquired neighbours ``a < f < c`` at ``t = (f - a) / (c - a)``;
+  the frames after the last acquired one lie between it and frame 0 of the next cycle (``cyclic=True``, a periodic
+  cine; their gap is ``T - a``) or are not scored (``cyclic=False``);
+- each method (the blend, the shipped student, any student variant) is scored against the true dropped frames with
+  the evaluation's image metrics (PSNR with peak 1 on the protocol series, which is min-max scaled to [0, 1]).
+
+Results: ``metrics.csv`` (one row per factor, method, series, frame), ``summary.json`` with, per factor and method,
+the pooled means (every dropped frame weighing the same), the per-series mean PSNR, and how many series fall below the
+blend; ``summary.md`` (tables), ``psnr_by_case_x<k>.png`` (PSNR per series, one line per method).
+
+Command line::
+
+    python -m scripts superres --dataset_dir /data/ACDC/training --output_dir superres \\
+        [--factors "[2,4]"] [--variants "{'cycle': {'blend_candidate': True, 'weights': 'runs/cycle/model.pt'}}"]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from scripts.datasets.acdc import acdc_case, acdc_cases
+from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
+from scripts.evaluation.cases import Case
+from scripts.evaluation.methods import Blend, Method, MethodUnavailable, StudentMethod, select_methods
+from scripts.evaluation.metrics import IMAGE_METRICS, image_metrics
+from scripts.evaluation.reports import _canvas, write_metrics_csv, write_summary
+from scripts.utils.atomic import atomic_dir, atomic_file
+from scripts.utils.errors import InputError
+from scripts.utils.paths import ROOT
+
+__all__ = ["acquired_pairs", "series_cases", "score_superres", "summarise_superres", "superres"]
+
+logger = logging.getLogger(__name__)
+
+FIELDS = ("factor", "subject", "frame", "t", "method", *IMAGE_METRICS)
+
+
+def acquired_pairs(num_frames: int, factor: int, cyclic: bool = True) -> list[tuple[int, int, list[int]]]:
+    """The acquired neighbours of every dropped frame when every ``factor``-th frame is kept.
+
+    Returns:
+        ``[(a, c, [dropped frames between a and c]), ...]`` in order; with ``cyclic`` the last pair runs from the last
+        acquired frame to frame 0 (``c`` is given as ``T``, one cycle on), otherwise its frames are left out.
+    """
+    kept = list(range(0, num_frames, factor))
+    ends = [*kept[1:], num_frames] if cyclic else kept[1:]
+    return [(a, c, list(range(a + 1, c))) for a, c in zip(kept, ends) if c - a > 1]
+
+
+def series_cases(dataset: str, dataset_dir: str | os.PathLike, split: str,
+                 spatial_size: Sequence[int]) -> list[tuple[str, callable]]:
+    """``[(case name, load)]`` of a dataset's split; ``load()`` gives the protocol series ``(X, Y, Z, T)`` in [0, 1].
+
+    Raises:
+        InputError: naming the kind when it is not ``acdc`` or ``nifti4d`` (whole cycles), or as the dataset does.
+    """
+    if dataset == "acdc":
+        cases = [acdc_case(folder, spatial_size) for folder in acdc_cases(dataset_dir, split)]
+    elif dataset == "nifti4d":
+        cases = [nifti4d_case(path, spatial_size) for path in nifti4d_cases(dataset_dir, split)]
+    else:
+        raise InputError("dataset", f"super-resolution needs whole series: acdc or nifti4d, got {dataset!r}")
+    return [(case.case_id, case.load) for case in cases]
+
+
+def _subjects(name: str, series: np.ndarray, factor: int, cyclic: bool) -> list[Case]:
+    """One :class:`Case` per acquired pair of ``series`` ``(X, Y, Z, T)``."""
+    volumes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(series, -1, 0)))[:, None]  # (T, 1, X, Y, Z)
+    num_frames = volumes.shape[0]
+    subjects = []
+    for a, c, dropped in acquired_pairs(num_frames, factor, cyclic):
+        subjects.append(Case(
+            case=name, i0=volumes[a][None], i1=volumes[c % num_frames][None],
+            targets=volumes[dropped], ts=torch.tensor([(f - a) / (c - a) for f in dropped], dtype=torch.float32),
+            frames=dropped,
+        ))
+    return subjects
+
+
+@torch.no_grad()
+def score_superres(cases: Sequence[tuple[str, callable]], methods: Sequence[Method], factors: Sequence[int] = (2, 4),
+                   cyclic: bool = True) -> list[dict]:
+    """Score ``methods`` (set up already) on every series and factor: one row per factor, method, series and frame."""
+    rows = []
+    for name, load in tqdm(cases, desc="superres", unit="series", disable=None):
+        series = load()
+        for factor in factors:
+            psnr = defaultdict(list)
+            for subject in _subjects(name, series, factor, cyclic):
+                for method in methods:
+                    preds = method.predict(subject, method.prepare(subject)).float().clamp(0, 1).cpu()
+                    for k, frame in enumerate(subject.frames):
+                        metrics = image_metrics(preds[k : k + 1], subject.targets[k : k + 1])
+                        rows.append({"factor": factor, "subject": name, "frame": frame, "t": float(subject.ts[k]),
+                                     "method": method.name, **metrics})
+                        psnr[method.name].append(metrics["psnr"])
+            logger.info("%s x%d: %s", name, factor,
+                        ", ".join(f"{m} {np.mean(v):.2f} dB" for m, v in psnr.items()))
+    return rows
+
+
+def summarise_superres(rows: Sequence[Mapping], reference: str = "blend") -> dict:
+    """Per factor and method: pooled mean and std of each metric over the dropped frames, the mean PSNR per series,
+    and (beside ``reference``) the pooled gain and the series below it.
+
+    Returns:
+        ``{"x2": {method: {"psnr": .., "psnr_std": .., ..., "n": frames, "per_case": {case: psnr},
+        "gain_db": .., "cases_below": [..]}}}``.
+    """
+    summary: dict = {}
+    for factor in sorted({int(r["factor"]) for r in rows}):
+        mine = [r for r in rows if int(r["factor"]) == factor]
+        table = {}
+        for method in dict.fromkeys(r["method"] for r in mine):
+            own = [r for r in mine if r["method"] == method]
+            entry = {}
+            for metric in IMAGE_METRICS:
+                values = np.array([float(r[metric]) for r in own])
+                entry[metric], entry[f"{metric}_std"] = float(values.mean()), float(values.std())
+            entry["n"] = len(own)
+            cases = dict.fromkeys(r["subject"] for r in own)
+            entry["per_case"] = {c: float(np.mean([float(r["psnr"]) for r in own if r["subject"] == c])) for c in cases}
+            table[method] = entry
+        if reference in table:
+            base = table[reference]
+            for method, entry in table.items():
+                entry["gain_db"] = entry["psnr"] - base["psnr"]
+                entry["cases_below"] = [c for c, v in entry["per_case"].items() if v < base["per_case"][c]]
+        summary[f"x{factor}"] = table
+    return summary
+
+
+def summary_markdown(summary: Mapping) -> str:
+    """The pooled table and the per-series PSNR table of every factor, in markdown."""
+    lines = []
+    for factor, table in summary.items():
+        lines += [f"### {factor}", "", "| method | PSNR (dB) | SSIM | NCC | NMSE | gain over blend (dB) | series below "
+                  "blend | frames |", "|---|---|---|---|---|---|---|---|"]
+        for method, e in table.items():
+            below = len(e.get("cases_below", []))
+            lines.append(f"| {method} | {e['psnr']:.2f} ± {e['psnr_std']:.2f} | {e['ssim']:.3f} | {e['ncc']:.3f} | "
+                         f"{e['nmse']:.4f} | {e.get('gain_db', 0.0):+.2f} | {below} of {len(e['per_case'])} | "
+                         f"{e['n']} |")
+        cases = list(next(iter(table.values()))["per_case"])
+        lines += ["", "| series | " + " | ".join(table) + " |", "|---|" + "---|" * len(table)]
+        for case in cases:
+            lines.append(f"| {case} | " + " | ".join(f"{table[m]['per_case'][case]:.2f}" for m in table) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_psnr_by_case(table: Mapping, path: Path, title: str) -> None:
+    """PSNR per series (x axis: series in order), one line per method."""
+    figure = _canvas(720, 420)
+    ax = figure.add_subplot()
+    for method, entry in table.items():
+        cases = list(entry["per_case"])
+        ax.plot(range(len(cases)), list(entry["per_case"].values()), marker="o", label=method)
+    ax.set_xticks(range(len(cases)), cases, rotation=45, fontsize=7)
+    ax.set_ylabel("PSNR (dB), mean over the dropped frames")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    with atomic_file(path) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+def superres(
+    dataset_dir: str,
+    dataset: str = "acdc",
+    output_dir: str = "superres",
+    factors: Sequence[int] = (2, 4),
+    methods: Sequence[str] = ("blend", "student"),
+    variants: Mapping[str, Mapping] | None = None,
+    split: str = "test",
+    spatial_size: Sequence[int] = (96, 96, 8),
+    model: str | None = None,
+    cyclic: bool = True,
+    threads: int | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Benchmark temporal super-resolution x2, x4 of whole series (module docstring); writes ``output_dir``.
+
+    Args:
+        dataset_dir: the dataset folder (ACDC layout, or a folder of 4D NIfTI).
+        dataset: acdc or nifti4d.
+        output_dir: folder to create for metrics.csv, summary.json, summary.md and the plots.
+        factors: keep every k-th frame, for each k.
+        methods: blend and/or student (the shipped weights, or ``model``).
+        variants: more students ``{name: {Student flag: value, ..., "weights": file}}``.
+        split: train, test or all.
+        spatial_size: the protocol grid X, Y, Z (default: the cropped cardiac grid the shipped student was trained on).
+        model: the student's weights (default models/model.pt).
+        cyclic: the series are periodic: the frames after the last acquired one are synthesised towards frame 0.
+        threads: torch CPU threads (default: torch's).
+        overwrite: replace output_dir if it exists.
+    """
+    factors = [factors] if isinstance(factors, int) else list(factors)
+    if not factors or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in factors):
+        raise InputError("factors", f"expected integers >= 2 (keep every k-th frame), got {factors!r}")
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    from scripts.networks import Student
+
+    available = {"blend": Blend(), "student": StudentMethod(Student(), model or ROOT / "models" / "model.pt", None)}
+    chosen = select_methods(list(methods), available, variants, max_batch=None)
+    cases = series_cases(dataset, dataset_dir, split, tuple(spatial_size))
+    ready = []
+    for method in chosen:
+        try:
+            method.setup(torch.device("cpu"))
+        except MethodUnavailable as err:
+            logger.warning("skipping method %s: %s", method.name, err)
+            continue
+        ready.append(method)
+    if not ready:
+        raise InputError("methods", "none of the methods can run here (see the warnings above)")
+    with atomic_dir(output_dir, overwrite=overwrite) as tmp:
+        rows = score_superres(cases, ready, factors, cyclic)
+        summary = summarise_superres(rows)
+        write_metrics_csv(rows, tmp / "metrics.csv", FIELDS)
+        write_summary(tmp, summary, summary_markdown(summary))
+        for factor, table in summary.items():
+            write_psnr_by_case(table, tmp / f"psnr_by_case_{factor}.png",
+                               f"temporal super-resolution {factor}: PSNR of the dropped frames per series")
+        for factor, table in summary.items():
+            for method, e in table.items():
+                logger.info("%s %-12s PSNR %.2f dB (%+.2f over blend, %d of %d series below)", factor, method,
+                            e["psnr"], e.get("gain_db", 0.0), len(e.get("cases_below", [])), len(e["per_case"]))
+    return str(output_dir)

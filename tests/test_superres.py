@@ -1,0 +1,78 @@
+"""Temporal super-resolution benchmark: which frames are dropped and from which neighbours, the scores, the files."""
+
+import json
+
+import pytest
+import torch
+
+from scripts.evaluation.metrics import psnr
+from scripts.evaluation.superres import acquired_pairs, summarise_superres, superres
+from scripts.utils.atomic import OutputExistsError
+from scripts.utils.errors import InputError
+
+
+@pytest.mark.parametrize("num_frames, factor, cyclic, expected", [
+    (10, 2, True, [(0, 2, [1]), (2, 4, [3]), (4, 6, [5]), (6, 8, [7]), (8, 10, [9])]),
+    (10, 4, True, [(0, 4, [1, 2, 3]), (4, 8, [5, 6, 7]), (8, 10, [9])]),
+    (10, 4, False, [(0, 4, [1, 2, 3]), (4, 8, [5, 6, 7])]),
+    (9, 2, True, [(0, 2, [1]), (2, 4, [3]), (4, 6, [5]), (6, 8, [7])]),  # frame 8 acquired, 8 -> 9(=0) has no gap
+])
+def test_acquired_pairs(num_frames, factor, cyclic, expected):
+    pairs = acquired_pairs(num_frames, factor, cyclic)
+    assert pairs == expected
+    dropped = [f for _, _, frames in pairs for f in frames]
+    assert len(dropped) == len(set(dropped)) and not any(f % factor == 0 for f in dropped)
+
+
+def test_summary_pools_frames_and_counts_series_below_the_blend():
+    rows = []
+    for method, values in (("blend", {"a": [30, 32], "b": [40, 40]}), ("student", {"a": [33, 33], "b": [39, 39]})):
+        for case, psnrs in values.items():
+            for frame, value in enumerate(psnrs):
+                rows.append({"factor": 2, "subject": case, "frame": frame, "t": 0.5, "method": method, "psnr": value,
+                             "ncc": 0.9, "ssim": 0.8, "nmse": 1.0})
+    table = summarise_superres(rows)["x2"]
+    assert table["blend"]["psnr"] == pytest.approx(35.5) and table["student"]["psnr"] == pytest.approx(36.0)
+    assert table["student"]["per_case"] == {"a": 33.0, "b": 39.0}
+    assert table["student"]["gain_db"] == pytest.approx(0.5)
+    assert table["student"]["cases_below"] == ["b"] and table["blend"]["cases_below"] == []
+    assert table["student"]["n"] == 4
+
+
+def test_superres_scores_every_dropped_frame_against_the_truth(tiny_acdc, tmp_path):
+    out = superres(str(tiny_acdc), output_dir=str(tmp_path / "sr"), factors=[2, 4], spatial_size=(24, 24, 8),
+                   split="all")
+    summary = json.loads((tmp_path / "sr" / "summary.json").read_text())
+    assert set(summary) == {"x2", "x4"} and set(summary["x2"]) == {"blend", "student"}
+    # 10 frames: x2 drops 5 per series, x4 drops 1,2,3,5,6,7,9 = 7; three series
+    assert summary["x2"]["blend"]["n"] == 15 and summary["x4"]["student"]["n"] == 21
+    assert set(summary["x4"]["blend"]["per_case"]) == {"patient001", "patient002", "patient091"}
+    for name in ("metrics.csv", "summary.md", "psnr_by_case_x2.png", "psnr_by_case_x4.png"):
+        assert (tmp_path / "sr" / name).is_file()
+    # the blend row of frame 9 at x4 (neighbours 8 and frame 0 of the next cycle, t = 1/2) recomputed by hand
+    from scripts.datasets.acdc import acdc_case
+
+    series = acdc_case(tiny_acdc / "patient002", (24, 24, 8)).load()
+    expected = psnr(torch.from_numpy(0.5 * series[..., 8] + 0.5 * series[..., 0])[None, None],
+                    torch.from_numpy(series[..., 9])[None, None])
+    lines = (tmp_path / "sr" / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    row = next(dict(zip(header, line.split(","))) for line in lines[1:]
+               if line.startswith("4,patient002,9,") and line.split(",")[4] == "blend")
+    assert float(row["t"]) == 0.5 and float(row["psnr"]) == pytest.approx(float(expected), rel=1e-5)
+    assert out == str(tmp_path / "sr")
+    with pytest.raises(OutputExistsError, match="exists"):
+        superres(str(tiny_acdc), output_dir=str(tmp_path / "sr"), spatial_size=(24, 24, 8), split="all")
+
+
+@pytest.mark.parametrize("factors", [[1], [2, 0], "x2", [True]])
+def test_bad_factors_are_named(tiny_acdc, tmp_path, factors):
+    with pytest.raises(InputError) as caught:
+        superres(str(tiny_acdc), output_dir=str(tmp_path / "sr"), factors=factors)
+    assert caught.value.source == "factors"
+    assert not (tmp_path / "sr").exists()
+
+
+def test_lung4d_is_refused_for_whole_cycles(tmp_path):
+    with pytest.raises(InputError, match="needs whole series"):
+        superres(str(tmp_path), dataset="lung4d", output_dir=str(tmp_path / "sr"), methods=["blend"])
