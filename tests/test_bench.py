@@ -5,7 +5,10 @@ import json
 import pytest
 import torch
 
-from scripts.evaluation.bench import bench, flops, peak_memory
+from scripts.evaluation.bench import bench, flops, peak_memory, training_step
+from scripts.networks import Student, Teacher
+from scripts.training.adapters import EngineLoss, IntermediatesInferer, TripletBatch
+from scripts.training.losses import TMSDFLoss
 
 
 def test_flop_count_of_a_known_convolution():
@@ -22,10 +25,39 @@ def test_peak_memory_sees_a_large_allocation():
 
 
 def test_bench_prints_every_measurement(capsys):
-    bench(shapes=["16,16,8"], num_t=2, repeats=1)
+    bench(shapes=["16,16,8"], num_t=2, repeats=1, train_shapes=[])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["shape"] == [16, 16, 8]
     ratio = result["student_frame_s"] / result["voxelmorph_forward_s"]  # both rounded to 4 decimals in the JSON
     assert result["ratio_frame_to_voxelmorph"] == pytest.approx(ratio, rel=0.02)
     for key in ("student_series2_s", "series2_peak_memory_gib", "student_frame_gflop", "fraction_of_conv3d_reference"):
         assert result[key] > 0
+
+
+def test_a_student_training_step_trains_the_student_and_leaves_the_teacher_frozen():
+    batch = {"image": torch.rand(1, 2, 16, 16, 8), "target": torch.rand(1, 1, 16, 16, 8), "t": torch.tensor([0.3])}
+    student, teacher = Student(), Teacher()
+    before = [p.detach().clone() for p in student.parameters()]
+    frozen = [p.detach().clone() for p in teacher.parameters()]
+    step = training_step(student, EngineLoss(TMSDFLoss()), TripletBatch("student", with_teacher=True),
+                         IntermediatesInferer(teacher), batch, torch.device("cpu"), False)
+    loss = step()
+    assert loss > 0 and torch.isfinite(torch.tensor(loss))
+    assert any(not torch.equal(a, b) for a, b in zip(before, student.parameters()))  # Adam moved the student
+    assert all(torch.equal(a, b) for a, b in zip(frozen, teacher.parameters()))
+    assert all(p.grad is None for p in teacher.parameters())
+
+
+def test_bench_training_reports_steps_ratios_and_iterations_per_hour(capsys):
+    bench(shapes=[], repeats=1, train_shapes=["16,16,8"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["train_shape"] == [16, 16, 8] and result["threads"] == torch.get_num_threads()
+    for name in ("teacher", "student"):
+        ratio = result[f"{name}_step_s"] / result["voxelmorph_step_s"]
+        assert result[f"ratio_{name}_step_to_voxelmorph"] == pytest.approx(ratio, rel=0.05, abs=0.01)
+        assert result[f"{name}_iterations_per_hour"] == pytest.approx(3600 / result[f"{name}_step_s"], rel=0.01)
+    for key in ("teacher_step_wall_s", "student_step_cpu_s", "voxelmorph_step_cpu_s", "voxelmorph_iterations_per_hour"):
+        assert result[key] > 0
+    # the student's step runs its frozen teacher too: it cannot cost less than the teacher's own step's forward
+    assert result["student_step_cpu_s"] > 0.5 * result["teacher_step_cpu_s"]
+

@@ -4,6 +4,15 @@
 shape: seconds for one student frame, for a 10-frame series (``interpolate_series``) and for one ``VoxelMorph()``
 forward, their ratios, peak memory of the series, the FLOPs of one frame (``torch.utils.flop_counter``) and the
 achieved FLOP/s against that of one large Conv3d on the same device (how close to the machine's limit we run).
+
+Training (``--train_shapes "['96,96,8','128,128,32']"``, the default; ``"[]"`` skips it): one more JSON object per
+shape with the seconds of one training iteration (forward with every intermediate the losses need, the loss,
+backward, Adam step; batch 1) of the teacher (stage 1: L_recon + L_align), of the student with its frozen teacher
+(stage 2: + L_distill), and of MONAI ``VoxelMorph`` (its registration loss), their ratios to the VoxelMorph step and
+iterations per hour (on a CPU the step's cost is the process's CPU time per thread, so other processes sharing the
+cores do not inflate it; the wall times are printed too). The steps are the training configs' own pieces (:mod:`scripts.training.adapters`,
+:class:`~scripts.training.losses.TMSDFLoss`).
+
 Timings are the minimum over ``repeats`` runs after a warm-up; nothing here is asserted by tests.
 """
 
@@ -18,7 +27,10 @@ import torch
 from monai.networks.nets import VoxelMorph
 from torch.utils.flop_counter import FlopCounterMode
 
-from scripts.networks import Student
+from scripts.baselines.voxelmorph import RegistrationLoss, voxelmorph_net
+from scripts.networks import Student, Teacher
+from scripts.training.adapters import EngineLoss, IntermediatesInferer, TripletBatch
+from scripts.training.losses import TMSDFLoss
 from scripts.utils.args import parse_shape
 
 logger = logging.getLogger(__name__)
@@ -29,16 +41,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Minimum wall time of ``fn`` over ``repeats`` runs, after one warm-up run."""
+def seconds(fn: Callable[[], object], device: torch.device, repeats: int,
+            clock: Callable[[], float] = time.perf_counter) -> float:
+    """Minimum time of ``fn`` over ``repeats`` runs, after one warm-up run; ``clock`` is wall time by default,
+    ``time.process_time`` gives the process's CPU time (what a CPU step costs when other processes share the cores)."""
     fn()
     best = float("inf")
     for _ in range(repeats):
         _sync(device)
-        start = time.perf_counter()
+        start = clock()
         fn()
         _sync(device)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, clock() - start)
     return best
 
 
@@ -129,8 +143,70 @@ def bench_shape(shape: Sequence[int], device: torch.device, num_t: int, repeats:
     }
 
 
+def training_step(network: torch.nn.Module, loss: torch.nn.Module, prepare: Callable, inferer: Callable,
+                  batch: dict, device: torch.device, amp: bool) -> Callable[[], float]:
+    """One training iteration as MONAI's ``SupervisedTrainer`` runs it (prepare, infer, loss, backward, Adam step)."""
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-6)
+    network.train()
+
+    def step() -> float:
+        inputs, target, args, kwargs = prepare(batch, device)
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=amp):
+            value = loss(inferer(inputs, network, *args, **kwargs), target)
+        value.backward()
+        optimizer.step()
+        return value.item()
+
+    return step
+
+
+def bench_training(shape: Sequence[int], device: torch.device, repeats: int, amp: bool) -> dict:
+    """Seconds per training iteration of the teacher, the student (frozen teacher) and VoxelMorph at ``shape``."""
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.rand(1, 2, *shape, generator=g), "target": torch.rand(1, 1, *shape, generator=g),
+             "t": torch.tensor([0.4])}
+    tmsdf_loss = EngineLoss(TMSDFLoss(lambda_r=0.01, lambda_d=0.1))
+    teacher_step = training_step(Teacher().to(device), tmsdf_loss, TripletBatch("teacher"), IntermediatesInferer(),
+                                 batch, device, amp)
+    student_step = training_step(Student().to(device), tmsdf_loss, TripletBatch("student", with_teacher=True),
+                                 IntermediatesInferer(Teacher().to(device)), batch, device, amp)
+
+    def vm_prepare(data, dev):
+        image = data["image"].to(dev)
+        return image[:, :1], image[:, 1:2], (image[:, 1:2],), {}
+
+    def vm_infer(moving, network, fixed):
+        return network(moving, fixed)
+
+    vm_step = training_step(voxelmorph_net().to(device), RegistrationLoss(), vm_prepare, vm_infer, batch, device, amp)
+    steps = {"teacher": teacher_step, "student": student_step, "voxelmorph": vm_step}
+    wall = {name: seconds(step, device, repeats) for name, step in steps.items()}
+    cpu = {name: seconds(step, device, repeats, time.process_time) for name, step in steps.items()}
+    # on a CPU the process's CPU time per thread is the step's cost even when other processes share the cores
+    cost = wall if device.type == "cuda" else {name: value / torch.get_num_threads() for name, value in cpu.items()}
+    teacher_s, student_s, vm_s = cost["teacher"], cost["student"], cost["voxelmorph"]
+    return {
+        "train_shape": list(shape),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "amp": amp,
+        **{f"{name}_step_wall_s": round(value, 4) for name, value in wall.items()},
+        **{f"{name}_step_cpu_s": round(value, 4) for name, value in cpu.items()},
+        "teacher_step_s": round(teacher_s, 4),
+        "student_step_s": round(student_s, 4),
+        "voxelmorph_step_s": round(vm_s, 4),
+        "ratio_teacher_step_to_voxelmorph": round(teacher_s / vm_s, 2),
+        "ratio_student_step_to_voxelmorph": round(student_s / vm_s, 2),
+        "teacher_iterations_per_hour": round(3600 / teacher_s),
+        "student_iterations_per_hour": round(3600 / student_s),
+        "voxelmorph_iterations_per_hour": round(3600 / vm_s),
+    }
+
+
 def bench(device: str = "cpu", shapes: Sequence[str] = ("128,128,32", "128,128,128"), num_t: int = 10,
-          repeats: int = 3, amp: bool = False, threads: int | None = None) -> None:
+          repeats: int = 3, amp: bool = False, threads: int | None = None,
+          train_shapes: Sequence[str] = ("96,96,8", "128,128,32")) -> None:
     """Time the student against MONAI VoxelMorph in one process and print JSON (one object per shape).
 
     Args:
@@ -138,8 +214,11 @@ def bench(device: str = "cpu", shapes: Sequence[str] = ("128,128,32", "128,128,1
         shapes: volume shapes as "X,Y,Z" strings.
         num_t: time points of the series measurement.
         repeats: timed runs per measurement (the minimum is kept).
-        amp: autocast (float16 on CUDA, bfloat16 on CPU).
+        amp: autocast (float16 on CUDA, bfloat16 on CPU; on CPU it is ~1.3x cheaper per training step but returned
+            non-finite volumes in some repeated forward passes on a CPU with AMX, so the training configs keep
+            float32 there).
         threads: torch CPU threads (default: torch's choice).
+        train_shapes: shapes of the training-step measurement ("X,Y,Z" strings; empty to skip it).
     """
     if threads is not None:
         torch.set_num_threads(int(threads))
@@ -150,3 +229,5 @@ def bench(device: str = "cpu", shapes: Sequence[str] = ("128,128,32", "128,128,1
         result["conv3d_reference_gflop_per_s"] = round(reference / 1e9, 2)
         result["fraction_of_conv3d_reference"] = round(result["student_frame_gflop_per_s"] * 1e9 / reference, 3)
         print(json.dumps(result), flush=True)
+    for shape in ([train_shapes] if isinstance(train_shapes, str) else train_shapes or []):
+        print(json.dumps(bench_training(parse_shape(shape), dev, repeats, amp)), flush=True)
