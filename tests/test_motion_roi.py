@@ -43,6 +43,7 @@ def test_the_box_holds_the_beating_heart_and_not_the_body():
     assert x0 <= HEART[0] - 20 and x1 >= HEART[0] + 20 and y0 <= HEART[1] - 20 and y1 >= HEART[1] + 20
     assert x1 - x0 <= 56 and y1 - y0 <= 56  # the static body around it is left out
     assert (x1 - x0) % 8 == 0 and (y1 - y0) % 8 == 0 and roi.zoom == (1.0, 1.0)
+    assert all(type(bound) is int for bound in roi.box)
     endpoints = find_roi(endpoint_motion(frames[0], frames[2]), spacing=(1.5, 1.5, 8.0), margin_mm=9.0)
     assert endpoints.box[0] <= HEART[0] - 14 and endpoints.box[1] >= HEART[0] + 14
 

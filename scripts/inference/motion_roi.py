@@ -91,7 +91,7 @@ def _span(low: int, high: int, size: int, limit: int, multiple: int) -> tuple[in
     centre = (low + high) / 2
     start = int(round(centre - want / 2))
     start = min(max(start, 0), limit - want)
-    return start, start + want
+    return int(start), int(start + want)
 
 
 def find_roi(
