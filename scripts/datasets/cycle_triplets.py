@@ -29,23 +29,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
-import torch
 from monai.data import Dataset
-from monai.transforms import Compose, Transform
+from monai.transforms import Compose
 
-from scripts.datasets.triplets import CASE, FRAME, IMAGE, TARGET, TIME, FrameStore, TripletCase, augmentation
+from scripts.datasets.triplets import (
+    CASE,
+    END,
+    FRAME,
+    START,
+    TIME,
+    FrameStore,
+    LoadTripletd,
+    TripletCase,
+    augmentation,
+)
 from scripts.utils.errors import InputError
 
 __all__ = ["Triplet", "CycleSpec", "cycle_triplets", "anchor_triplets", "draw_triplets", "CycleTripletDataset"]
 
 logger = logging.getLogger(__name__)
-
-START, END = "start", "end"
-
 
 class Triplet(NamedTuple):
     """One sample: I0 = frame ``start``, I1 = frame ``end``, the target ``frame`` at time ``t`` in (0, 1)."""
@@ -157,25 +163,6 @@ def draw_triplets(anchor: Sequence[Triplet], cycle: Sequence[Triplet], spec: Cyc
     return drawn
 
 
-class LoadCycleTripletd(Transform):
-    """Resolve ``{"case", "start", "end", "frame", "t"}`` to a sample from a :class:`FrameStore` of all frames."""
-
-    def __init__(self, store: FrameStore):
-        self.store = store
-
-    def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
-        image, target = self.store.triplet(data[CASE], data[FRAME], data[START], data[END])
-        return {
-            IMAGE: image,
-            TARGET: target,
-            TIME: torch.tensor(data[TIME], dtype=torch.float32),
-            CASE: data[CASE],
-            FRAME: data[FRAME],
-            START: data[START],
-            END: data[END],
-        }
-
-
 class CycleTripletDataset(Dataset):
     """A MONAI ``Dataset`` of whole-cycle (I0, I1, It, t) samples (module docstring).
 
@@ -207,5 +194,5 @@ class CycleTripletDataset(Dataset):
                  for case_id, triplets in self.triplets.items() for tr in triplets]
         logger.info("whole-cycle triplets: %d cases, %d samples (%s)", len(cases), len(index), spec)
         self.store = FrameStore(cases, cache=cache, all_frames=True)
-        transforms = [LoadCycleTripletd(self.store), *(augmentation() if augment else [])]
+        transforms = [LoadTripletd(self.store), *(augmentation() if augment else [])]
         super().__init__(data=index, transform=Compose(transforms))

@@ -54,6 +54,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 IMAGE, TARGET, TIME, CASE, FRAME = "image", "target", "t", "case", "frame"
+START, END = "start", "end"
 
 
 class TripletCase(NamedTuple):
@@ -150,19 +151,25 @@ class FrameStore:
 
 
 class LoadTripletd(Transform):
-    """Resolve an index item ``{"case", "frame", "t"}`` to a sample (module docstring) from a :class:`FrameStore`."""
+    """Resolve an index item ``{"case", "frame", "t"}`` to a sample (module docstring) from a :class:`FrameStore`.
+
+    An item that also names its endpoints (``"start"``, ``"end"``: frames the store holds) uses them instead of the
+    case's, and keeps them in the sample.
+    """
 
     def __init__(self, store: FrameStore):
         self.store = store
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict[Hashable, object]:
-        image, target = self.store.triplet(data[CASE], data[FRAME])
+        ends = {key: data[key] for key in (START, END) if key in data}
+        image, target = self.store.triplet(data[CASE], data[FRAME], ends.get(START), ends.get(END))
         return {
             IMAGE: image,
             TARGET: target,
             TIME: torch.tensor(data[TIME], dtype=torch.float32),
             CASE: data[CASE],
             FRAME: data[FRAME],
+            **ends,
         }
 
 

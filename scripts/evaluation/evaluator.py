@@ -13,7 +13,7 @@ import torch
 from tqdm import tqdm
 
 from scripts.evaluation.cases import Case, case_to, eval_cases
-from scripts.evaluation.methods import Method, MethodUnavailable
+from scripts.evaluation.methods import Method, ready_methods
 from scripts.evaluation.metrics import endpoint_error, folding_fraction, image_metrics
 from scripts.evaluation.reports import (
     FigureSample,
@@ -55,17 +55,7 @@ class Evaluator:
         self.t_bins = t_bins
 
     def _ready_methods(self) -> list[Method]:
-        ready = []
-        for method in self.methods:
-            try:
-                method.setup(self.device)
-            except MethodUnavailable as err:
-                logger.warning("skipping method %s: %s", method.name, err)
-                continue
-            ready.append(method)
-        if not ready:
-            raise InputError("methods", "none of the methods can run here (see the warnings above)")
-        return ready
+        return ready_methods(self.methods, self.device)
 
     @torch.no_grad()
     def score(self) -> tuple[list[dict], dict[str, float], FigureSample | None]:

@@ -93,6 +93,25 @@ class LinearScaling(Method):
         return DVF2DDF(num_steps=self.num_steps, mode="bilinear", padding_mode="zeros")(scaled)
 
 
+def ready_methods(methods: Sequence[Method], device: torch.device) -> list[Method]:
+    """The ``methods`` that :meth:`Method.setup` could prepare on ``device``; the others are skipped with a warning.
+
+    Raises:
+        InputError: none of them can run here.
+    """
+    ready = []
+    for method in methods:
+        try:
+            method.setup(device)
+        except MethodUnavailable as err:
+            logger.warning("skipping method %s: %s", method.name, err)
+            continue
+        ready.append(method)
+    if not ready:
+        raise InputError("methods", "none of the methods can run here (see the warnings above)")
+    return ready
+
+
 def load_network(network: torch.nn.Module, weights: str | os.PathLike, device: torch.device) -> torch.nn.Module:
     """``network`` with ``weights`` loaded, on ``device``, in eval mode; :class:`MethodUnavailable` without the file."""
     if not Path(weights).is_file():

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from scripts.datasets.acdc import acdc_case, acdc_cases
 from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
 from scripts.evaluation.cases import Case
-from scripts.evaluation.methods import Blend, Method, MethodUnavailable, StudentMethod, select_methods
+from scripts.evaluation.methods import Blend, Method, StudentMethod, ready_methods, select_methods
 from scripts.evaluation.metrics import IMAGE_METRICS, image_metrics
 from scripts.evaluation.reports import _canvas, write_metrics_csv, write_summary
 from scripts.utils.atomic import atomic_dir, atomic_file
@@ -220,16 +220,7 @@ def superres(
     available = {"blend": Blend(), "student": StudentMethod(Student(), model or ROOT / "models" / "model.pt", None)}
     chosen = select_methods(list(methods), available, variants, max_batch=None)
     cases = series_cases(dataset, dataset_dir, split, tuple(spatial_size))
-    ready = []
-    for method in chosen:
-        try:
-            method.setup(torch.device("cpu"))
-        except MethodUnavailable as err:
-            logger.warning("skipping method %s: %s", method.name, err)
-            continue
-        ready.append(method)
-    if not ready:
-        raise InputError("methods", "none of the methods can run here (see the warnings above)")
+    ready = ready_methods(chosen, torch.device("cpu"))
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
         rows = score_superres(cases, ready, factors, cyclic)
         summary = summarise_superres(rows)
