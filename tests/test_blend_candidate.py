@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from scripts.networks import Student, Teacher
-from scripts.networks.refine import BLEND_MODULES, warm_start
+from scripts.networks.refine import BLEND_MODULES, param_groups, warm_start
 from scripts.networks.tmsdf import blend
 from scripts.utils.checkpoint import load_weights, read_state_dict, save_weights
 from scripts.utils.errors import InputError
@@ -94,3 +94,13 @@ def test_a_flagged_refinement_needs_the_blend():
     i0t = torch.rand(1, 1, 8, 8, 8)
     with pytest.raises(ValueError, match="needs blend"):
         net.refine(i0t, i0t, [], [], torch.tensor([0.5]))
+
+
+def test_param_groups_give_the_blend_modules_their_own_learning_rate():
+    net = Student(blend_candidate=True)
+    groups = param_groups(net, 1e-4, 10.0)
+    assert [g["lr"] for g in groups] == [1e-4, pytest.approx(1e-3)]
+    fast = {id(p) for p in groups[1]["params"]}
+    expected = {id(p) for m in (net.refine.blend_input, net.refine.blend_gate) for p in m.parameters()}
+    assert fast == expected and len(groups[0]["params"]) + len(fast) == len(list(net.parameters()))
+    assert len(param_groups(Student(), 1e-4, 10.0)) == 1

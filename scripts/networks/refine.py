@@ -14,7 +14,7 @@ from scripts.networks.encoder import conv_block
 from scripts.networks.warping import at_least_float32
 from scripts.utils.checkpoint import load_weights, read_state_dict
 
-__all__ = ["Refinement", "warm_start"]
+__all__ = ["Refinement", "warm_start", "param_groups"]
 
 logger = logging.getLogger(__name__)
 
@@ -162,3 +162,15 @@ def warm_start(network: nn.Module, path: str | os.PathLike) -> nn.Module:
     logger.info("warm-started %s from %s (%d new blend-candidate tensors at zero)", type(network).__name__, path,
                 len(fresh))
     return network
+
+
+def param_groups(network: nn.Module, lr: float, blend_lr_factor: float = 1.0) -> list[dict]:
+    """Optimizer parameter groups: the blend-candidate modules (:data:`BLEND_MODULES`) at ``lr * blend_lr_factor``,
+    every other parameter at ``lr`` (a warm-started network's new gate starts at zero and has the most to learn)."""
+    new, old = [], []
+    for name, parameter in network.named_parameters():
+        (new if any(f".{module}." in f".{name}" for module in BLEND_MODULES) else old).append(parameter)
+    groups = [{"params": old, "lr": lr}]
+    if new:
+        groups.append({"params": new, "lr": lr * blend_lr_factor})
+    return groups
