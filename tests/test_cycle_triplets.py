@@ -158,6 +158,9 @@ def test_a_finite_nifti4d_series_never_wraps_and_a_cyclic_one_does(tmp_path):
     ({"min_gap": 1}, "min_gap must be an integer >= 2"),
     ({"min_gap": 4, "max_gap": 3}, "max_gap must be an integer >= min_gap 4"),
     ({"gaps": [2, 4]}, "unknown option(s) ['gaps']"),
+    ({"min_gap": "2"}, "min_gap must be an integer"),
+    ({"per_case": 2.5}, "per_case must be a positive integer"),
+    ({"both_directions": "yes"}, "both_directions must be true or false"),
     ("all", "expected a mapping"),
 ])
 def test_bad_cycle_options_are_named(cines, options, words):

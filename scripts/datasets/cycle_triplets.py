@@ -84,17 +84,22 @@ class CycleSpec:
     seed: int = 0
 
     def __post_init__(self):
-        if self.per_case is not None and (isinstance(self.per_case, bool) or int(self.per_case) != self.per_case
-                                          or self.per_case < 1):
+        def integer(value) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+        if self.per_case is not None and (not integer(self.per_case) or self.per_case < 1):
             raise InputError("cycle options", f"per_case must be a positive integer or null, got {self.per_case!r}")
-        if not 0.0 <= float(self.anchor_fraction) <= 1.0:
+        if not isinstance(self.anchor_fraction, (int, float)) or not 0.0 <= self.anchor_fraction <= 1.0:
             raise InputError("cycle options", f"anchor_fraction must be in [0, 1], got {self.anchor_fraction!r}")
-        if int(self.min_gap) != self.min_gap or self.min_gap < 2:
+        if not integer(self.min_gap) or self.min_gap < 2:
             raise InputError("cycle options", f"min_gap must be an integer >= 2 (one frame between), got "
                                               f"{self.min_gap!r}")
-        if self.max_gap is not None and (int(self.max_gap) != self.max_gap or self.max_gap < self.min_gap):
+        if self.max_gap is not None and (not integer(self.max_gap) or self.max_gap < self.min_gap):
             raise InputError("cycle options", f"max_gap must be an integer >= min_gap {self.min_gap} or null, got "
                                               f"{self.max_gap!r}")
+        if not isinstance(self.both_directions, bool) or not integer(self.seed):
+            raise InputError("cycle options", f"both_directions must be true or false and seed an integer, got "
+                                              f"{self.both_directions!r} and {self.seed!r}")
 
     @classmethod
     def from_options(cls, options: Mapping[str, object] | CycleSpec) -> CycleSpec:
