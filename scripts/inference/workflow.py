@@ -7,7 +7,9 @@
 
 Each step is a named object of the config, so a user overrides one without touching the others
 (``--writers#montage#name preview.png``). Everything is checked before the work: the output folder (refused if it
-exists unless ``overwrite``), the output format against the input, the time points. All files appear together in
+exists unless ``overwrite``, and even then unless it is an output folder of this bundle, holding ``summary.json``, and
+holds no input), the output format against the input, the geometry and size of the grid, the time points. The
+synthesised frames are checked finite before anything is written. All files appear together in
 ``output_dir`` (:func:`scripts.utils.atomic.atomic_dir`), or none of them.
 """
 
@@ -28,9 +30,12 @@ from scripts.evaluation.metrics import psnr
 from scripts.inference.inputs import LoadedInput, load_input
 from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.times import resolve_times
+from scripts.io.nifti_read import check_affine
 from scripts.io.series import Series4D
+from scripts.networks.tmsdf import DIVISOR
 from scripts.transforms.intensity import EndpointMinMax, IntensityScale
-from scripts.utils.atomic import atomic_dir, atomic_file
+from scripts.utils.args import parse_bool
+from scripts.utils.atomic import OUTPUT_MARKER, atomic_dir, atomic_file, check_replaceable
 from scripts.utils.errors import InputError, OutputExistsError
 
 __all__ = ["OUTPUT_FORMATS", "Interpolation", "InterpolationWorkflow", "demo_scores"]
@@ -38,6 +43,7 @@ __all__ = ["OUTPUT_FORMATS", "Interpolation", "InterpolationWorkflow", "demo_sco
 logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("nifti", "dicom", "both")
+SUMMARY = OUTPUT_MARKER  # written last into every output folder; marks a folder --overwrite may replace
 # which writers each output format runs (the montage and summary.json are always written)
 _FORMAT_WRITERS = {"nifti": ("nifti",), "dicom": ("dicom",), "both": ("nifti", "dicom")}
 
@@ -113,16 +119,25 @@ class InterpolationWorkflow:
         self.scaling = EndpointMinMax() if scaling is None else scaling
         self.input, self.t, self.num_frames = input, t, num_frames
         self.start_frame, self.end_frame = start_frame, end_frame
-        self.output_dir, self.output_format, self.overwrite = output_dir, output_format, overwrite
+        self.output_dir, self.output_format = output_dir, output_format
+        self.overwrite = parse_bool(overwrite, "--overwrite")
+
+    def _inputs(self) -> list[str]:
+        """The input files / folders (what ``--overwrite`` must never delete)."""
+        given = self.input if isinstance(self.input, (list, tuple)) else [self.input]
+        return [os.fspath(p) for p in given if isinstance(p, (str, os.PathLike))]
 
     def run(self) -> Path:
         """Check, load, synthesise, write; returns ``output_dir``."""
         if self.output_format not in OUTPUT_FORMATS:
             raise InputError("--output_format", f"must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
-        if Path(self.output_dir).exists() and not self.overwrite:  # before the work, not only when writing
-            raise OutputExistsError(self.output_dir)
+        if Path(self.output_dir).exists():  # before the work, not only when writing
+            if not self.overwrite:
+                raise OutputExistsError(self.output_dir)
+            check_replaceable(self.output_dir, SUMMARY, keep=self._inputs())
         loaded = self.loader(self.input, self.start_frame, self.end_frame)
         series = loaded.series
+        check_grid(series)
         if self.output_format != "nifti" and series.dicom_template is None:
             raise InputError("--output_format", f"{self.output_format!r} needs a DICOM input; {series.source} is not")
         t = self.t
@@ -139,22 +154,41 @@ class InterpolationWorkflow:
         logger.info("synthesised %d frames in %.2f s (%.2f s per frame)", len(ts), seconds, seconds / len(ts))
         result = Interpolation(series, loaded.start, loaded.end, ts, scale, frames_unit,
                                scale.from_unit(frames_unit).astype(np.float32), loaded.truth)
+        check_finite(result.frames, self.inferer.checkpoint)
         summary = {
             "input": series.source, "start_frame": loaded.start, "end_frame": loaded.end, "t": ts,
             "grid": list(i0.shape), "spacing_mm": list(series.spacing), "device": str(self.inferer.device),
             "checkpoint": self.inferer.checkpoint, "seconds": round(seconds, 3), "outputs": {},
         }
-        with atomic_dir(self.output_dir, overwrite=self.overwrite) as tmp:
+        with atomic_dir(self.output_dir, overwrite=self.overwrite, marker=SUMMARY, keep=self._inputs()) as tmp:
             for name in (*_FORMAT_WRITERS[self.output_format], "montage"):
                 summary["outputs"][name] = self.writers[name](result, tmp)
             if result.truth is not None:
                 truth = scale.to_unit(result.truth)
                 summary["demo"] = demo_scores(scale.to_unit(i0), scale.to_unit(i1), frames_unit, truth, ts)
                 logger.info("demo: %s", summary["demo"])
-            with atomic_file(tmp / "summary.json") as path:
+            with atomic_file(tmp / SUMMARY) as path:
                 path.write_text(json.dumps(summary, indent=2))
         logger.info("wrote %s", self.output_dir)
         return Path(self.output_dir)
+
+
+def check_grid(series: Series4D) -> None:
+    """Refuse, before any work, a series the network cannot place or process: a NaN / degenerate affine, or a grid
+    too small for the network's coarsest level (every axis at most ``DIVISOR`` voxels, e.g. 1x1x1)."""
+    check_affine(series.affine, series.source)
+    shape = tuple(series.array.shape[:3])
+    if all(n <= DIVISOR for n in shape):
+        raise InputError(series.source, f"the grid {shape} is too small: the network needs more than {DIVISOR} voxels "
+                                        "along at least one axis")
+
+
+def check_finite(frames: np.ndarray, checkpoint: str | os.PathLike) -> None:
+    """Refuse to write synthesised ``frames`` holding NaN or infinite voxels (naming the weights that made them)."""
+    bad = int(np.count_nonzero(~np.isfinite(frames)))
+    if bad:
+        raise InputError(checkpoint, f"the network produced {bad} NaN or infinite voxel(s) on this input; nothing was "
+                                     "written (damaged weights, or an input far outside the trained range)")
 
 
 def demo_scores(i0: np.ndarray, i1: np.ndarray, frames: np.ndarray, truth: np.ndarray,
