@@ -4,30 +4,34 @@ Arguments are data. ``fire`` turns each argument into a Python literal where it 
 MONAI's config parser, which runs a string starting with ``$``, resolves ``@name``, expands ``%macro`` and
 instantiates a dict with ``_target_``. Every argument is therefore typed and checked here first
 (:mod:`scripts.utils.args`): paths become :class:`pathlib.Path` objects (which the parser passes through untouched),
-numbers floats / ints, booleans strict bools, ``device`` / ``anatomy`` / ``output_format`` come from allow-lists, and
+numbers floats / ints, booleans strict bools, ``device`` / ``output_format`` come from allow-lists and ``anatomy``
+is a plain lower-case name, and
 nothing else (no dict, no list but the two input volumes and the time points) is accepted;
 :func:`scripts.utils.config.run_config` then refuses any value the parser could still interpret. This keeps the config
 as the one description of the program (a user's ``--config_file`` and the config's named steps keep working), which
 building the objects in Python beside the config would not; typing values is a short, closed list of checks.
 
 The cheap checks come before anything heavy is imported or read: the output folder (exists, or may not be
-replaced), the NIfTI header (readable, geometry finite, voxels that fit in this process's memory), the device.
+replaced), the weights file (exists, not empty, a torch archive), the NIfTI header (readable, geometry finite,
+voxels that fit in this process's memory and in the file), the device.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from scripts.utils.args import parse_bool, parse_choice, parse_device, parse_int, parse_path, parse_times
-from scripts.utils.atomic import OUTPUT_MARKER, check_replaceable
+from scripts.utils.atomic import OUTPUT_MARKER, check_parent, check_replaceable
+from scripts.utils.checkpoint import check_weights_file
 from scripts.utils.config import run_config
 from scripts.utils.errors import InputError, OutputExistsError
 from scripts.utils.paths import ROOT
 
 __all__ = ["interpolate"]
 
-ANATOMIES = ("cardiac", "lung")
+ANATOMY = re.compile(r"[a-z][a-z0-9_]{0,31}")  # names models/<anatomy>_model.pt (cardiac: models/model.pt)
 OUTPUT_FORMATS = ("nifti", "dicom", "both")  # the workflow's OUTPUT_FORMATS (checked again there)
 
 
@@ -99,7 +103,7 @@ def interpolate(
         "end_frame": None if end_frame is None else parse_int(end_frame, "--end_frame"),
         "output_dir": out,
         "output_format": parse_choice(output_format, "--output_format", OUTPUT_FORMATS),
-        "anatomy": None if anatomy is None else parse_choice(anatomy, "--anatomy", ANATOMIES),
+        "anatomy": None if anatomy is None else _anatomy(anatomy),
         "checkpoint": None if model is None else parse_path(model, "--model"),
         "overwrite": replace,
     }
@@ -109,11 +113,21 @@ def interpolate(
             raise OutputExistsError(out)
         check_replaceable(out, OUTPUT_MARKER, keep=[] if source is None else [source] if isinstance(source, Path)
                           else source)
+    check_parent(out)
+    if values["checkpoint"] is not None:
+        check_weights_file(values["checkpoint"])
     _check_headers(source)
     values["device"] = parse_device(device, "--device")
     if not config.is_file():
         raise InputError(config, "config file not found")
     return str(run_config(config, values))
+
+
+def _anatomy(value) -> str:
+    """An anatomy name: lower-case letters, digits and ``_`` (``cardiac``, ``lung``); it names the weights file."""
+    if not isinstance(value, str) or not ANATOMY.fullmatch(value):
+        raise InputError("--anatomy", f"must be the name of a shipped student such as cardiac or lung; got {value!r}")
+    return value
 
 
 def _times(t, num_frames) -> list[float]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from scripts.utils.args import parse_device
 from scripts.utils.checkpoint import load_weights
 from scripts.utils.memory import check_memory
 
@@ -36,6 +37,8 @@ class SeriesInterpolator:
 
     def __init__(self, network: torch.nn.Module, checkpoint: str | os.PathLike, device="auto", amp: bool = False,
                  max_batch: int | None = None):
+        if not isinstance(device, torch.device):
+            device = parse_device(device, "--device")  # gpu0, or cuda without a GPU: one line, not a traceback
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)

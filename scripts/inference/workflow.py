@@ -35,7 +35,7 @@ from scripts.io.series import Series4D
 from scripts.networks.tmsdf import DIVISOR
 from scripts.transforms.intensity import EndpointMinMax, IntensityScale
 from scripts.utils.args import parse_bool
-from scripts.utils.atomic import OUTPUT_MARKER, atomic_dir, atomic_file, check_replaceable
+from scripts.utils.atomic import OUTPUT_MARKER, atomic_dir, atomic_file, check_parent, check_replaceable
 from scripts.utils.errors import InputError, OutputExistsError
 
 __all__ = ["OUTPUT_FORMATS", "Interpolation", "InterpolationWorkflow", "demo_scores"]
@@ -135,6 +135,7 @@ class InterpolationWorkflow:
             if not self.overwrite:
                 raise OutputExistsError(self.output_dir)
             check_replaceable(self.output_dir, SUMMARY, keep=self._inputs())
+        check_parent(self.output_dir)
         loaded = self.loader(self.input, self.start_frame, self.end_frame)
         series = loaded.series
         check_grid(series)

@@ -32,6 +32,9 @@ __all__ = ["check_affine", "frame_endpoints", "nifti_header_shape", "nifti_4d_sh
 # What nibabel raises for files it cannot parse or decompress (gzip.BadGzipFile is an OSError).
 _READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, zlib.error, ValueError)
 
+# The most a deflate (gzip) stream can expand: 1032:1.
+_MAX_DEFLATE_RATIO = 1032
+
 # NIfTI time units -> milliseconds.
 _MS_PER_UNIT = {"sec": 1000.0, "msec": 1.0, "usec": 1e-3}
 
@@ -78,10 +81,27 @@ def _open(path: str | os.PathLike):
         shape, stored = tuple(int(n) for n in image.shape), image.get_data_dtype()
     except _READ_ERRORS as err:
         raise InputError(path, f"cannot read it as NIfTI (truncated, corrupt or not a NIfTI file?): {err}") from err
-    check_allocation(int(np.prod(shape, dtype=object)) * (4 + stored.itemsize), path,
+    declared = int(np.prod(shape, dtype=object)) * stored.itemsize
+    check_allocation(declared + int(np.prod(shape, dtype=object)) * 4, path,
                      f"reading the {'x'.join(map(str, shape))} voxels its header declares")
+    _check_size(path, image, declared)
     check_affine(image.affine, path)
     return image
+
+
+def _check_size(path: str | os.PathLike, image, declared: int) -> None:
+    """Refuse a file too small to hold the voxels its header declares (a cut copy, or a forged header), from its
+    size alone: an uncompressed file must hold them after ``vox_offset``; deflate expands at most 1032:1."""
+    data_file = getattr(image.file_map.get("image"), "filename", None) or path  # .img beside a .hdr
+    size = os.path.getsize(data_file)
+    offset = int(getattr(image.dataobj, "offset", 0) or 0)  # where the voxels start (vox_offset)
+    compressed = os.fspath(data_file).endswith(".gz")
+    room = size * _MAX_DEFLATE_RATIO if compressed else size - offset
+    if declared > room:
+        held = f"at most {room} bytes" if compressed else f"{max(room, 0)} bytes"
+        raise InputError(path, f"cannot read it as NIfTI (truncated, corrupt or not a NIfTI file?): its header "
+                               f"declares {declared} bytes of voxels but the {size}-byte "
+                               f"{'gzip ' if compressed else ''}file holds {held}")
 
 
 def _load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header | None]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from scripts.utils.errors import InputError, OutputExistsError
 
-__all__ = ["OUTPUT_MARKER", "atomic_dir", "atomic_file", "check_replaceable", "interrupted"]
+__all__ = ["OUTPUT_MARKER", "atomic_dir", "atomic_file", "check_parent", "check_replaceable", "interrupted"]
 
 # the file the bundle writes last into each output folder of a run; a folder without it was not written by the bundle
 OUTPUT_MARKER = "summary.json"
@@ -58,8 +58,8 @@ def check_replaceable(path: str | os.PathLike, marker: str | None = None, keep: 
     into every output folder).
     """
     target = Path(path).resolve()
-    protected = {Path(target.anchor): "the filesystem root", Path.home().resolve(): "your home folder",
-                 Path.cwd().resolve(): "the current folder"}
+    protected = {Path(target.anchor): "the filesystem root", Path.cwd().resolve(): "the current folder",
+                 Path.home().resolve(): "your home folder"}
     for folder, name in protected.items():
         if _within(folder, target):
             what = name if folder == target else f"a folder holding {name} ({folder})"
@@ -76,16 +76,29 @@ def check_replaceable(path: str | os.PathLike, marker: str | None = None, keep: 
                                "it; remove it yourself or choose another --output_dir")
 
 
+def check_parent(path: str | os.PathLike) -> None:
+    """Raise :class:`InputError` (before any work) when ``path`` cannot be created: its nearest existing ancestor is
+    a file, or a folder this process may not write into."""
+    path = Path(path)
+    blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        reason = f"{blocker} is a file, not a folder"
+    elif blocker is not None and not os.access(blocker, os.W_OK | os.X_OK):
+        reason = f"{blocker}: permission denied"
+    else:
+        return
+    raise InputError(path.parent, f"cannot write the output {path.name} here ({reason}); choose another output folder")
+
+
 def _temporary(path: Path, make, suffix: str) -> Path:
     """Create the parent folders of ``path`` and a temporary sibling with ``make`` (``mkstemp``/``mkdtemp``); a
     folder that cannot be created or written is an :class:`InputError` naming it."""
+    check_parent(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         made = make(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     except OSError as err:
-        blocker = next((p for p in (path.parent, *path.parent.parents) if p.exists()), None)
-        reason = f"{blocker} is a file, not a folder" if blocker and not blocker.is_dir() else err.strerror or err
-        raise InputError(path.parent, f"cannot write the output {path.name} here ({reason}); "
+        raise InputError(path.parent, f"cannot write the output {path.name} here ({err.strerror or err}); "
                                       "choose another output folder") from err
     if isinstance(made, tuple):  # mkstemp: (fd, name)
         os.close(made[0])

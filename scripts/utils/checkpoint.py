@@ -9,11 +9,14 @@ import re
 import zipfile
 from pathlib import Path
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from scripts.utils.atomic import atomic_file
 from scripts.utils.errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written, so the file check stays light
+    import torch
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -21,13 +24,9 @@ logger = logging.getLogger(__name__)
 _NESTED_KEYS = ("network", "model", "state_dict", "student", "teacher")
 
 
-def read_state_dict(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Read a state dict from ``path`` with ``weights_only=True`` (a pickle that is not plain tensors is refused).
-
-    Accepts a bare state dict or a training checkpoint holding one under ``network``/``model``/``state_dict``.
-    Raises :class:`InputError` naming the file when it is missing, not a regular file, empty, truncated, not a torch
-    file (random bytes), not weights, or holds NaN / infinite weights (they would write NaN volumes).
-    """
+def check_weights_file(path: str | os.PathLike) -> Path:
+    """The checks of a weights file that read no weights (made before any work): it exists, is a regular file, is
+    not empty and is a zip archive as ``torch.save`` writes; :class:`InputError` naming it otherwise."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "weights file not found (train one, or point the config's checkpoint path at it)")
@@ -38,6 +37,19 @@ def read_state_dict(path: str | os.PathLike, map_location: str | torch.device = 
     if not zipfile.is_zipfile(path):
         raise InputError(path, "unreadable checkpoint, truncated or corrupt: not the zip archive torch.save writes "
                                "(a cut copy, damaged bytes or another kind of file)")
+    return path
+
+
+def read_state_dict(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Read a state dict from ``path`` with ``weights_only=True`` (a pickle that is not plain tensors is refused).
+
+    Accepts a bare state dict or a training checkpoint holding one under ``network``/``model``/``state_dict``.
+    Raises :class:`InputError` naming the file when it is missing, not a regular file, empty, truncated, not a torch
+    file (random bytes), not weights, or holds NaN / infinite weights (they would write NaN volumes).
+    """
+    import torch
+
+    path = check_weights_file(path)
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
@@ -91,11 +103,15 @@ def load_weights(network: nn.Module, path: str | os.PathLike, map_location: str 
 def unwrap(network: nn.Module) -> nn.Module:
     """The module inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (state dicts are stored without
     the wrapper's ``module.`` prefix), or ``network`` itself."""
+    from torch import nn
+
     return network.module if isinstance(network, (nn.parallel.DistributedDataParallel, nn.DataParallel)) else network
 
 
 def save_weights(network: nn.Module, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write ``network``'s state dict (DDP prefix stripped) to ``path`` atomically."""
+    import torch
+
     with atomic_file(path, overwrite=overwrite) as tmp:
         torch.save(unwrap(network).state_dict(), tmp)
     return Path(path)

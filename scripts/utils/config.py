@@ -77,3 +77,39 @@ def run_config(config_file: str | os.PathLike, overrides: Mapping[str, object], 
         if known is None or known is err:
             raise
         raise known from err
+
+
+def check_run_options(argv: list[str] | None = None) -> None:
+    """Refuse, before any work, an option of ``python -m monai.bundle run`` that names no entry of the config.
+
+    MONAI adds an unknown ``--name value`` to the config as a new entry and runs on, so a typo (``--tt 0.5``) is
+    silently ignored; the bundle configs call this in ``initialize``. It reads the command line of the running
+    process and checks each ``--name`` (or ``--name#sub``) against ``monai.bundle run``'s own options and the top-level
+    ids of the ``--config_file`` given; it does nothing in any other process (the bundle's own CLI checks its options
+    itself, :func:`scripts.utils.cli.check_options`).
+    """
+    import inspect
+    import sys
+
+    argv = list(sys.argv if argv is None else argv)
+    if not argv or not argv[0].replace("\\", "/").endswith("monai/bundle/__main__.py") or "run" not in argv[1:]:
+        return
+    args = argv[argv.index("run", 1) + 1:]
+    from monai.bundle import ConfigParser
+    from monai.bundle.scripts import run
+
+    options = {name: i for i, name in enumerate(args) if name.startswith("--")}
+    if "--args_file" in options:  # overrides come from a file too; MONAI reads it, nothing to check here
+        return
+    files = args[options["--config_file"] + 1] if "--config_file" in options else None
+    if not files:
+        return
+    names = [f.strip(" '\"") for f in files.strip("[]").split(",")] if isinstance(files, str) else list(files)
+    known = set(inspect.signature(run).parameters)
+    for name in names:
+        known |= set(ConfigParser.load_config_file(name))
+    for option in options:
+        key = option[2:].split("=", 1)[0]
+        if key.split("#", 1)[0] not in known:
+            raise InputError(option.split("=", 1)[0], f"unknown option: no entry {key.split('#', 1)[0]!r} in "
+                                                      f"{', '.join(names)}")
