@@ -1,22 +1,20 @@
 """MONAI's bundle checks, offline: verify_metadata against the vendored schema, verify_net_in_out on network_def,
-and the hashes of ``large_files.yml`` (checked by MONAI's own check_hash and download_large_files)."""
+``download_large_files`` on ``large_files.yml`` (nothing to download: the weights ship in models/) and the md5
+manifest of the shipped weights (checked by MONAI's own check_hash)."""
 
 import copy
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from monai.apps.utils import HashCheckError, check_hash
-from monai.bundle import (
-    ConfigParser,
-    download_large_files,
-    verify_metadata,
-    verify_net_in_out,
-)
-from tools.update_large_files import update_large_files
+from monai.apps.utils import check_hash
+from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
+from tools.update_large_files import check_large_files, main, update_large_files
 
 from scripts.utils.paths import ROOT
 from tests.small_bundle import OVERRIDES
@@ -66,8 +64,9 @@ def test_broken_metadata_fails(tmp_path, breakage, message):
 # --- verify_net_in_out -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("t", [torch.tensor([0.25]), 0.8])
 def test_network_matches_declared_io(t):
-    """The config's own network_def (full width) on the metadata's 8*n grid with n = 1, t as a tensor or a number."""
-    verify_net_in_out("network_def", meta_file=str(META), config_file=str(CONFIG), device="cpu", n=1,
+    """The config's own network_def (full width) on a 12^3 grid (the metadata declares any size, "*"), t as a tensor
+    or a number."""
+    verify_net_in_out("network_def", meta_file=str(META), config_file=str(CONFIG), device="cpu", any=12,
                       extra_forward_args={"t": t})
 
 
@@ -85,16 +84,18 @@ def test_net_in_out_detects_wrong_metadata(tmp_path, field, value, message):
     broken["network_data_format"][field][key].update(value)
     with pytest.raises(ValueError, match=message):
         verify_net_in_out("network_def", meta_file=_write(tmp_path / "metadata.json", broken),
-                          config_file=str(CONFIG), device="cpu", n=2, **OVERRIDES)
+                          config_file=str(CONFIG), device="cpu", any=16, **OVERRIDES)
 
 
 # --- large_files.yml ---------------------------------------------------------------------------------------------
-def _large_files(root: Path = ROOT) -> list[dict]:
-    return ConfigParser.load_config_file(root / "large_files.yml")["large_files"]
+def _manifest(root: Path = ROOT) -> list[dict]:
+    return ConfigParser.load_config_file(root / "large_files.yml")["bundled_files"]
 
 
-def test_large_files_lists_the_weights():
-    entries = _large_files()
+def test_large_files_ships_the_weights_and_lists_their_hashes():
+    listing = ConfigParser.load_config_file(ROOT / "large_files.yml")
+    assert listing["large_files"] == []  # the weights are in the repository: nothing to download
+    entries = _manifest()
     assert [e["path"] for e in entries] == list(WEIGHTS)
     assert {e["hash_type"] for e in entries} == {"md5"}
     shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "models").glob("*.pt")}
@@ -106,13 +107,29 @@ def test_large_file_hash_matches(name):
     path = ROOT / name
     if not path.exists():
         pytest.skip(f"{name} not in this checkout")
-    entry = next(e for e in _large_files() if e["path"] == name)
+    entry = next(e for e in _manifest() if e["path"] == name)
     assert check_hash(path, entry["hash_val"], entry["hash_type"]), (
         f"{name} changed: run `python -m tools.update_large_files` and commit large_files.yml"
     )
 
 
-def test_update_large_files_then_monai_accepts_them(tmp_path):
+@pytest.mark.parametrize("with_weights", [True, False])
+def test_download_large_files_command_runs_clean(tmp_path, with_weights):
+    """``python -m monai.bundle download_large_files --bundle_path B`` exits 0 and writes nothing, with the weights
+    in place or without them (a copy of the bundle that lacks models/ is not an error for it: nothing is hosted)."""
+    shutil.copy(ROOT / "large_files.yml", tmp_path / "large_files.yml")
+    if with_weights:
+        (tmp_path / "models").mkdir()
+        for name in WEIGHTS:
+            (tmp_path / name).write_bytes(b"weights")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    done = subprocess.run([sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path",
+                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_update_large_files_then_check(tmp_path):
     (tmp_path / "models").mkdir()
     shutil.copy(ROOT / "large_files.yml", tmp_path / "large_files.yml")
     contents = {name: f"weights of {name}".encode() for name in WEIGHTS}
@@ -120,17 +137,19 @@ def test_update_large_files_then_monai_accepts_them(tmp_path):
         (tmp_path / name).write_bytes(data)
     hashes = update_large_files(tmp_path)
     assert hashes == {name: hashlib.md5(data).hexdigest() for name, data in contents.items()}
-    assert [(e["path"], e["hash_val"]) for e in _large_files(tmp_path)] == list(hashes.items())
-    download_large_files(bundle_path=str(tmp_path))  # every file present and matching: nothing to download
+    assert [(e["path"], e["hash_val"]) for e in _manifest(tmp_path)] == list(hashes.items())
+    assert ConfigParser.load_config_file(tmp_path / "large_files.yml")["large_files"] == []
+    assert check_large_files(tmp_path) == [] and main(["--check", "--bundle_root", str(tmp_path)]) == 0
     (tmp_path / WEIGHTS[1]).write_bytes(b"other teacher")
-    with pytest.raises(HashCheckError, match="md5 hash check of existing file failed"):
-        download_large_files(bundle_path=str(tmp_path))
+    (tmp_path / WEIGHTS[2]).unlink()
+    assert check_large_files(tmp_path) == [f"{WEIGHTS[1]}: md5 differs from large_files.yml", f"{WEIGHTS[2]}: missing"]
+    assert main(["--check", "--bundle_root", str(tmp_path)]) == 1
 
 
 def test_update_large_files_keeps_entry_of_missing_file(tmp_path):
     shutil.copy(ROOT / "large_files.yml", tmp_path / "large_files.yml")
     (tmp_path / "models").mkdir()
     (tmp_path / WEIGHTS[0]).write_bytes(b"student weights")
-    before = {e["path"]: e for e in _large_files(tmp_path)}
+    before = {e["path"]: e for e in _manifest(tmp_path)}
     assert list(update_large_files(tmp_path)) == [WEIGHTS[0]]
-    assert _large_files(tmp_path)[1] == before[WEIGHTS[1]]
+    assert _manifest(tmp_path)[1] == before[WEIGHTS[1]]
