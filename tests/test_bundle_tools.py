@@ -24,7 +24,7 @@ CONFIG = ROOT / "configs" / "inference.json"
 SCHEMA = ROOT / "docs" / "schema" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"  # the published meta_schema_20240725.json
 WEIGHTS = ("models/model.pt", "models/teacher.pt", "models/voxelmorph.pt", "models/lung_model.pt",
-           "models/lung_teacher.pt")
+           "models/lung_teacher.pt", "models/v0.2.0/teacher.pt", "models/v0.2.0/model.pt")
 
 
 def _metadata() -> dict:
@@ -98,7 +98,7 @@ def test_large_files_ships_the_weights_and_lists_their_hashes():
     entries = _manifest()
     assert [e["path"] for e in entries] == list(WEIGHTS)
     assert {e["hash_type"] for e in entries} == {"md5"}
-    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "models").glob("*.pt")}
+    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "models").rglob("*.pt")}
     assert shipped <= set(WEIGHTS), shipped - set(WEIGHTS)  # every shipped file has its hash
 
 
@@ -121,6 +121,7 @@ def test_download_large_files_command_runs_clean(tmp_path, with_weights):
     if with_weights:
         (tmp_path / "models").mkdir()
         for name in WEIGHTS:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / name).write_bytes(b"weights")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     done = subprocess.run([sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path",
@@ -134,6 +135,7 @@ def test_update_large_files_then_check(tmp_path):
     shutil.copy(ROOT / "large_files.yml", tmp_path / "large_files.yml")
     contents = {name: f"weights of {name}".encode() for name in WEIGHTS}
     for name, data in contents.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(data)
     hashes = update_large_files(tmp_path)
     assert hashes == {name: hashlib.md5(data).hexdigest() for name, data in contents.items()}

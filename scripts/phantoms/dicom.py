@@ -1,4 +1,4 @@
-"""Phantoms written as DICOM, in the layouts scanners export (DESIGN section 5), for tests, demos and CI.
+"""Phantoms written as DICOM, in the layouts scanners export, for tests, demos and CI.
 
     lung        respiratory 4D CT, one series per phase (layout a, the 4D-Lung layout read by ``lung4d``):
                 ``out/<patient>/<study>/<series per phase>/*.dcm``
