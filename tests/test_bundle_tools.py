@@ -61,6 +61,23 @@ def test_broken_metadata_fails(tmp_path, breakage, message):
         verify_metadata(meta_file=_write(tmp_path / "metadata.json", broken), filepath=str(SCHEMA))
 
 
+def test_metadata_names_the_monai_label_app():
+    apps = _metadata()["supported_apps"]
+    assert apps, "supported_apps is empty"
+    for folder in apps.values():
+        assert (ROOT / folder / "main.py").is_file(), folder
+
+
+def test_metadata_eval_metrics_are_the_model_cards_student_row():
+    """``eval_metrics`` repeat the shipped student's ACDC 091-100 row of docs/README.md (PSNR, NCC, SSIM, NMSE)."""
+    row = next(line for line in (ROOT / "docs" / "README.md").read_text().splitlines()
+               if line.startswith("| **student (shipped"))
+    cells = [c.strip().replace("*", "") for c in row.strip("|").split("|")]
+    psnr, ncc, ssim, nmse = float(cells[1].split("±")[0]), float(cells[2]), float(cells[3]), float(cells[4])
+    assert _metadata()["eval_metrics"] == {"acdc_091_100_psnr": psnr, "acdc_091_100_ncc": ncc,
+                                           "acdc_091_100_ssim": ssim, "acdc_091_100_nmse": nmse}
+
+
 # --- verify_net_in_out -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("t", [torch.tensor([0.25]), 0.8])
 def test_network_matches_declared_io(t):
@@ -155,3 +172,83 @@ def test_update_large_files_keeps_entry_of_missing_file(tmp_path):
     before = {e["path"]: e for e in _manifest(tmp_path)}
     assert list(update_large_files(tmp_path)) == [WEIGHTS[0]]
     assert _manifest(tmp_path)[1] == before[WEIGHTS[1]]
+
+
+# --- training scripts --------------------------------------------------------------------------------------------
+FAKE_PYTHON = """#!{python}
+import json, os, pathlib, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+for flag, names in (("--output_dir", ("teacher_best.pt", "student_best.pt", "last_checkpoint_1827.pt")), ("--out", ())):
+    if flag in args:
+        out = pathlib.Path(args[args.index(flag) + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (out / name).write_bytes(b"weights")
+"""
+
+
+def _run_script(tmp_path: Path, *args: str) -> list[list[str]]:
+    """Run a tools/ training script with ``python`` replaced by a recorder (and ``git`` by a failure); returns the
+    argument lists ``python`` was called with."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "python").write_text(FAKE_PYTHON.format(python=sys.executable))
+    (bin_dir / "git").write_text("#!/bin/sh\necho git is not available in a released bundle >&2\nexit 1\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    log.unlink(missing_ok=True)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_LOG": str(log), "HOME": str(tmp_path)}
+    done = subprocess.run(["bash", *args], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _option(call: list[str], flag: str) -> str:
+    return call[call.index(flag) + 1]
+
+
+def test_train_acdc_script_starts_from_shipped_weights_and_merges_the_student_config(tmp_path):
+    data, runs = tmp_path / "ACDC", tmp_path / "runs"
+    data.mkdir()
+    calls = _run_script(tmp_path, str(ROOT / "tools" / "train_acdc.sh"), str(data), str(runs))
+    assert [c[:3] for c in calls] == [["-m", "monai.bundle", "run"]] * 6
+    teacher, student = "['configs/train_teacher.json','configs/finetune.yaml']", \
+        "['configs/train_teacher.json','configs/train_student.json','configs/finetune.yaml']"
+    assert [_option(c, "--config_file") for c in calls] == [teacher] * 3 + [student] * 3
+    warm = [_option(c, "--pretrained_weights") for c in calls]
+    assert warm == ["models/v0.2.0/teacher.pt"] * 3 + ["models/v0.2.0/model.pt"] * 2 + [
+        str(runs / "S2" / "last_checkpoint_1827.pt")]
+    for path in warm[:5]:
+        assert (ROOT / path).is_file(), path  # shipped with the bundle
+    assert [_option(c, "--teacher_weights") for c in calls[3:]] == [
+        str(runs / f"teacher_e{e}.pt") for e in (1, 5, 12)]
+    assert {_option(c, "--dataset_dir") for c in calls} == {str(data)}
+    assert _run_script(tmp_path, str(ROOT / "tools" / "train_acdc.sh"), str(data), str(runs)) == []  # all done
+
+
+def test_train_acdc_script_refuses_a_bundle_without_the_warm_start(tmp_path):
+    bundle = tmp_path / "bundle"
+    (bundle / "tools").mkdir(parents=True)
+    shutil.copy(ROOT / "tools" / "train_acdc.sh", bundle / "tools")
+    (tmp_path / "ACDC").mkdir()
+    done = subprocess.run(["bash", str(bundle / "tools" / "train_acdc.sh"), str(tmp_path / "ACDC")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "models/v0.2.0/teacher.pt: release 0.2.0 weights (the warm start) not found" in done.stderr
+
+
+def test_train_lung_script_makes_phantoms_then_teacher_student_baseline_and_table(tmp_path):
+    runs = tmp_path / "runs"
+    calls = _run_script(tmp_path, str(ROOT / "tools" / "train_lung_phantom.sh"), str(runs))
+    assert [c[:3] for c in calls[:3]] == [["-m", "scripts", "phantom"]] * 3
+    configs = [_option(c, "--config_file") for c in calls[3:6]]
+    assert configs == ["configs/train_teacher.json", "['configs/train_teacher.json','configs/train_student.json']",
+                       "configs/train_voxelmorph.json"]
+    assert _option(calls[4], "--teacher_weights") == str(runs / "teacher" / "teacher_best.pt")
+    assert calls[6][:3] == ["-m", "scripts", "evaluate"]
+    for call in calls[3:6]:
+        for name in _option(call, "--config_file").strip("[]").replace("'", "").split(","):
+            assert (ROOT / name).is_file(), name
