@@ -14,10 +14,10 @@ import pytest
 import torch
 from monai.apps.utils import check_hash
 from monai.bundle import ConfigParser, verify_metadata, verify_net_in_out
-from tools.update_large_files import check_large_files, main, update_large_files
 
 from scripts.utils.paths import ROOT
 from tests.small_bundle import OVERRIDES
+from tools.update_large_files import check_large_files, main, update_large_files
 
 META = ROOT / "configs" / "metadata.json"
 CONFIG = ROOT / "configs" / "inference.json"

@@ -8,15 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from dicom_helpers import (
-    SHAPE,
-    dicom_files,
-    edit,
-    make_affine,
-    make_series,
-    mark_jpeg_ls,
-    write_text_sr,
-)
+from dicom_helpers import (SHAPE, dicom_files, edit, make_affine, make_series, mark_jpeg_ls, write_text_sr)
 from pydicom.pixels import get_decoder
 from pydicom.uid import UID, JPEGLSLossless, generate_uid
 

@@ -79,8 +79,8 @@ def test_ckpt_export_scripts_with_t_as_input(weights, eager, tmp_path):
     from monai.bundle import ckpt_export
 
     target = tmp_path / "model.ts"
-    ckpt_export("network_def", filepath=str(target), ckpt_file=str(weights), meta_file=str(ROOT / "configs/metadata.json"),
-                config_file=str(ROOT / "configs/inference.json"), **OVERRIDES)
+    ckpt_export("network_def", filepath=str(target), ckpt_file=str(weights),
+                meta_file=str(ROOT / "configs/metadata.json"), config_file=str(ROOT / "configs/inference.json"), **OVERRIDES)
     scripted = torch.jit.load(str(target))
     assert isinstance(scripted, torch.jit.ScriptModule) and "forward" in scripted.code
     with torch.no_grad():

@@ -5,10 +5,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from tools import import_graph
-from tools.import_graph import LAYERS, build, cycles, embedded, mermaid, problems, upward_edges
 
 from scripts.utils.paths import ROOT
+from tools import import_graph
+from tools.import_graph import LAYERS, build, cycles, embedded, mermaid, problems, upward_edges
 
 
 def test_scripts_has_no_cycle_and_no_upward_import():

@@ -5,10 +5,11 @@ import from a higher layer.
     python -m tools.import_graph --check         # exit 1 on an import cycle or an import from a higher layer
     python -m tools.import_graph --write docs/architecture.md   # refresh the picture embedded in that file
 
-Layers, lowest first (:data:`LAYERS`): a module may import only from its own layer or lower ones. ``scripts/__main__.py``
-and ``scripts/research/__main__.py`` (the command lines) sit on top. Every ``import`` and ``from ... import`` counts,
-also those inside functions, and so do the ``"package.module:function"`` strings of the command lines' verb tables
-(they are imported when the verb runs). Imports of anything outside ``scripts`` are ignored.
+Layers, lowest first (:data:`LAYERS`): a module may import only from its own layer or lower ones.
+``scripts/__main__.py`` and ``scripts/research/__main__.py`` (the command lines) sit on top. Every ``import`` and
+``from ... import`` counts, also those inside functions, and so do the ``"package.module:function"`` strings of the
+command lines' verb tables (they are imported when the verb runs). Imports of anything outside ``scripts`` are
+ignored.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def module_name(path: Path, package_dir: Path) -> str:
 
 
 def layer_of(module: str) -> str:
-    """The layer of a module of ``scripts``: its subpackage, :data:`TOP` for a ``__main__``, ``scripts`` for the root."""
+    """The layer of a module of ``scripts``: its subpackage, :data:`TOP` for a ``__main__``, ``scripts`` for the
+    root."""
     parts = module.split(".")
     if parts[-1] == "__main__":
         return TOP
@@ -71,7 +73,8 @@ def layer_of(module: str) -> str:
 
 
 def _resolve(name: str, modules: set[str]) -> str | None:
-    """The longest prefix of ``name`` that is a module of the package (``scripts.io.series.Series4D`` -> ``...series``)."""
+    """The longest prefix of ``name`` that is a module of the package (``scripts.io.series.Series4D`` ->
+    ``scripts.io.series``)."""
     parts = name.split(".")
     for end in range(len(parts), 0, -1):
         candidate = ".".join(parts[:end])

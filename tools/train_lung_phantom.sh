@@ -16,7 +16,7 @@ GRID="[48,48,48]"
 [ -d "$R/test" ] || python -m scripts phantom --kind lung --out "$R/test" --num_cases 5 --seed 3 --shape 48,48,48
 # --lambda_r 0.1: the shipped lung weights predate the configs' 0.01 (docs/design_decisions.md, "lambda_r")
 COMMON=(--dataset lung4d --dataset_dir "$R/train" --spatial_size "$GRID" --learning_rate 0.001 --epoch_length 200 --lambda_r 0.1
-        --val_interval 1 --num_epochs 3 --validate#dataset#dataset_dir "$R/val" --validate#dataset#split all)
+        --val_interval 1 --num_epochs 3 --val_dataset_dir "$R/val" --val_split all)
 python -m monai.bundle run --config_file configs/train_teacher.json "${COMMON[@]}" --output_dir "$R/teacher"
 python -m monai.bundle run --config_file "['configs/train_teacher.json','configs/train_student.json']" "${COMMON[@]}" \
     --output_dir "$R/student" \

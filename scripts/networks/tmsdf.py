@@ -21,6 +21,7 @@ from scripts.networks.encoder import Encoder
 from scripts.networks.msdf import MSDF
 from scripts.networks.refine import Refinement
 from scripts.networks.warping import NUM_STEPS, integrate_velocity, resize_field, warp
+from scripts.utils.tensors import lerp
 
 __all__ = ["Intermediates", "TMSDFNet", "Teacher", "Student"]
 
@@ -256,8 +257,7 @@ class TMSDFNet(nn.Module):
             warped[-1] = finest[:, 1:]
         i0t, i1t = warped_full[:batch], warped_full[batch:]
         if refine is None:
-            tt = t.view(-1, 1, 1, 1, 1)
-            pred = (1 - tt) * i0t + tt * i1t
+            pred = lerp(i0t, i1t, t)
         else:
             pred = refine(i0t, i1t, [w[:batch] for w in warped], [w[batch:] for w in warped], t)
         pred = crop(pred, size)
@@ -314,7 +314,7 @@ class Student(TMSDFNet):
         self.linear_scaling = not time_modulation
 
     def middle_input(self, image: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return blend(image[:, :1], image[:, -1:], torch.full_like(t, 0.5) if self.linear_scaling else t)
+        return lerp(image[:, :1], image[:, -1:], torch.full_like(t, 0.5) if self.linear_scaling else t)
 
     @torch.no_grad()
     def interpolate_series(
@@ -350,11 +350,7 @@ class Student(TMSDFNet):
             max_batch = 1 if i0.device.type == "cpu" else len(ts)
         for chunk in ts.split(max_batch):
             middle = self.middle_input(torch.cat([i0, i1], dim=1).expand(len(chunk), -1, -1, -1, -1), chunk)
-            preds.append(self._decode(_expand_endpoints(ends, len(chunk)), self.encoder(middle), chunk, size, False).pred)
+            batch = _expand_endpoints(ends, len(chunk))
+            preds.append(self._decode(batch, self.encoder(middle), chunk, size, False).pred)
         return torch.cat(preds, dim=0)
 
-
-def blend(i0: torch.Tensor, i1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``(1 - t) * i0 + t * i1`` with ``t`` ``(B,)`` broadcast over ``(B, C, X, Y, Z)``."""
-    t = t.view(-1, 1, 1, 1, 1).to(i0.dtype)
-    return (1 - t) * i0 + t * i1

@@ -1,4 +1,21 @@
-"""ACQDOC"""
+"""Synthetic 4D acquisitions in the layouts scanners export, for phantoms and tests.
+
+``write_dicom_acquisition`` writes a 4D array as a whole acquisition in one of the layouts
+:func:`scripts.io.dicom_read.read_dicom_series` accepts, with the tags real scanners use to order it:
+
+- ``"a"``: one series per phase (4D-Lung / respiratory 4D CT): ``<patient>/<study>/<series per phase>/*.dcm``, the
+  phase as a percentage in SeriesDescription (CT) or TriggerTime + TemporalPositionIdentifier (MR);
+- ``"b"``: one series holding every slice and phase (GE/Philips cine), InstanceNumber slice-major, TriggerTime;
+- ``"c"``: one series per slice position, the time points as its instances (Siemens cine), TriggerTime;
+- ``"d"``: one Enhanced MR/CT Image Storage file, per-frame functional groups (FrameContentSequence with
+  TemporalPositionIndex, TemporalPositionTimeOffset and InStackPositionNumber, PlanePositionSequence,
+  CardiacSynchronizationSequence for MR).
+  Layouts a-c pass ``dciodvfy`` without error; ``d`` carries what a reader needs, not every Enhanced MR/CT module.
+
+Every folder is written atomically (:func:`scripts.utils.atomic.atomic_dir`) and is never replaced unless asked.
+
+The per-slice datasets are built with the derived-series writer's helpers (:mod:`scripts.io.dicom_write`).
+"""
 
 from __future__ import annotations
 
