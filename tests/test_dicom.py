@@ -2,19 +2,19 @@
 
 import shutil
 import subprocess
-import uuid
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from dicom_helpers import (
     SHAPE,
+    assert_same_series,
     dicom_files,
     edit,
     make_affine,
     make_series,
     mark_jpeg_ls,
+    scramble,
     write_text_sr,
 )
 from pydicom.pixels import get_decoder
@@ -28,30 +28,6 @@ from scripts.phantoms.dicom_acquisition import write_dicom_acquisition
 from scripts.utils.errors import InputError, OutputExistsError
 
 DCIODVFY = shutil.which("dciodvfy")
-
-
-def scramble(folder, seed=0):
-    """Move every file into one flat folder under a random name, in random order: no folder or file name survives."""
-    rng = np.random.default_rng(seed)
-    files = dicom_files(folder)
-    flat = Path(folder).parent / f"flat-{uuid.uuid4().hex[:8]}"
-    flat.mkdir()
-    for index in rng.permutation(len(files)):
-        files[index].rename(flat / f"{uuid.UUID(int=int(rng.integers(2**62))).hex}.dcm")
-    (flat / "README.txt").write_text("exported by a scanner\n")
-    (flat / ".cache").mkdir()
-    (flat / ".cache" / "thumbnail").write_bytes(b"not DICOM")  # hidden: ignored
-    shutil.rmtree(folder)
-    return flat
-
-
-def assert_same_series(read, written, modality):
-    assert read.array.shape == written.array.shape
-    np.testing.assert_allclose(read.affine, written.affine, atol=1e-4)
-    _, slope, _ = encode_int16(written.array)
-    np.testing.assert_allclose(read.array, written.array, atol=slope / 2 + 1e-6 * np.abs(written.array).max())
-    if modality == "CT":
-        assert slope == 1.0  # integer HU are stored exactly
 
 
 # --- round trips ---------------------------------------------------------------------------------------------------
@@ -327,8 +303,6 @@ def test_error_mixed_acquisitions_names_series(acquisition, tmp_path):
     patient, written = acquisition
     other = Series4D(written.array, make_affine(oblique=False, spacing=(0.7, 0.7, 2.5)), "other")
     other_patient = write_dicom_acquisition(other, tmp_path / "other", layout="single_series", modality="CT")
-    study = pydicom.dcmread(dicom_files(patient)[0]).StudyInstanceUID  # the same patient and study
-    edit(dicom_files(other_patient), lambda ds: setattr(ds, "StudyInstanceUID", study))
     shutil.copytree(other_patient, patient / "other")
     with pytest.raises(InputError, match="2 acquisitions with different geometry") as err:
         read_dicom_series(patient)

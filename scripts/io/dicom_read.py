@@ -209,8 +209,9 @@ def _read_series(folder: Path, frames: Sequence[int] | None) -> Series4D:
     if not files:
         raise InputError(folder, "the folder is empty")
     images = _read_images(folder, files)
-    _check_one_study(folder, images)
+    _check_same(folder, images, "PatientID")  # another patient's images are the worst mix-up: said first
     _check_one_acquisition(folder, images)
+    _check_same(folder, images, "StudyInstanceUID")
     normal = slice_normal(images[0].orientation)
     slices = _cluster_positions(images, normal)
     grid, times = _order_in_time(folder, slices, normal)
@@ -471,19 +472,18 @@ def _enhanced_images(path: Path, header: Dataset) -> list[_Image]:
 
 # --- one patient, one acquisition, slice positions --------------------------------------------------------------
 
-def _check_one_study(folder: Path, images: list[_Image]) -> None:
-    """All images belong to one patient and one study; the error names two of the values and a file of each."""
-    for keyword in ("PatientID", "StudyInstanceUID"):
-        example: dict[str, Path] = {}
-        count: Counter[str] = Counter()
-        for image in images:
-            value = str(image.header.get(keyword, "") or "")
-            example.setdefault(value, image.path)
-            count[value] += 1
-        if len(count) > 1:
-            values = [f"{keyword} '{value}' ({n} images, e.g. {example[value]})" for value, n in count.most_common()]
-            raise InputError(folder, f"holds {len(count)} different {keyword} values: {_listed(values, 2)}; "
-                             "point to the folder of one patient's study")
+def _check_same(folder: Path, images: list[_Image], keyword: str) -> None:
+    """All images carry one value of ``keyword``; the error names two of the values and a file of each."""
+    example: dict[str, Path] = {}
+    count: Counter[str] = Counter()
+    for image in images:
+        value = str(image.header.get(keyword, "") or "")
+        example.setdefault(value, image.path)
+        count[value] += 1
+    if len(count) > 1:
+        values = [f"{keyword} '{value}' ({n} images, e.g. {example[value]})" for value, n in count.most_common()]
+        raise InputError(folder, f"holds {len(count)} different {keyword} values: {_listed(values, 2)}; point to "
+                         "the folder of one patient's study")
 
 
 def _geometry_differences(a: _Image, b: _Image) -> list[str]:
