@@ -86,7 +86,7 @@ def test_ge_cine_reads_with_each_warning_said_once(tmp_path, caplog):
     assert "layout single_series" in caplog.text and "ordered by TemporalPositionIdentifier" in caplog.text
 
 
-@pytest.mark.parametrize("quirk", [q for q in QUIRKS if q != "ungated_slices"])
+@pytest.mark.parametrize("quirk", GE_QUIRKS)
 @pytest.mark.parametrize("layout", ["series_per_phase", "single_series", "series_per_slice"])
 def test_each_ge_quirk_alone_in_each_classic_layout(tmp_path, quirk, layout):
     written = make_series("MR", frames=3, shape=(8, 6, 4))
@@ -140,6 +140,28 @@ def test_gated_series_per_slice_does_not_warn(tmp_path, caplog):
     caplog.set_level("INFO")
     read_dicom_series(patient)
     assert "ungated" not in caplog.text
+
+
+# --- Siemens XA enhanced exports: one multi-frame file per time point ---------------------------------------------
+
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+def test_enhanced_file_per_phase(tmp_path, modality, caplog):
+    written = make_series(modality)
+    patient = write_dicom_acquisition(written, tmp_path, layout="enhanced", modality=modality,
+                                      quirks=("enhanced_file_per_phase",))
+    files = dicom_files(patient)
+    assert len(files) == 5 and {int(pydicom.dcmread(p, stop_before_pixels=True).NumberOfFrames) for p in files} == {6}
+    caplog.set_level("INFO")
+    read = read_dicom_series(scramble(patient))
+    assert_same_series(read, written, modality)
+    np.testing.assert_allclose(read.times, written.times, atol=1e-6)
+    assert "layout enhanced, 6 slice positions x 5 time points, time points ordered by TemporalPositionIndex" \
+        in caplog.text
+
+
+def test_every_quirk_is_tested():
+    tested = {*GE_QUIRKS, "ungated_slices", "enhanced_file_per_phase"}
+    assert tested == set(QUIRKS)
 
 
 # --- objects the reader must refuse, met on real exports -------------------------------------------------------------

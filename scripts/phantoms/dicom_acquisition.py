@@ -23,7 +23,9 @@ real scanners use to order them:
   ``1.2.840.0113619...`` (older GE exports; pydicom warns on every read);
 - ``ungated_slices``: layout ``series_per_slice`` only: a real-time stack acquired slice after slice without a
   cardiac trigger (Siemens real-time cine): TriggerTime constant within each slice's series and different between
-  slices, no temporal position tags, AcquisitionTime advancing over every image of the whole stack.
+  slices, no temporal position tags, AcquisitionTime advancing over every image of the whole stack;
+- ``enhanced_file_per_phase``: layout ``enhanced`` only: one enhanced file per phase, all in one series (Siemens XA
+  fMRI and ASL exports).
 
 The older layout letters ``a``-``d`` are accepted as aliases of the four names, in that order. Every folder is
 written atomically (:func:`scripts.utils.atomic.atomic_dir`) and is never replaced unless asked.
@@ -74,7 +76,8 @@ logger = logging.getLogger(__name__)
 # Older names of the layouts, in the order of LAYOUTS.
 LEGACY_LAYOUTS = dict(zip("abcd", LAYOUTS))
 # What real exports do that a tidy writer would not (module docstring).
-QUIRKS = ("empty_functional_groups", "frame_of_reference_per_image", "invalid_uids", "ungated_slices")
+QUIRKS = ("empty_functional_groups", "frame_of_reference_per_image", "invalid_uids", "ungated_slices",
+          "enhanced_file_per_phase")
 
 
 def _acquisition_template(modality: str, patient_id: str) -> Dataset:
@@ -140,6 +143,8 @@ def _check_quirks(quirks: Sequence[str], layout: str) -> frozenset[str]:
         raise InputError("quirks", f"ungated_slices needs layout series_per_slice, got {layout}")
     if layout == "enhanced" and set(quirks) & {"empty_functional_groups", "frame_of_reference_per_image"}:
         raise InputError("quirks", "empty_functional_groups and frame_of_reference_per_image apply to classic layouts")
+    if "enhanced_file_per_phase" in quirks and layout != "enhanced":
+        raise InputError("quirks", f"enhanced_file_per_phase needs layout enhanced, got {layout}")
     return frozenset(quirks)
 
 
@@ -306,21 +311,33 @@ def _write_series_per_slice(acq: _Acquisition, study_dir: Path) -> None:
 
 
 def _write_enhanced(acq: _Acquisition, study_dir: Path) -> None:
-    """Layout enhanced: one Enhanced MR/CT Image Storage file, frames time-major, per-frame functional groups."""
-    geometry, num_slices, num_frames = acq.geometry, acq.stored.shape[2], len(acq.times)
+    """Layout enhanced: one Enhanced MR/CT Image Storage file, frames time-major, per-frame functional groups (with
+    the quirk ``enhanced_file_per_phase``, one such file per phase in one series)."""
+    num_frames = len(acq.times)
+    files = [[t] for t in range(num_frames)] if "enhanced_file_per_phase" in acq.quirks else [list(range(num_frames))]
+    series_uid = generate_uid()
+    series_dir = study_dir / "1-enhanced"
+    series_dir.mkdir(parents=True)
+    for index, phases in enumerate(files):
+        save_dataset(_enhanced_dataset(acq, phases, series_uid, index + 1), series_dir / f"IM{index + 1:04d}.dcm")
+
+
+def _enhanced_dataset(acq: _Acquisition, phases: list[int], series_uid: str, instance_number: int) -> Dataset:
+    """One Enhanced MR/CT Image Storage dataset holding every slice of ``phases``."""
+    geometry, num_slices = acq.geometry, acq.stored.shape[2]
     ds = copy.deepcopy(acq.header)
     date, time = now_date_time()
     ds.SOPClassUID = ENHANCED_SOP_CLASS[acq.modality]
     ds.SOPInstanceUID = generate_uid()
     ds.Modality = acq.modality
-    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = 1
     ds.SeriesDescription = f"Enhanced {acq.modality}, all slices and phases"
-    ds.InstanceNumber = 1
+    ds.InstanceNumber = instance_number
     ds.ContentDate, ds.ContentTime = date, time
     ds.AcquisitionDateTime = date + time
     ds.ImageType = ["ORIGINAL", "PRIMARY", "VOLUME", "NONE"]
-    ds.NumberOfFrames = num_slices * num_frames
+    ds.NumberOfFrames = num_slices * len(phases)
 
     shared = Dataset()
     shared.PixelMeasuresSequence = DicomSequence([Dataset()])
@@ -347,7 +364,7 @@ def _write_enhanced(acq: _Acquisition, study_dir: Path) -> None:
         ds.DimensionIndexSequence.append(index)
 
     per_frame = DicomSequence()
-    for frame in range(num_frames):
+    for frame in phases:
         for k in range(num_slices):
             group = Dataset()
             content = Dataset()
@@ -364,11 +381,10 @@ def _write_enhanced(acq: _Acquisition, study_dir: Path) -> None:
                 group.CardiacSynchronizationSequence[0].NominalCardiacTriggerDelayTime = ds_value(acq.times[frame])
             per_frame.append(group)
     ds.PerFrameFunctionalGroupsSequence = per_frame
-    set_pixels(ds, np.moveaxis(acq.stored, (3, 2), (0, 1)).reshape(num_frames * num_slices, *acq.stored.shape[:2])
-                .transpose(0, 2, 1))
-    series_dir = study_dir / "1-enhanced"
-    series_dir.mkdir(parents=True)
-    save_dataset(ds, series_dir / "IM0001.dcm")
+    stored = acq.stored[..., phases]
+    set_pixels(ds, np.moveaxis(stored, (3, 2), (0, 1)).reshape(len(phases) * num_slices, *stored.shape[:2])
+               .transpose(0, 2, 1))
+    return ds
 
 
 _LAYOUT_WRITERS = {
