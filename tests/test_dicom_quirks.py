@@ -166,34 +166,25 @@ def test_every_quirk_is_tested():
 
 # --- objects the reader must refuse, met on real exports -------------------------------------------------------------
 
-def test_siemens_mosaic_is_refused_naming_the_file(tmp_path):
-    patient = write_dicom_acquisition(make_series("MR", frames=2, shape=(8, 6, 2)), tmp_path, layout="single_series",
-                                      modality="MR")
-    victim = dicom_files(patient)[1]
-    edit([victim], lambda ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]))
-    with pytest.raises(InputError, match="Siemens mosaic.*dcm2niix") as err:
-        read_dicom_series(patient)
-    assert str(victim) in str(err.value)
-
-
-def test_enhanced_file_without_functional_groups_is_refused(tmp_path):
-    """pydicom's emri_small.dcm: an Enhanced MR file stripped of its functional groups."""
-    patient = write_dicom_acquisition(make_series("MR", frames=2, shape=(8, 6, 2)), tmp_path, layout="enhanced",
-                                      modality="MR")
-    (path,) = dicom_files(patient)
-    edit([path], lambda ds: delattr(ds, "PerFrameFunctionalGroupsSequence"))
-    with pytest.raises(InputError, match="4 frames but 0 items in its Per-frame Functional Groups") as err:
-        read_dicom_series(patient)
-    assert str(path) in str(err.value)
-
-
-def test_classic_multi_frame_without_groups_is_refused(tmp_path):
-    patient = write_dicom_acquisition(make_series("MR", frames=2, shape=(8, 6, 2)), tmp_path, layout="single_series",
+@pytest.mark.parametrize("layout, change, words", [
+    # Siemens EPI exports: the slices of a volume tiled in one image
+    ("single_series", lambda ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]),
+     "Siemens mosaic.*dcm2niix"),
+    # pydicom's emri_small.dcm: an Enhanced MR file stripped of its functional groups
+    ("enhanced", lambda ds: delattr(ds, "PerFrameFunctionalGroupsSequence"),
+     "4 frames but 0 items in its Per-frame Functional Groups"),
+    # a classic image claiming several frames cannot place them
+    ("single_series", lambda ds: setattr(ds, "NumberOfFrames", 2),
+     "multi-frame MR Image Storage .2 frames. without per-frame"),
+], ids=["siemens_mosaic", "enhanced_without_groups", "classic_multi_frame"])
+def test_objects_met_on_real_exports_are_refused_naming_the_file(tmp_path, layout, change, words):
+    patient = write_dicom_acquisition(make_series("MR", frames=2, shape=(8, 6, 2)), tmp_path, layout=layout,
                                       modality="MR")
     victim = dicom_files(patient)[0]
-    edit([victim], lambda ds: setattr(ds, "NumberOfFrames", 2))
-    with pytest.raises(InputError, match="multi-frame MR Image Storage .2 frames. without per-frame"):
+    edit([victim], change)
+    with pytest.raises(InputError, match=words) as err:
         read_dicom_series(patient)
+    assert str(victim) in str(err.value)
 
 
 def test_label_and_control_at_one_temporal_position_are_duplicates(tmp_path):
@@ -238,24 +229,21 @@ def test_whole_array_larger_than_free_memory_is_refused_before_pixels(small, mon
         read_dicom_series(patient)
 
 
-@pytest.mark.parametrize("spacing", [[0, 0.8], ["nan", 0.8], [-1, 0.8]])
-def test_pixel_spacing_zero_nan_or_negative_is_refused_naming_the_file(small, spacing):
+@pytest.mark.parametrize("keyword, value, words", [
+    ("PixelSpacing", [0, 0.8], "PixelSpacing .* both spacings must be positive"),
+    ("PixelSpacing", [-1, 0.8], "PixelSpacing .* both spacings must be positive"),
+    ("PixelSpacing", ["nan", 0.8], "PixelSpacing must hold 2 finite numbers"),
+    ("ImageOrientationPatient", [1, 0, 0, 1, 0, 0], "ImageOrientationPatient .* is degenerate"),  # parallel
+    ("ImageOrientationPatient", [0, 0, 0, 0, 1, 0], "ImageOrientationPatient .* is degenerate"),  # zero
+    ("ImageOrientationPatient", [1, 0, 0, 0.5, 0.5, 0], "ImageOrientationPatient .* is degenerate"),  # skewed
+])
+def test_degenerate_geometry_is_refused_naming_the_file(small, keyword, value, words):
     patient, _ = small
     victim = dicom_files(patient)[4]
-    edit([victim], lambda ds: setattr(ds, "PixelSpacing", spacing))
-    with pytest.raises(InputError, match="PixelSpacing") as err:
+    edit([victim], lambda ds: setattr(ds, keyword, value))
+    with pytest.raises(InputError, match=words) as err:
         read_dicom_series(patient)
     assert str(victim) in str(err.value) and len(str(err.value).splitlines()) == 1
-
-
-@pytest.mark.parametrize("orientation", [[1, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0], [1, 0, 0, 0.5, 0.5, 0]])
-def test_degenerate_orientation_is_refused_naming_the_file(small, orientation):
-    patient, _ = small
-    victim = dicom_files(patient)[4]
-    edit([victim], lambda ds: setattr(ds, "ImageOrientationPatient", orientation))
-    with pytest.raises(InputError, match="ImageOrientationPatient .* is degenerate") as err:
-        read_dicom_series(patient)
-    assert str(victim) in str(err.value)
 
 
 @pytest.mark.parametrize("keyword", ["PatientID", "StudyInstanceUID"])

@@ -57,6 +57,7 @@ values back (see ``dicom_write``).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import re
@@ -440,7 +441,7 @@ def _enhanced_images(path: Path, header: Dataset) -> list[_Image]:
     shared = header.SharedFunctionalGroupsSequence[0] if header.get("SharedFunctionalGroupsSequence") else Dataset()
     images = []
     for frame, group in enumerate(per_frame):
-        def item(keyword: str) -> Dataset | None:
+        def item(keyword: str, group: Dataset = group) -> Dataset | None:
             for owner in (group, shared):
                 if owner.get(keyword):
                     return owner.get(keyword)[0]
@@ -713,7 +714,7 @@ def _order_images(folder, slices, normal) -> tuple[list[list[_Image]], np.ndarra
             raise InputError(folder, f"cannot order the {len(images_here)} images at {_location(images_here, normal)}:"
                              f" none of {', '.join(_IMAGE_KEYS)} differs between them")
         column = sorted(images_here, key=lambda im: im.time_keys[name])
-        for earlier, later in zip(column, column[1:]):
+        for earlier, later in itertools.pairwise(column):
             if earlier.time_keys[name] == later.time_keys[name]:
                 raise InputError(folder, f"duplicate slices: {earlier.name} and {later.name} lie at the same "
                                  f"{_location([later], normal)} with the same {name} {later.time_keys[name]:g}")
