@@ -15,6 +15,7 @@ from dicom_helpers import assert_same_series, dicom_files, edit, make_series, sc
 from pydicom.uid import generate_uid
 
 from scripts.io import dicom_read
+from scripts.io.dicom_geometry import LPS_TO_RAS
 from scripts.io.dicom_read import LAYOUTS, read_dicom_series
 from scripts.phantoms.dicom_acquisition import QUIRKS, write_dicom_acquisition
 from scripts.phantoms.make import phantom
@@ -84,6 +85,25 @@ def test_ge_cine_reads_with_each_warning_said_once(tmp_path, caplog):
     assert not [r for r in caplog.records if r.name.startswith("pydicom")]  # pydicom's own log lines are dropped
     assert caplog.text.count("different FrameOfReferenceUIDs") == 1
     assert "layout single_series" in caplog.text and "ordered by TemporalPositionIdentifier" in caplog.text
+
+
+def test_ge_cine_geometry_agrees_with_itk(tmp_path):
+    """ITK's GDCM series reader, given the files of one time point, places them as the reader does."""
+    itk = pytest.importorskip("itk")
+    written = make_series("MR")
+    patient = write_dicom_acquisition(written, tmp_path, layout="single_series", modality="MR", quirks=GE_QUIRKS)
+    read, _ = read_quietly(patient)
+    num_frames = written.array.shape[3]
+    for frame in (0, num_frames - 1):  # InstanceNumber runs over the phases of each slice
+        paths = [str(p) for p in dicom_files(patient) if (int(p.stem[2:]) - 1) % num_frames == frame]
+        reader = itk.ImageSeriesReader[itk.Image[itk.F, 3]].New(FileNames=paths, ImageIO=itk.GDCMImageIO.New())
+        reader.Update()
+        image = reader.GetOutput()
+        lps = np.eye(4)
+        lps[:3, :3] = itk.array_from_matrix(image.GetDirection()) @ np.diag(itk.spacing(image))
+        lps[:3, 3] = itk.origin(image)
+        np.testing.assert_allclose(LPS_TO_RAS @ lps, read.affine, atol=1e-4)
+        np.testing.assert_allclose(itk.array_from_image(image).transpose(2, 1, 0), read.array[..., frame], atol=1e-4)
 
 
 @pytest.mark.parametrize("quirk", GE_QUIRKS)

@@ -152,6 +152,12 @@ def _listed(items: Sequence[str], limit: int = LISTED) -> str:
     return ", ".join(items[:limit]) + more
 
 
+def _short(err: BaseException, limit: int = 200) -> str:
+    """A library's error text on one line, cut to ``limit`` characters."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _size(num_bytes: float) -> str:
     return f"{num_bytes / 2**30:.1f} GiB" if num_bytes >= 2**30 else f"{num_bytes / 2**20:.0f} MiB"
 
@@ -289,9 +295,9 @@ def _read_header(path: Path) -> Dataset | None:
         if path.suffix.lower() in NON_DICOM_SUFFIXES:
             logger.debug("%s: not DICOM, skipped", path)
             return None
-        raise InputError(path, f"not a readable DICOM file ({err}); remove it from the folder") from err
+        raise InputError(path, f"not a readable DICOM file ({_short(err)}); remove it from the folder") from err
     except Exception as err:  # truncated or corrupt files raise anything from EOFError to struct.error
-        raise InputError(path, f"not a readable DICOM file ({type(err).__name__}: {str(err)[:200]})") from err
+        raise InputError(path, f"not a readable DICOM file ({type(err).__name__}: {_short(err)})") from err
 
 
 def _number_of_frames(path: Path, header: Dataset) -> int:
@@ -756,7 +762,7 @@ def _read_pixels(grid: list[list[_Image]]) -> np.ndarray:
         try:
             pixels = pydicom.dcmread(path).pixel_array
         except Exception as err:  # pydicom raises many types for truncated or undecodable pixel data
-            raise InputError(path, f"cannot decode the pixel data ({type(err).__name__}: {str(err)[:200]})") from err
+            raise InputError(path, f"cannot decode the pixel data ({type(err).__name__}: {_short(err)})") from err
         for z, t, image in here:
             plane = pixels if image.frame is None else pixels.reshape(-1, *pixels.shape[-2:])[image.frame]
             if plane.shape != (array.shape[1], array.shape[0]):
