@@ -179,6 +179,22 @@ def test_enhanced_file_per_phase(tmp_path, modality, caplog):
         in caplog.text
 
 
+def test_several_time_series_of_one_geometry_are_refused_naming_them(tmp_path):
+    """Siemens XA60: fMRI and diffusion runs of one geometry, each an enhanced file per time point, in one folder."""
+    written = make_series("MR", frames=3, shape=(8, 6, 4))
+    bold = write_dicom_acquisition(written, tmp_path / "a", layout="enhanced", modality="MR",
+                                   quirks=("enhanced_file_per_phase",))
+    diffusion = write_dicom_acquisition(written, tmp_path / "b", layout="enhanced", modality="MR",
+                                        quirks=("enhanced_file_per_phase",))
+    study = pydicom.dcmread(dicom_files(bold)[0], stop_before_pixels=True).StudyInstanceUID
+    edit(dicom_files(diffusion), lambda ds: setattr(ds, "StudyInstanceUID", study))
+    shutil.copytree(diffusion, bold / "diffusion")
+    with pytest.raises(InputError, match=r"holds 2 series of one geometry, 2 of them with time points of their own: "
+                                         r"series 1 'Enhanced MR, all slices and phases' .* \(3 time points\)") as err:
+        read_dicom_series(bold)
+    assert str(bold / "diffusion") in str(err.value)
+
+
 def test_every_quirk_is_tested():
     tested = {*GE_QUIRKS, "ungated_slices", "enhanced_file_per_phase"}
     assert tested == set(QUIRKS)
@@ -189,14 +205,18 @@ def test_every_quirk_is_tested():
 @pytest.mark.parametrize("layout, change, words", [
     # Siemens EPI exports: the slices of a volume tiled in one image
     ("single_series", lambda ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"]),
-     "Siemens mosaic.*dcm2niix"),
+     "a mosaic .ImageType MOSAIC.*dcm2niix"),
+    # UIH EPI exports: a "virtual frame" holding the tiled slices, no ImagePositionPatient
+    ("single_series", lambda ds: (setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "M", "VFRAME"]),
+                                  delattr(ds, "ImagePositionPatient")),
+     "a mosaic .ImageType VFRAME.*dcm2niix"),
     # pydicom's emri_small.dcm: an Enhanced MR file stripped of its functional groups
     ("enhanced", lambda ds: delattr(ds, "PerFrameFunctionalGroupsSequence"),
      "4 frames but 0 items in its Per-frame Functional Groups"),
     # a classic image claiming several frames cannot place them
     ("single_series", lambda ds: setattr(ds, "NumberOfFrames", 2),
      "multi-frame MR Image Storage .2 frames. without per-frame"),
-], ids=["siemens_mosaic", "enhanced_without_groups", "classic_multi_frame"])
+], ids=["siemens_mosaic", "uih_vframe", "enhanced_without_groups", "classic_multi_frame"])
 def test_objects_met_on_real_exports_are_refused_naming_the_file(tmp_path, layout, change, words):
     patient = write_dicom_acquisition(make_series("MR", frames=2, shape=(8, 6, 2)), tmp_path, layout=layout,
                                       modality="MR")

@@ -16,8 +16,8 @@ share (position projected on the slice normal, the vendor's temporal tags), from
 
 1. Every file under the folder (hidden files and folders excepted) is read with ``stop_before_pixels``; non-DICOM
    files with a known non-DICOM suffix (``.txt``, ``.json``, ...) are skipped, any other unreadable file is an error.
-   Non-image objects (SR, RTSTRUCT, presentation states, DICOMDIR) and localizers are skipped; Siemens mosaics and
-   colour images are refused. The kind of object comes from SOPClassUID and NumberOfFrames, never from the mere
+   Non-image objects (SR, RTSTRUCT, presentation states, DICOMDIR) and localizers are skipped; mosaics (Siemens
+   MOSAIC, UIH VFRAME) and colour images are refused. The kind of object comes from SOPClassUID and NumberOfFrames, never from the mere
    presence of a tag (GE classic cines carry an empty Per-frame Functional Groups Sequence): enhanced multi-frame
    files contribute one image per frame (PlanePositionSequence, PlaneOrientationSequence, PixelMeasuresSequence,
    FrameContentSequence from the per-frame or shared functional groups). Before any pixel is read, a file whose
@@ -268,9 +268,10 @@ def _read_images(folder: Path, files: list[Path]) -> list[_Image]:
         if "LOCALIZER" in image_type:
             logger.info("%s: skipping a localizer image", path)
             continue
-        if "MOSAIC" in image_type:
-            raise InputError(path, "a Siemens mosaic (ImageType MOSAIC: the slices of a volume tiled in one image); "
-                             "convert the series to a 4D NIfTI (e.g. with dcm2niix) and read that")
+        if {"MOSAIC", "VFRAME"} & set(image_type):
+            raise InputError(path, f"a mosaic (ImageType {'/'.join(sorted({'MOSAIC', 'VFRAME'} & set(image_type)))}: "
+                             "the slices of a volume tiled in one image, as Siemens and UIH export EPI); convert the "
+                             "series to a 4D NIfTI (e.g. with dcm2niix) and read that")
         _check_pixel_claim(path, header, free)
         _check_decodable(path, header)
         if int(header.get("SamplesPerPixel", 1)) != 1:
@@ -592,6 +593,8 @@ def _order_in_time(folder: Path, slices: list[list[_Image]], normal: np.ndarray
             by_series[image.series_uid].append(image)
     slice_of = {id(im): z for z, images_here in enumerate(slices) for im in images_here}
     positions_per_series = [len({slice_of[id(im)] for im in ims}) for ims in by_series.values()]
+    if len(by_series) >= 2 and max(positions_per_series) >= 2:
+        _check_not_several_time_series(folder, by_series, slice_of)
     if len(by_series) >= 2 and min(positions_per_series) >= 2:
         layout = "series_per_phase"
         grid, times, key = _order_series(folder, by_series, slices, slice_of, normal)
@@ -609,6 +612,21 @@ def _order_in_time(folder: Path, slices: list[list[_Image]], normal: np.ndarray
     if layout == "series_per_slice" and not key.startswith(("TriggerTime", "TemporalPosition")):
         _warn_ungated(folder, grid, key)
     return grid, times
+
+
+def _check_not_several_time_series(folder: Path, by_series: dict[str, list[_Image]], slice_of: dict) -> None:
+    """Refuse several series of one geometry when one of them holds time points of its own (every position it covers
+    more than once): they are separate acquisitions (e.g. fMRI and diffusion runs exported into one folder)."""
+    def time_points(images: list[_Image]) -> int:
+        return min(Counter(slice_of[id(im)] for im in images).values())
+
+    timed = {uid for uid, images in by_series.items() if time_points(images) >= 2}
+    if timed:
+        labels = [f"{images[0].series_label} ({time_points(images)} time points)" for uid, images in
+                  sorted(by_series.items(), key=lambda item: item[0] not in timed)]
+        raise InputError(folder, f"holds {len(by_series)} series of one geometry, {len(timed)} of them with time "
+                         f"points of their own: {_listed(labels, 2)}; move one series into a folder of its own "
+                         "and point to that")
 
 
 def _warn_ungated(folder: Path, grid: list[list[_Image]], key: str) -> None:
