@@ -315,11 +315,28 @@ def test_frames_out_of_range_are_summarised(small):
         read_dicom_series(patient, frames=range(1000))
 
 
+def test_pydicom_log_lines_without_a_warning_are_said_once(small, caplog):
+    """pydicom logs some problems without a Python warning (e.g. a VR that does not match the dictionary)."""
+    patient, _ = small
+
+    def log_twice(path, **kwargs):
+        logging.getLogger("pydicom").warning("Expected explicit VR, but found implicit VR in %s", path.name)
+        return read_header(path, **kwargs)
+
+    read_header = pydicom.dcmread
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dicom_read.pydicom, "dcmread", log_twice)
+        caplog.set_level("INFO")
+        read_dicom_series(patient)
+    lines = [r.getMessage() for r in caplog.records if "Expected explicit VR" in r.getMessage()]
+    assert len(lines) == 1 and "pydicom: Expected explicit VR" in lines[0] and "more like it" in lines[0]
+
+
 def test_pydicom_log_filter_is_removed_after_reading(small):
     patient, _ = small
     read_dicom_series(patient)
     assert not logging.getLogger("pydicom").filters
-    shutil.rmtree(patient)
+    shutil.rmtree(patient)  # a failed read removes it too
     with pytest.raises(InputError):
         read_dicom_series(patient)
     assert not logging.getLogger("pydicom").filters

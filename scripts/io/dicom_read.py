@@ -114,6 +114,8 @@ ORIENTATION_TOL = 1e-2
 # How many items an error lists before it says "and N more".
 LISTED = 3
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+# What differs between two messages of one kind: quoted values and numbers.
+_VARYING = re.compile(r"'[^']*'|\"[^\"]*\"|\d+")
 
 
 @dataclasses.dataclass
@@ -179,33 +181,46 @@ def read_dicom_series(folder: str | os.PathLike, frames: Sequence[int] | None = 
         InputError: naming the folder or file and the problem (see the module docstring for each check).
     """
     folder = Path(folder)
+    logged = _Collect()
     pydicom_logger = logging.getLogger("pydicom")
-    pydicom_logger.addFilter(_drop_record)  # pydicom logs each warning too: said once below instead
+    pydicom_logger.addFilter(logged)  # pydicom logs many of its warnings too: each kind is said once below instead
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 return _read_series(folder, frames)
             finally:
-                kinds = _kinds(caught)
+                warned = _kinds((record.category, str(record.message)) for record in caught)
     finally:
-        pydicom_logger.removeFilter(_drop_record)
-        for category, text in kinds:
+        pydicom_logger.removeFilter(logged)
+        for (category, kind), text in warned.items():
             warnings.warn(f"{folder}: {text}", category, stacklevel=2)
+        said = {kind for _, kind in warned}
+        for (_, kind), text in _kinds((UserWarning, message) for message in logged.messages).items():
+            if kind not in said:
+                logger.warning("%s: pydicom: %s", folder, text)
 
 
-def _drop_record(record: logging.LogRecord) -> bool:
-    return False
+class _Collect(logging.Filter):
+    """A logging filter that keeps the messages of the records it stops."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.messages.append(record.getMessage())
+        return False
 
 
-def _kinds(caught: Iterable[warnings.WarningMessage]) -> list[tuple[type[Warning], str]]:
-    """One warning per kind (category and text before the first ':') of those ``caught``, with how many there were."""
+def _kinds(messages: Iterable[tuple[type[Warning], str]]) -> dict[tuple[type[Warning], str], str]:
+    """One text per kind of ``messages`` (category, and text before the first ':' without quoted values and
+    numbers), saying how many there were."""
     kinds: dict[tuple[type, str], list[str]] = defaultdict(list)
-    for record in caught:
-        text = str(record.message)
-        kinds[(record.category, text.split(":")[0])].append(text)
-    return [(category, texts[0] + (f" (and {len(texts) - 1} more like it)" if len(texts) > 1 else ""))
-            for (category, _), texts in kinds.items()]
+    for category, text in messages:
+        kinds[(category, _VARYING.sub("", text.split(":")[0]))].append(text)
+    return {kind: texts[0] + (f" (and {len(texts) - 1} more like it)" if len(texts) > 1 else "")
+            for kind, texts in kinds.items()}
 
 
 def _read_series(folder: Path, frames: Sequence[int] | None) -> Series4D:
