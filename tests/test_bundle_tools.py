@@ -16,10 +16,10 @@ from monai.bundle import (
     verify_metadata,
     verify_net_in_out,
 )
-from tools.update_large_files import update_large_files
 
 from scripts.utils.paths import ROOT
 from tests.small_bundle import OVERRIDES
+from tools.update_large_files import update_large_files
 
 META = ROOT / "configs" / "metadata.json"
 CONFIG = ROOT / "configs" / "inference.json"

@@ -33,7 +33,7 @@ teacher() {  # teacher EPOCHS: train T3 up to EPOCHS (resuming), keep a copy of 
     cp "$R/T3/teacher_best.pt" "$R/teacher_e$1.pt"
 }
 student() {  # student STAGE EPOCHS LR VAL_INTERVAL WARM_START TEACHER
-    python -m monai.bundle run --config_file "['configs/train_student.json','configs/finetune.yaml']" "${COMMON[@]}" \
+    python -m monai.bundle run --config_file "['configs/train_teacher.json','configs/train_student.json','configs/finetune.yaml']" "${COMMON[@]}" \
         --num_epochs "$2" --learning_rate "$3" --val_interval "$4" --pretrained_weights "$5" --teacher_weights "$6" \
         --output_dir "$R/$1"
 }

@@ -18,7 +18,7 @@ GRID="[48,48,48]"
 COMMON=(--dataset lung4d --dataset_dir "$R/train" --spatial_size "$GRID" --learning_rate 0.001 --epoch_length 200 --lambda_r 0.1
         --val_interval 1 --num_epochs 3 --validate#dataset#dataset_dir "$R/val" --validate#dataset#split all)
 python -m monai.bundle run --config_file configs/train_teacher.json "${COMMON[@]}" --output_dir "$R/teacher"
-python -m monai.bundle run --config_file configs/train_student.json "${COMMON[@]}" --output_dir "$R/student" \
+python -m monai.bundle run --config_file "['configs/train_teacher.json','configs/train_student.json']" "${COMMON[@]}" --output_dir "$R/student" \
     --teacher_weights "$R/teacher/teacher_best.pt"
 python -m monai.bundle run --config_file configs/train_voxelmorph.json --dataset lung4d --dataset_dir "$R/train" \
     --spatial_size "$GRID" --learning_rate 0.001 --num_epochs 40 --output_dir "$R/voxelmorph"

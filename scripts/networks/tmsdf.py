@@ -19,6 +19,7 @@ from scripts.networks.encoder import Encoder
 from scripts.networks.msdf import MSDF
 from scripts.networks.refine import Refinement
 from scripts.networks.warping import NUM_STEPS, integrate_velocity, resize_field, warp
+from scripts.utils.tensors import lerp
 
 __all__ = ["Intermediates", "TMSDFNet", "Teacher", "Student"]
 
@@ -209,8 +210,7 @@ class TMSDFNet(nn.Module):
             warped_full, warped[-1] = warped[-1][:, :1], warped[-1][:, 1:]
         i0t, i1t = warped_full[:batch], warped_full[batch:]
         if self.refine is None:
-            tt = t.view(-1, 1, 1, 1, 1)
-            pred = (1 - tt) * i0t + tt * i1t
+            pred = lerp(i0t, i1t, t)
         else:
             pred = self.refine(i0t, i1t, [w[:batch] for w in warped], [w[batch:] for w in warped], t)
         pred = crop(pred, size)
@@ -271,7 +271,7 @@ class Student(TMSDFNet):
         self.linear_scaling = not time_modulation
 
     def middle_input(self, image: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return blend(image[:, :1], image[:, -1:], torch.full_like(t, 0.5) if self.linear_scaling else t)
+        return lerp(image[:, :1], image[:, -1:], torch.full_like(t, 0.5) if self.linear_scaling else t)
 
     @torch.no_grad()
     def interpolate_series(
@@ -310,8 +310,3 @@ class Student(TMSDFNet):
             preds.append(self._decode(ends.expand(len(chunk)), self.encoder(middle), chunk, size, False).pred)
         return torch.cat(preds, dim=0)
 
-
-def blend(i0: torch.Tensor, i1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``(1 - t) * i0 + t * i1`` with ``t`` ``(B,)`` broadcast over ``(B, C, X, Y, Z)``."""
-    t = t.view(-1, 1, 1, 1, 1).to(i0.dtype)
-    return (1 - t) * i0 + t * i1

@@ -29,6 +29,8 @@ real scanners use to order them:
 
 The older layout letters ``a``-``d`` are accepted as aliases of the four names, in that order. Every folder is
 written atomically (:func:`scripts.utils.atomic.atomic_dir`) and is never replaced unless asked.
+
+The per-slice datasets are built with the derived-series writer's helpers (:mod:`scripts.io.dicom_write`).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import torch
 
 from scripts.utils.errors import InputError
 
-__all__ = ["IntensityScale", "normalise_frames"]
+__all__ = ["IntensityScale", "EndpointMinMax", "normalise_frames"]
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -69,6 +69,16 @@ class IntensityScale:
     def from_unit(self, y: Array) -> Array:
         """Map ``y`` (network units, [0, 1]) back to the input's units; the inverse of :meth:`to_unit`."""
         return y * (self.hi - self.lo) + self.lo
+
+
+class EndpointMinMax:
+    """The inference's intensity step: the joint min-max of the two endpoint volumes, so both map into [0, 1] with
+    one scale and the synthesised frames map back to the input's units with it."""
+
+    def __call__(self, i0: np.ndarray, i1: np.ndarray, source: str | os.PathLike) -> IntensityScale:
+        """``(X, Y, Z)`` endpoints in the input's units -> their :class:`IntensityScale` (InputError naming
+        ``source`` when both are one constant value)."""
+        return IntensityScale.of(np.stack([i0, i1], axis=-1), source)
 
 
 def normalise_frames(

@@ -100,7 +100,7 @@ class Interpolation(BasicInferTask):
     Args:
         bundle_root: the bundle folder (``configs/inference.json``, ``models/``).
         config_overrides: ids of ``configs/inference.json`` -> values (e.g. ``checkpoint``, ``network_def``),
-            applied before the config's ``interpolator`` is built.
+            applied before the config's ``inferer`` is built.
         description: shown by MONAI Label's ``/info``.
     """
 
@@ -135,7 +135,7 @@ class Interpolation(BasicInferTask):
         cached = self._interpolators.get(device)
         if cached is None or cached[1] != mtime:
             logger.info("loading %s on %s", self.path[0], device)
-            self._interpolators[device] = (self._parser(device=device).get_parsed_content("interpolator"), mtime)
+            self._interpolators[device] = (self._parser(device=device).get_parsed_content("inferer"), mtime)
         return self._interpolators[device][0]
 
     def pre_transforms(self, data=None):
