@@ -19,10 +19,10 @@ import torch
 
 pytest.importorskip("monailabel.tasks.infer.basic_infer", reason="monailabel is not installed (.ci/monailabel.sh)")
 
-from scripts.utils.checkpoint import load_weights  # noqa: E402
-from scripts.utils.errors import InputError  # noqa: E402
+from scripts.utils.checkpoint import load_weights
+from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
-from tests.small_bundle import NETWORK_ARGS, OVERRIDES, save_random_weights  # noqa: E402
+from tests.small_bundle import NETWORK_ARGS, OVERRIDES, save_random_weights
 
 SHAPE = (16, 16, 8)
 FRAMES = 4
@@ -257,7 +257,7 @@ def test_real_server_answers_good_bad_and_hostile_requests(series, tmp_path):
     studies = tmp_path / "studies"
     studies.mkdir()
     env = {**os.environ, "PYTHONPATH": os.environ["MONAILABEL_SERVER_PATH"], "OMP_NUM_THREADS": "1"}
-    log = open(tmp_path / "server.log", "w")
+    log = (tmp_path / "server.log").open("w")  # closed in the finally below, once the server has stopped
     server = subprocess.Popen([sys.executable, "-m", "monailabel.main", "start_server", "--app",
                                str(ROOT / "apps" / "monailabel"), "--studies", str(studies), "--host", "127.0.0.1",
                                "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -51,8 +51,8 @@ from scripts.evaluation.reports import (
     write_psnr_over_t,
     write_summary,
 )
-from scripts.utils.atomic import atomic_dir
 from scripts.utils.args import parse_device
+from scripts.utils.atomic import atomic_dir
 from scripts.utils.config import run_config
 from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT

@@ -27,7 +27,7 @@ from scripts.io.series import Series4D
 from scripts.utils.errors import InputError
 from scripts.utils.memory import check_allocation
 
-__all__ = ["check_affine", "frame_endpoints", "nifti_header_shape", "nifti_4d_shape", "read_nifti_4d", "read_two_volumes", "select_endpoints"]
+__all__ = ["check_affine", "frame_endpoints", "nifti_4d_shape", "nifti_header_shape", "read_nifti_4d", "read_two_volumes", "select_endpoints"]
 
 # What nibabel raises for files it cannot parse or decompress (gzip.BadGzipFile is an OSError).
 _READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, zlib.error, ValueError)

@@ -175,7 +175,7 @@ class ResumeFromCheckpoint:
             return
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any failure to read is reported with the file named
+        except Exception as err:
             raise InputError(path, f"cannot resume from this checkpoint ({type(err).__name__}: {err})") from err
         to_load = {**self.load_dict, "trainer": engine}
         absent = [name for name in to_load if name not in state]

@@ -27,7 +27,7 @@ import torch
 
 from scripts.utils.errors import InputError
 
-__all__ = ["IntensityScale", "EndpointMinMax", "normalise_frames"]
+__all__ = ["EndpointMinMax", "IntensityScale", "normalise_frames"]
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 

@@ -8,7 +8,6 @@ import pickle
 import re
 import zipfile
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from scripts.utils.atomic import atomic_file
