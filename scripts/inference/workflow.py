@@ -43,7 +43,6 @@ __all__ = ["OUTPUT_FORMATS", "Interpolation", "InterpolationWorkflow", "demo_sco
 logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("nifti", "dicom", "both")
-SUMMARY = OUTPUT_MARKER  # written last into every output folder; marks a folder --overwrite may replace
 # which writers each output format runs (the montage and summary.json are always written)
 _FORMAT_WRITERS = {"nifti": ("nifti",), "dicom": ("dicom",), "both": ("nifti", "dicom")}
 
@@ -134,7 +133,7 @@ class InterpolationWorkflow:
         if Path(self.output_dir).exists():  # before the work, not only when writing
             if not self.overwrite:
                 raise OutputExistsError(self.output_dir)
-            check_replaceable(self.output_dir, SUMMARY, keep=self._inputs())
+            check_replaceable(self.output_dir, OUTPUT_MARKER, keep=self._inputs())
         check_parent(self.output_dir)
         loaded = self.loader(self.input, self.start_frame, self.end_frame)
         series = loaded.series
@@ -161,14 +160,14 @@ class InterpolationWorkflow:
             "grid": list(i0.shape), "spacing_mm": list(series.spacing), "device": str(self.inferer.device),
             "checkpoint": self.inferer.checkpoint, "seconds": round(seconds, 3), "outputs": {},
         }
-        with atomic_dir(self.output_dir, overwrite=self.overwrite, marker=SUMMARY, keep=self._inputs()) as tmp:
+        with atomic_dir(self.output_dir, overwrite=self.overwrite, marker=OUTPUT_MARKER, keep=self._inputs()) as tmp:
             for name in (*_FORMAT_WRITERS[self.output_format], "montage"):
                 summary["outputs"][name] = self.writers[name](result, tmp)
             if result.truth is not None:
                 truth = scale.to_unit(result.truth)
                 summary["demo"] = demo_scores(scale.to_unit(i0), scale.to_unit(i1), frames_unit, truth, ts)
                 logger.info("demo: %s", summary["demo"])
-            with atomic_file(tmp / SUMMARY) as path:
+            with atomic_file(tmp / OUTPUT_MARKER) as path:
                 path.write_text(json.dumps(summary, indent=2))
         logger.info("wrote %s", self.output_dir)
         return Path(self.output_dir)
