@@ -15,7 +15,7 @@ import sys
 from scripts.utils.cli import run_verbs
 
 VERBS = {
-    "interpolate": "scripts.inference.interpolator:interpolate",
+    "interpolate": "scripts.inference.cli:interpolate",
     "phantom": "scripts.phantoms.make:phantom",
     "evaluate": "scripts.evaluation.evaluator:evaluate",
     "bench": "scripts.evaluation.bench:bench",

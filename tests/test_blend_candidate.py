@@ -6,10 +6,10 @@ import torch
 
 from scripts.networks import Student, Teacher
 from scripts.networks.refine import BLEND_MODULES, param_groups, warm_start
-from scripts.networks.tmsdf import blend
 from scripts.utils.checkpoint import load_weights, read_state_dict, save_weights
 from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
+from scripts.utils.tensors import lerp as blend
 
 SHIPPED = ROOT / "models" / "model.pt"
 
@@ -104,3 +104,12 @@ def test_param_groups_give_the_blend_modules_their_own_learning_rate():
     expected = {id(p) for m in (net.refine.blend_input, net.refine.blend_gate) for p in m.parameters()}
     assert fast == expected and len(groups[0]["params"]) + len(fast) == len(list(net.parameters()))
     assert len(param_groups(Student(), 1e-4, 10.0)) == 1
+
+
+def test_the_flagged_network_scripts_and_matches_eager():
+    net = Student(blend_candidate=True, channels=(4, 8, 8, 8)).eval()
+    torch.nn.init.constant_(net.refine.blend_gate.bias, 0.4)
+    scripted = torch.jit.script(net)
+    image, t = _inputs()
+    with torch.no_grad():
+        assert torch.allclose(scripted(image, t), net(image, t), atol=1e-6)

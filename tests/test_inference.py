@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from scripts.inference.interpolator import interpolate
+from scripts.inference.cli import interpolate
 from scripts.io.dicom_read import read_dicom_series
 from scripts.io.series import Series4D
 from scripts.networks import Student

@@ -1,4 +1,21 @@
-"""LINEARDOC"""
+"""Linear baselines for 4D interpolation: linear image blend and linear scaling of a registration's fields (the elastix and VoxelMorph baselines scale theirs here).
+
+Every function takes the endpoint volumes ``i0`` (t = 0) and ``i1`` (t = 1) as (B, 1, X, Y, Z) tensors with
+intensities in [0, 1] and ``t`` as a float or a (B,) tensor in [0, 1], and returns I_t as (B, 1, X, Y, Z).
+
+Field convention (MONAI ``Warp``: warped(x) = moving(x + ddf(x)), ddf (B, 3, X, Y, Z) in voxels, channel k along
+spatial axis k):
+
+- ``ddf_01`` carries I0 onto I1: ``Warp()(i0, ddf_01) ~ i1``, i.e. I1(x) ~ I0(x + ddf_01(x)); it lives on I1's
+  grid. This is what a registration with fixed = I1, moving = I0 returns (VoxelMorph's ``flow_0_1``, elastix with
+  fixed I1), and what MONAI ``VoxelMorph(...)(moving=i0, fixed=i1)`` returns as its second output.
+- ``ddf_10`` carries I1 onto I0: ``Warp()(i1, ddf_10) ~ i0``.
+
+Linear scaling (the VM / elastix rows of the paper, as UVI-Net's evaluation does it):
+``I_t = (1 - t) Warp(I0, t ddf_01) + t Warp(I1, (1 - t) ddf_10)``. For a pure translation I1(x) = I0(x + s) this is
+exact: both terms equal I0(x + t s). In the velocity variant the fields are stationary velocities v (ddf = exp(v),
+MONAI ``DVF2DDF`` scaling and squaring), and the scaled displacement is exp(t v) instead of t exp(v).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +25,7 @@ import torch
 from monai.networks.blocks import DVF2DDF, Warp
 
 from scripts.utils.errors import InputError
-from scripts.utils.tensors import as_volume_batch
+from scripts.utils.tensors import as_volume_batch, lerp
 
 
 def _time_weight(t: float | Sequence[float] | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -31,8 +48,7 @@ def endpoint_batch(i0, i1) -> tuple[torch.Tensor, torch.Tensor]:
 def blend(i0, i1, t) -> torch.Tensor:
     """Linear image blend (1 - t) I0 + t I1; (B, 1, X, Y, Z)."""
     i0, i1 = endpoint_batch(i0, i1)
-    w = _time_weight(t, i0)
-    return (1 - w) * i0 + w * i1
+    return lerp(i0, i1, _time_weight(t, i0))
 
 
 def linear_scaling(

@@ -1,4 +1,24 @@
-"""ACDCDOC"""
+"""ACDC cardiac cine MRI: folder layout, Info.cfg, the UVI-Net protocol, and the (I0, I1, It, t) dataset.
+
+Layout (the ACDC challenge's ``training`` folder, or a site's data arranged the same way)::
+
+    dataset_dir/patientNNN/patientNNN_4d.nii.gz   (X, Y, Z, T) cine, any NIfTI the reader accepts (.nii too)
+    dataset_dir/patientNNN/Info.cfg               "ED: 1", "ES: 12", "NbFrame: 30", ... (frames 1-based)
+
+Only folders named ``patient`` + digits count; others (``patient015_test``, notes, caches) are ignored.
+
+Protocol (UVI-Net): per case, centre crop to ``spatial_size`` (128 x 128 x 32) where the volume is
+larger; min-max to [0, 1] (one scale per series by default, see :mod:`scripts.transforms.intensity`); zero padding, centred,
+where it is smaller, so padding is exactly 0 and nothing is ever resampled. The geometry is MONAI's
+``ResizeWithPadOrCrop`` (on each axis only one of crop and pad happens, so crop-then-pad equals its pad-then-crop);
+the crop comes first so the min-max sees what the network sees, and the padding last so it stays 0. I0 = ED,
+I1 = ES, the targets every frame strictly between, ``t = (f - ED) / (ES - ED)``. In every real ACDC case ED < ES;
+a cine is periodic, so if ES < ED the targets run forward from ED, around the end of the cine, to ES
+(:func:`~scripts.datasets.triplets.frames_between` with ``cyclic=True``).
+
+Split by patient number (UVI-Net's 90/10): 001-090 train, 091-100 test; ranges are arguments. ``split="all"`` takes
+every patient folder, including numbers outside both ranges.
+"""
 
 from __future__ import annotations
 

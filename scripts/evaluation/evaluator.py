@@ -1,4 +1,30 @@
-"""EVALDOC"""
+"""The evaluation workflow: every method on the same test samples, the paper's metrics, tables and figures.
+
+``configs/evaluate.json`` builds an :class:`Evaluator` and calls :meth:`Evaluator.run`; ``python -m scripts evaluate``
+(:func:`evaluate`) runs the same config with its arguments as overrides. Outputs, in one folder that appears
+atomically (:func:`scripts.utils.atomic.atomic_dir`; an existing one is refused unless ``overwrite``):
+
+- ``metrics.csv``: one row per (subject, frame, method): ``t``, PSNR, NCC, SSIM, NMSE (:mod:`scripts.evaluation.metrics`) and, on
+  phantoms, ``epe`` (mean endpoint error of the method's displacement I0 -> I_t against the truth, voxels) and
+  ``folding`` (fraction of voxels with det(Jacobian) <= 0); empty where a method has no displacement or no truth;
+- ``summary.json``: ``{method: {psnr, psnr_std, ..., n, seconds[, epe, folding, ..., n_truth]}}``, each
+  (subject, frame) weighing the same (:func:`scripts.evaluation.metrics.summarise`); ``seconds`` is the method's total time;
+  ``summary.md``, the same as a markdown table (mean ± std);
+- ``error_maps.png`` (paper Fig. 2): the middle slice of one subject at the frame nearest t = 0.5, the truth and each
+  method's prediction over its absolute error;
+- ``psnr_over_t.png`` (paper Fig. 3): mean PSNR against t (bins of t over all subjects) per method.
+
+Methods (:class:`~scripts.evaluation.methods.Method`): ``blend``; ``vm_linear`` (VoxelMorph velocities scaled linearly,
+:mod:`scripts.baselines.voxelmorph`); ``elastix_linear`` (optional extra ``itk-elastix``); ``teacher`` (sees I_t);
+``student`` (ours) and any named student variants (ablations). A method that cannot run here (weights file missing,
+optional package absent) is skipped with a logged warning. All methods see the same preprocessed samples. Per subject,
+each method prepares once (registration fields, once for every t) and the student encodes I0 and I1 once
+(``Student.interpolate_series``). Predictions are clipped to [0, 1] before scoring, the range of the data and of the
+metrics' data range (networks and warps can overshoot slightly).
+
+Cases: :mod:`scripts.evaluation.cases`; reports: :mod:`scripts.evaluation.reports`. The paper's Tables 2 and 3 train
+and evaluate student variants through this workflow: :mod:`scripts.research.ablations`.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +51,7 @@ from scripts.evaluation.reports import (
     write_psnr_over_t,
     write_summary,
 )
+from scripts.utils.args import parse_device
 from scripts.utils.atomic import atomic_dir
 from scripts.utils.config import run_config
 from scripts.utils.errors import InputError
@@ -159,6 +186,6 @@ def evaluate(
         "variants": variants, "split": split, "spatial_size": spatial_size, "channels": channels,
         "student_weights": model,
         "teacher_weights": teacher, "vm_weights": voxelmorph, "overwrite": overwrite,
-        "device": None if device is None else f"$torch.device({device!r})",
     }
-    return str(run_config(config_file or ROOT / "configs" / "evaluate.json", overrides))
+    trusted = {} if device is None else {"device": f"$torch.device({parse_device(device)!r})"}
+    return str(run_config(config_file or ROOT / "configs" / "evaluate.json", overrides, trusted))

@@ -1,4 +1,28 @@
-"""METRICSDOC"""
+"""Interpolation metrics as UVI-Net reports them, plus displacement metrics for phantoms.
+
+Image metrics compare a synthesised volume ``pred`` with the true intermediate volume ``gt``, both with intensities
+in [0, 1] (data range 1; nothing is clipped here, values outside [0, 1] are measured as they are). Tensors are
+(B, 1, X, Y, Z); each function returns one value per batch item, shape (B,). A single (X, Y, Z) array or tensor is
+accepted too and treated as B = 1.
+
+Definitions, checked against UVI-Net's ``evaluation.py`` / ``losses.py`` (github.com/jungeun122333/UVI-Net):
+
+- PSNR = 20 log10(1 / sqrt(MSE)), via MONAI ``PSNRMetric(max_val=1)`` (the same formula; inf when MSE = 0).
+- NCC = mean over all voxels of the local squared NCC in a 9^3 box window, ``cross^2 / (var_p * var_g + 1e-5)``,
+  window sums over the zero-padded volume ("same" size, window mean always divides by 9^3), as VoxelMorph's and
+  UVI-Net's ``NCC`` (UVI-Net reports minus its loss). MONAI ``LocalNormalizedCrossCorrelationLoss`` uses the same
+  zero-padded box sums but clamps each variance at ``smooth_dr`` (``cross^2 / (max(var_p, eps) * max(var_g, eps))``)
+  instead of adding eps to the product, which turns low-contrast windows (near-flat background) into values near 1
+  where UVI-Net's form gives ~0; the reported NCC (~0.56 on ACDC in the paper) depends on that, so the box sums come
+  from MONAI's ``separable_filtering`` and the ratio is UVI-Net's.
+- SSIM = mean over all voxels of the SSIM map with a 3D Gaussian window (11, sigma 1.5), K1 0.01, K2 0.03, data
+  range 1, zero padding ("same" size, as UVI-Net's ``SSIM3D``). MONAI ``SSIMMetric`` filters without padding
+  ("valid": borders dropped, and it cannot take a volume with fewer than 11 slices); padding both volumes with 5
+  zeros and calling MONAI's ``compute_ssim_and_cs`` gives exactly the zero-padded map.
+- NMSE = ||pred - gt||^2 / ||gt||^2 x 100 (percent), as UVI-Net prints it.
+
+Displacement fields are (B, 3, X, Y, Z) in voxels, channel k along spatial axis k (MONAI ``Warp`` semantics).
+"""
 
 from __future__ import annotations
 

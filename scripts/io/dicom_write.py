@@ -1,4 +1,14 @@
-"""DICOMWRITEDOC"""
+"""DICOM writer of derived series: one interpolated frame as a classic single-frame series.
+
+``write_derived_series`` writes one interpolated frame as a classic single-frame series (one file per slice) that
+David Clunie's ``dciodvfy`` passes without error: patient, study, frame-of-reference and equipment attributes copied
+from the input (values pydicom finds invalid are dropped, or for UIDs replaced by a UID derived from them, never
+written back), new series and instance UIDs, ImageType ``DERIVED\SECONDARY``, geometry from the affine and int16
+pixels with RescaleSlope/Intercept that keep the input's units. The SOP class is the input's for classic CT and MR
+images; an enhanced (multi-frame) CT/MR input gets classic CT/MR Image Storage, which every viewer and PACS reads.
+
+Every folder is written atomically (:func:`scripts.utils.atomic.atomic_dir`) and is never replaced unless asked.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""WRITERSDOC"""
+"""Write synthesised frames as NIfTI: one 4D series and one 3D volume per t.
+
+Every file goes through :func:`scripts.utils.atomic.atomic_file`: it appears whole or not at all, and an existing file is
+never replaced unless ``overwrite`` is asked for. A call's set of files is written to temporary names first and only
+renamed into place once all of them are written, so an error leaves none of them behind.
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """Refinement network: synthesises the intermediate volume from the warped endpoints (paper 2.2)."""
 
-from __future__ import annotations
-
 import logging
 import os
 from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import nn
@@ -84,10 +83,13 @@ class Refinement(nn.Module):
             previous_up = channels[scale]
         self.down = nn.ModuleList(down)
         self.up = nn.ModuleList(up)
+        self.eps = _EPS
         self.head = nn.Conv3d(channels[-1], 2, kernel_size=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.blend_candidate = blend_candidate
+        self.blend_input: Optional[nn.Conv3d] = None  # None (no parameters) without the candidate
+        self.blend_gate: Optional[nn.Conv3d] = None
         if blend_candidate:
             self.blend_input = nn.Conv3d(1, channels[-1], kernel_size=3, padding=1, bias=False)
             self.blend_gate = nn.Conv3d(channels[-1], 1, kernel_size=1)
@@ -96,7 +98,10 @@ class Refinement(nn.Module):
 
     def project(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         """``P_j`` of each scale: features coarse to fine ``(B, C_i, ...)`` -> ``(B, p_i, ...)``."""
-        return [conv(f) for conv, f in zip(self.project_convs, features)]
+        projected: list[torch.Tensor] = []
+        for i, conv in enumerate(self.project_convs):
+            projected.append(conv(features[i]))
+        return projected
 
     def forward(
         self,
@@ -105,7 +110,7 @@ class Refinement(nn.Module):
         warped0: list[torch.Tensor],
         warped1: list[torch.Tensor],
         t: torch.Tensor,
-        blend: torch.Tensor | None = None,
+        blend: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """
         Args:
@@ -118,28 +123,30 @@ class Refinement(nn.Module):
         Returns:
             ``(B, 1, X, Y, Z)`` synthesised volume.
         """
-        if self.blend_candidate and blend is None:
+        blend_input = self.blend_input
+        if blend_input is not None and blend is None:
             raise ValueError("refinement with blend_candidate=True needs blend=(1 - t) I0 + t I1")
         x = torch.cat([i0t, i1t], dim=1)
-        skips = []
-        for unit, w0, w1 in zip(self.down, warped0[::-1], warped1[::-1]):
-            if skips:
+        skips: list[torch.Tensor] = []
+        for j, unit in enumerate(self.down):  # fine to coarse
+            if j > 0:
                 x = F.avg_pool3d(x, 2)
-                x = unit(torch.cat([x, w0, w1], dim=1))
-            elif self.blend_candidate:  # the first convolution with B as one more input channel
-                x = unit.adn(unit.conv(torch.cat([x, w0, w1], dim=1)) + self.blend_input(blend))
+            inputs = torch.cat([x, warped0[-1 - j], warped1[-1 - j]], dim=1)
+            if j == 0 and blend_input is not None and blend is not None:  # B as one more input channel
+                x = unit.adn(unit.conv(inputs) + blend_input(blend))
             else:
-                x = unit(torch.cat([x, w0, w1], dim=1))
+                x = unit(inputs)
             skips.append(x)
-        x = None
-        for unit, skip in zip(self.up, skips[::-1]):
-            x = unit(skip if x is None else torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1))
+        for j, unit in enumerate(self.up):  # coarse to fine
+            skip = skips[-1 - j]
+            x = unit(skip if j == 0 else torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1))
         mask, residual = at_least_float32(self.head(x)).chunk(2, dim=1)
         t = at_least_float32(t).view(-1, 1, 1, 1, 1)
-        mask = torch.sigmoid(mask + torch.log((1 - t + _EPS) / (t + _EPS)))
+        mask = torch.sigmoid(mask + torch.log((1 - t + self.eps) / (t + self.eps)))
         warped = mask * i0t + (1 - mask) * i1t
-        if self.blend_candidate:
-            choice = at_least_float32(self.blend_gate(x)).clamp(0, 1)
+        blend_gate = self.blend_gate
+        if blend_gate is not None and blend is not None:
+            choice = at_least_float32(blend_gate(x)).clamp(0, 1)
             warped = (1 - choice) * warped + choice * blend  # exactly W at s = 0, exactly B at s = 1
         return warped + residual
 

@@ -1,4 +1,26 @@
-"""PHANTOMDOC"""
+"""Synthetic 4D phantoms with known motion: the shared machinery (the ``phantom`` verb and the ACDC-layout writer are in :mod:`scripts.phantoms.make`).
+
+The content lives in :mod:`scripts.phantoms.cardiac` (short-axis cine MR) and :mod:`scripts.phantoms.lung`
+(respiratory 4D CT). Both follow one recipe, which makes the true motion exact by construction:
+
+1. draw the anatomy once, noise-free, in the reference configuration (frame ``ed``): an ``(X, Y, Z)`` image with
+   partial-volume edges and smooth random texture;
+2. write the motion as a few spatial *modes* ``(K, 3, X, Y, Z)`` (voxel units) and per-frame *weights* ``(T, K)``,
+   so the displacement of frame ``f`` is ``u_f = sum_k weights[f, k] * modes[k]``. Each mode is one physiological
+   component (a wall region contracting, twist, a hemidiaphragm) with its own nonlinear, phase-shifted time curve,
+   so ``u_f`` is not ``s * u_es`` and the path out is not the path back;
+3. render frame ``f`` as ``anatomy(x + u_f(x))`` (MONAI ``Warp`` arithmetic: bilinear, border padding) and add
+   noise drawn independently per frame.
+
+Hence ``frame_f ~= Warp(frame_ed, u_f)`` up to noise and interpolation: ``truth[f]`` follows MONAI ``Warp`` /
+``DVF2DDF`` semantics (channel ``k`` = displacement along voxel axis ``k``).
+
+Truth on disk (``<case>/truth/motion.npz``, read it with :func:`load_truth`): the arrays ``modes`` float16
+``(K, 3, X, Y, Z)`` and ``weights`` float32 ``(T, K)``; ``truth = tensordot(weights, modes)``. The generators round the
+modes to float16 before rendering, so the stored truth is exactly the one the frames were made with. The modes vanish
+away from the moving organs, so the compressed file is a few MB where the dense float32 ``(T, 3, X, Y, Z)`` would be
+126 MB at 128 x 128 x 32 x 20.
+"""
 
 from __future__ import annotations
 

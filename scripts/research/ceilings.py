@@ -41,6 +41,7 @@ from scripts.evaluation.metrics import psnr
 from scripts.evaluation.reports import write_summary
 from scripts.networks.warping import integrate_velocity, warp
 from scripts.utils.atomic import atomic_dir
+from scripts.utils.tensors import lerp
 
 __all__ = [
     "fit_velocity", "register", "registration_ceiling", "profile_oracle", "scaled_ceiling", "trajectory_ceiling",
@@ -131,7 +132,7 @@ def profile_oracle(subject: Case, velocity: torch.Tensor) -> list[float]:
         w0 = torch.cat([warp(subject.i0, integrate_velocity(a * velocity[:1])) for a in FRACTIONS])
         w1 = torch.cat([warp(subject.i1, integrate_velocity(b * velocity[1:])) for b in FRACTIONS])
         w = MIX_WEIGHTS.view(-1, 1, 1, 1, 1)
-        candidates = torch.cat([((1 - w) * x + w * y) for x in w0 for y in w1])  # (a, b, w) flattened, 1, X, Y, Z
+        candidates = torch.cat([lerp(x, y, w) for x in w0 for y in w1])  # (a, b, w) flattened, 1, X, Y, Z
         best = [candidates[((candidates - target) ** 2).flatten(1).mean(1).argmin()] for target in subject.targets]
         return psnr(torch.stack(best), subject.targets).tolist()
 

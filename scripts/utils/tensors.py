@@ -1,4 +1,4 @@
-"""Tensor shape helpers shared across layers."""
+"""Tensor helpers shared across layers: volume batches and the linear blend."""
 
 from __future__ import annotations
 
@@ -16,3 +16,10 @@ def as_volume_batch(x: torch.Tensor | np.ndarray, name: str = "volume") -> torch
     if x.ndim != 5:
         raise InputError(name, f"expected shape (B, C, X, Y, Z) or (X, Y, Z), got {tuple(x.shape)}")
     return x if x.is_floating_point() else x.float()
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The linear blend ``(1 - t) * a + t * b`` of two ``(B, C, X, Y, Z)`` tensors, ``t`` of ``(B,)`` (or one value
+    for every item) broadcast over the rest; every blend of two volumes in the bundle is this one."""
+    t = torch.as_tensor(t, dtype=a.dtype, device=a.device).reshape(-1, 1, 1, 1, 1)
+    return (1 - t) * a + t * b

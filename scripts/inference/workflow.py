@@ -1,0 +1,203 @@
+"""The inference program of ``configs/inference.json``: load -> endpoints' intensity scale -> network -> writers.
+
+    loader       (:func:`scripts.inference.inputs.load_input`)      the series and its endpoint frames
+    scaling      (:class:`scripts.transforms.intensity.EndpointMinMax`) the endpoints' joint min-max -> [0, 1]
+    inferer      (:class:`scripts.inference.interpolator.SeriesInterpolator`) the student, I0/I1 encoded once
+    writers      (:mod:`scripts.inference.writers`)                  NIfTI, DICOM, montage; then ``summary.json``
+
+Each step is a named object of the config, so a user overrides one without touching the others
+(``--writers#montage#name preview.png``). Everything is checked before the work: the output folder (refused if it
+exists unless ``overwrite``, and even then unless it is an output folder of this bundle, holding ``summary.json``, and
+holds no input), the output format against the input, the geometry and size of the grid, the time points. The
+synthesised frames are checked finite before anything is written. All files appear together in
+``output_dir`` (:func:`scripts.utils.atomic.atomic_dir`), or none of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from scripts.baselines.linear import blend
+from scripts.evaluation.metrics import psnr
+from scripts.inference.inputs import LoadedInput, load_input
+from scripts.inference.interpolator import SeriesInterpolator
+from scripts.inference.times import resolve_times
+from scripts.io.nifti_read import check_affine
+from scripts.io.series import Series4D
+from scripts.networks.tmsdf import DIVISOR
+from scripts.transforms.intensity import EndpointMinMax, IntensityScale
+from scripts.utils.args import parse_bool
+from scripts.utils.atomic import OUTPUT_MARKER, atomic_dir, atomic_file, check_parent, check_replaceable
+from scripts.utils.errors import InputError, OutputExistsError
+
+__all__ = ["OUTPUT_FORMATS", "Interpolation", "InterpolationWorkflow", "demo_scores"]
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = ("nifti", "dicom", "both")
+# which writers each output format runs (the montage and summary.json are always written)
+_FORMAT_WRITERS = {"nifti": ("nifti",), "dicom": ("dicom",), "both": ("nifti", "dicom")}
+
+
+@dataclasses.dataclass
+class Interpolation:
+    """One interpolation's inputs and results, what every writer receives.
+
+    Attributes:
+        series: the input series (``array`` ``(X, Y, Z, T)`` in the input's units).
+        start, end: the endpoint frames (0-based).
+        times: the N time points in [0, 1], ascending.
+        scale: the intensity map between the input's units and [0, 1].
+        frames_unit: ``(X, Y, Z, N)`` float32 synthesised frames in [0, 1].
+        frames: the same in the input's units.
+        truth: ``(X, Y, Z, N)`` true frames in the input's units (the demo case), else None.
+    """
+
+    series: Series4D
+    start: int
+    end: int
+    times: list[float]
+    scale: IntensityScale
+    frames_unit: np.ndarray
+    frames: np.ndarray
+    truth: np.ndarray | None = None
+
+    @property
+    def i0(self) -> np.ndarray:
+        return self.series.array[..., self.start]
+
+    @property
+    def i1(self) -> np.ndarray:
+        return self.series.array[..., self.end]
+
+
+class InterpolationWorkflow:
+    """Interpolate one series and write the outputs to ``output_dir``.
+
+    Args:
+        inferer: the network step (:class:`~scripts.inference.interpolator.SeriesInterpolator`).
+        writers: ``{"nifti": ..., "dicom": ..., "montage": ...}`` (:mod:`scripts.inference.writers`); each is called
+            as ``writer(interpolation, folder)`` and returns what ``summary.json`` lists for it.
+        loader: ``loader(input, start_frame, end_frame) -> LoadedInput`` (default
+            :func:`~scripts.inference.inputs.load_input`).
+        scaling: ``scaling(i0, i1, source) -> IntensityScale`` (default the endpoints' joint min-max).
+        input: a 4D NIfTI file, a DICOM folder, a list of two 3D volumes, or None for the embedded demo case.
+        t: time point(s) in [0, 1] between the start (0) and end (1) frame.
+        num_frames: instead of ``t``, this many evenly spaced time points (default: 1, t = 0.5).
+        start_frame, end_frame: 0-based endpoint frames of a 4D input (default first and last; the demo uses its
+            ED and ES and, without ``t``/``num_frames``, the times of the true frames in between).
+        output_dir: the folder to create; refused if it exists unless ``overwrite``.
+        output_format: ``nifti``, ``dicom`` (DICOM inputs) or ``both``.
+        overwrite: replace ``output_dir`` if it exists.
+    """
+
+    def __init__(
+        self,
+        inferer: SeriesInterpolator,
+        writers: Mapping[str, Callable],
+        loader: Callable[..., LoadedInput] = load_input,
+        scaling: Callable[..., IntensityScale] | None = None,
+        input: str | Sequence[str] | None = None,
+        t: float | Sequence[float] | str | None = None,
+        num_frames: int | None = None,
+        start_frame: int | None = None,
+        end_frame: int | None = None,
+        output_dir: str | os.PathLike = "output",
+        output_format: str = "nifti",
+        overwrite: bool = False,
+    ):
+        self.inferer, self.writers, self.loader = inferer, dict(writers), loader
+        self.scaling = EndpointMinMax() if scaling is None else scaling
+        self.input, self.t, self.num_frames = input, t, num_frames
+        self.start_frame, self.end_frame = start_frame, end_frame
+        self.output_dir, self.output_format = output_dir, output_format
+        self.overwrite = parse_bool(overwrite, "--overwrite")
+
+    def _inputs(self) -> list[str]:
+        """The input files / folders (what ``--overwrite`` must never delete)."""
+        given = self.input if isinstance(self.input, (list, tuple)) else [self.input]
+        return [os.fspath(p) for p in given if isinstance(p, (str, os.PathLike))]
+
+    def run(self) -> Path:
+        """Check, load, synthesise, write; returns ``output_dir``."""
+        if self.output_format not in OUTPUT_FORMATS:
+            raise InputError("--output_format", f"must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
+        if Path(self.output_dir).exists():  # before the work, not only when writing
+            if not self.overwrite:
+                raise OutputExistsError(self.output_dir)
+            check_replaceable(self.output_dir, OUTPUT_MARKER, keep=self._inputs())
+        check_parent(self.output_dir)
+        loaded = self.loader(self.input, self.start_frame, self.end_frame)
+        series = loaded.series
+        check_grid(series)
+        if self.output_format != "nifti" and series.dicom_template is None:
+            raise InputError("--output_format", f"{self.output_format!r} needs a DICOM input; {series.source} is not")
+        t = self.t
+        if t is None and self.num_frames is None and loaded.truth_times is not None:
+            t = loaded.truth_times
+        ts = resolve_times(t, self.num_frames)
+        i0, i1 = series.array[..., loaded.start], series.array[..., loaded.end]
+        scale = self.scaling(i0, i1, series.source)
+        logger.info("%s: grid %s, frames %d -> %d, t = %s on %s", series.source, i0.shape, loaded.start, loaded.end,
+                    [round(v, 4) for v in ts], self.inferer.device)
+        started = time.perf_counter()
+        frames_unit = self.inferer.synthesise(scale.to_unit(i0), scale.to_unit(i1), ts)
+        seconds = time.perf_counter() - started
+        logger.info("synthesised %d frames in %.2f s (%.2f s per frame)", len(ts), seconds, seconds / len(ts))
+        result = Interpolation(series, loaded.start, loaded.end, ts, scale, frames_unit,
+                               scale.from_unit(frames_unit).astype(np.float32), loaded.truth)
+        check_finite(result.frames, self.inferer.checkpoint)
+        summary = {
+            "input": series.source, "start_frame": loaded.start, "end_frame": loaded.end, "t": ts,
+            "grid": list(i0.shape), "spacing_mm": list(series.spacing), "device": str(self.inferer.device),
+            "checkpoint": self.inferer.checkpoint, "seconds": round(seconds, 3), "outputs": {},
+        }
+        with atomic_dir(self.output_dir, overwrite=self.overwrite, marker=OUTPUT_MARKER, keep=self._inputs()) as tmp:
+            for name in (*_FORMAT_WRITERS[self.output_format], "montage"):
+                summary["outputs"][name] = self.writers[name](result, tmp)
+            if result.truth is not None:
+                truth = scale.to_unit(result.truth)
+                summary["demo"] = demo_scores(scale.to_unit(i0), scale.to_unit(i1), frames_unit, truth, ts)
+                logger.info("demo: %s", summary["demo"])
+            with atomic_file(tmp / OUTPUT_MARKER) as path:
+                path.write_text(json.dumps(summary, indent=2))
+        logger.info("wrote %s", self.output_dir)
+        return Path(self.output_dir)
+
+
+def check_grid(series: Series4D) -> None:
+    """Refuse, before any work, a series the network cannot place or process: a NaN / degenerate affine, or a grid
+    too small for the network's coarsest level (every axis at most ``DIVISOR`` voxels, e.g. 1x1x1)."""
+    check_affine(series.affine, series.source)
+    shape = tuple(series.array.shape[:3])
+    if all(n <= DIVISOR for n in shape):
+        raise InputError(series.source, f"the grid {shape} is too small: the network needs more than {DIVISOR} voxels "
+                                        "along at least one axis")
+
+
+def check_finite(frames: np.ndarray, checkpoint: str | os.PathLike) -> None:
+    """Refuse to write synthesised ``frames`` holding NaN or infinite voxels (naming the weights that made them)."""
+    bad = int(np.count_nonzero(~np.isfinite(frames)))
+    if bad:
+        raise InputError(checkpoint, f"the network produced {bad} NaN or infinite voxel(s) on this input; nothing was "
+                                     "written (damaged weights, or an input far outside the trained range)")
+
+
+def demo_scores(i0: np.ndarray, i1: np.ndarray, frames: np.ndarray, truth: np.ndarray,
+                ts: Sequence[float]) -> dict[str, float]:
+    """Mean PSNR (dB, data range 1) of the synthesised frames and of the linear blend against the true frames.
+
+    Args:
+        i0, i1: ``(X, Y, Z)`` endpoints in [0, 1]; frames, truth: ``(X, Y, Z, N)`` in [0, 1]; ts: the N times.
+    """
+    ours = [float(psnr(frames[..., n], truth[..., n])[0]) for n in range(len(ts))]
+    blends = [float(psnr(blend(i0, i1, v), truth[..., n])[0]) for n, v in enumerate(ts)]
+    return {"psnr_student": float(np.mean(ours)), "psnr_blend": float(np.mean(blends))}
