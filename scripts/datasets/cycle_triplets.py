@@ -49,7 +49,7 @@ from scripts.datasets.triplets import (
 )
 from scripts.utils.errors import InputError
 
-__all__ = ["Triplet", "CycleSpec", "cycle_triplets", "anchor_triplets", "draw_triplets", "CycleTripletDataset"]
+__all__ = ["CycleSpec", "CycleTripletDataset", "Triplet", "anchor_triplets", "cycle_triplets", "draw_triplets"]
 
 logger = logging.getLogger(__name__)
 

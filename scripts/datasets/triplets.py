@@ -48,7 +48,13 @@ from monai.transforms import (
 )
 
 __all__ = [
-    "TripletCase", "frames_between", "FrameStore", "LoadTripletd", "RandSwapEndpointsd", "augmentation", "TripletDataset"
+    "FrameStore",
+    "LoadTripletd",
+    "RandSwapEndpointsd",
+    "TripletCase",
+    "TripletDataset",
+    "augmentation",
+    "frames_between"
 ]
 
 logger = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ from scripts.utils.atomic import atomic_dir, atomic_file
 from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
 
-__all__ = ["acquired_pairs", "series_cases", "score_superres", "summarise_superres", "superres"]
+__all__ = ["acquired_pairs", "score_superres", "series_cases", "summarise_superres", "superres"]
 
 logger = logging.getLogger(__name__)
 
@@ -148,8 +148,8 @@ def summary_markdown(summary: Mapping) -> str:
     """The pooled table and the per-series PSNR table of every factor, in markdown."""
     lines = []
     for factor, table in summary.items():
-        lines += [f"### {factor}", "", "| method | PSNR (dB) | SSIM | NCC | NMSE | gain over blend (dB) | series below "
-                  "blend | frames |", "|---|---|---|---|---|---|---|---|"]
+        header = "| method | PSNR (dB) | SSIM | NCC | NMSE | gain over blend (dB) | series below blend | frames |"
+        lines += [f"### {factor}", "", header, "|---|---|---|---|---|---|---|---|"]
         for method, e in table.items():
             below = len(e.get("cases_below", []))
             lines.append(f"| {method} | {e['psnr']:.2f} ± {e['psnr_std']:.2f} | {e['ssim']:.3f} | {e['ncc']:.3f} | "

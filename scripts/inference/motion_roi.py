@@ -30,7 +30,7 @@ from torch.nn import functional as F
 
 from scripts.utils.errors import InputError
 
-__all__ = ["MotionROI", "motion_map", "endpoint_motion", "find_roi", "crop", "paste", "seam_weight"]
+__all__ = ["MotionROI", "crop", "endpoint_motion", "find_roi", "motion_map", "paste", "seam_weight"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def _span(low: int, high: int, size: int, limit: int, multiple: int) -> tuple[in
     want = min(limit, max(high - low, size))
     want = min(limit, -(-want // multiple) * multiple) if want < limit else limit
     centre = (low + high) / 2
-    start = int(round(centre - want / 2))
+    start = round(centre - want / 2)
     start = min(max(start, 0), limit - want)
     return int(start), int(start + want)
 
@@ -144,7 +144,7 @@ def find_roi(
         margin = int(np.ceil(margin_mm / float(spacing[axis])))
         # sizes in the network's grid -> in the series' voxels
         size = int(np.ceil(min_size / zoom[axis]))
-        step = max(1, int(round(multiple / zoom[axis])))
+        step = max(1, round(multiple / zoom[axis]))
         bounds.append(_span(max(0, low - margin), min(shape[axis], high + margin), size, shape[axis], step))
     return MotionROI((*bounds[0], *bounds[1]), zoom, shape)
 

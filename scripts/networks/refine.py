@@ -13,7 +13,7 @@ from scripts.networks.encoder import conv_block
 from scripts.networks.warping import at_least_float32
 from scripts.utils.checkpoint import load_weights, read_state_dict
 
-__all__ = ["Refinement", "warm_start", "param_groups"]
+__all__ = ["Refinement", "param_groups", "warm_start"]
 
 logger = logging.getLogger(__name__)
 
