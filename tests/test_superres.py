@@ -65,7 +65,7 @@ def test_superres_scores_every_dropped_frame_against_the_truth(tiny_acdc, tmp_pa
         superres(str(tiny_acdc), output_dir=str(tmp_path / "sr"), spatial_size=(24, 24, 8), split="all")
 
 
-@pytest.mark.parametrize("factors", [[1], [2, 0], "x2", [True]])
+@pytest.mark.parametrize("factors", [[1], [2, 0], "x2", [True], 2.0])
 def test_bad_factors_are_named(tiny_acdc, tmp_path, factors):
     with pytest.raises(InputError) as caught:
         superres(str(tiny_acdc), output_dir=str(tmp_path / "sr"), factors=factors)
@@ -74,5 +74,18 @@ def test_bad_factors_are_named(tiny_acdc, tmp_path, factors):
 
 
 def test_lung4d_is_refused_for_whole_cycles(tmp_path):
-    with pytest.raises(InputError, match="needs whole series"):
+    with pytest.raises(InputError, match="must be one of acdc, nifti4d"):
         superres(str(tmp_path), dataset="lung4d", output_dir=str(tmp_path / "sr"), methods=["blend"])
+
+
+@pytest.mark.parametrize("argument, value, source", [
+    ("spatial_size", "96,96", "spatial_size"), ("split", "val", "split"), ("overwrite", "maybe", "overwrite"),
+    ("methods", "blend", "methods"), ("variants", {"cycle": "w.pt"}, "variants"), ("threads", 0, "threads"),
+    ("output_dir", ["a"], "output_dir"),
+])
+def test_bad_arguments_are_named_before_any_work(tiny_acdc, tmp_path, argument, value, source):
+    arguments = {"output_dir": str(tmp_path / "sr"), argument: value}
+    with pytest.raises(InputError) as caught:
+        superres(str(tiny_acdc), **arguments)
+    assert caught.value.source == source
+    assert not (tmp_path / "sr").exists()

@@ -38,6 +38,7 @@ from scripts.evaluation.cases import Case
 from scripts.evaluation.methods import Blend, Method, StudentMethod, ready_methods, select_methods
 from scripts.evaluation.metrics import IMAGE_METRICS, image_metrics
 from scripts.evaluation.reports import _canvas, write_metrics_csv, write_summary
+from scripts.utils.args import parse_bool, parse_choice, parse_int, parse_path, parse_shape
 from scripts.utils.atomic import atomic_dir, atomic_file
 from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
@@ -73,7 +74,7 @@ def series_cases(dataset: str, dataset_dir: str | os.PathLike, split: str,
     elif dataset == "nifti4d":
         cases = [nifti4d_case(path, spatial_size) for path in nifti4d_cases(dataset_dir, split)]
     else:
-        raise InputError("dataset", f"super-resolution needs whole series: acdc or nifti4d, got {dataset!r}")
+        raise InputError("dataset", f"must be one of acdc, nifti4d (whole series); got {dataset!r}")
     return [(case.case_id, case.load) for case in cases]
 
 
@@ -210,16 +211,27 @@ def superres(
         threads: torch CPU threads (default: torch's).
         overwrite: replace output_dir if it exists.
     """
-    factors = [factors] if isinstance(factors, int) else list(factors)
+    factors = list(factors) if isinstance(factors, (list, tuple)) else [factors]
     if not factors or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in factors):
         raise InputError("factors", f"expected integers >= 2 (keep every k-th frame), got {factors!r}")
+    dataset_dir, output_dir = parse_path(dataset_dir, "dataset_dir"), parse_path(output_dir, "output_dir")
+    dataset = parse_choice(dataset, "dataset", ("acdc", "nifti4d"))
+    split = parse_choice(split, "split", ("train", "test", "all"))
+    spatial_size = parse_shape(spatial_size, "spatial_size")
+    model = None if model is None else parse_path(model, "model")
+    cyclic, overwrite = parse_bool(cyclic, "cyclic"), parse_bool(overwrite, "overwrite")
+    if isinstance(methods, str) or not all(isinstance(m, str) for m in methods):
+        raise InputError("methods", f"expected a list of names such as ['blend', 'student'], got {methods!r}")
+    if variants is not None and (not isinstance(variants, Mapping)
+                                 or not all(isinstance(v, Mapping) for v in variants.values())):
+        raise InputError("variants", f"expected {{name: {{flag: value, ..., 'weights': file}}}}, got {variants!r}")
     if threads is not None:
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(parse_int(threads, "threads", minimum=1))
     from scripts.networks import Student
 
     available = {"blend": Blend(), "student": StudentMethod(Student(), model or ROOT / "models" / "model.pt", None)}
     chosen = select_methods(list(methods), available, variants, max_batch=None)
-    cases = series_cases(dataset, dataset_dir, split, tuple(spatial_size))
+    cases = series_cases(dataset, dataset_dir, split, spatial_size)
     ready = ready_methods(chosen, torch.device("cpu"))
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
         rows = score_superres(cases, ready, factors, cyclic)
