@@ -17,7 +17,7 @@ def _workflow(tmp_path, dataset_dir, **overrides):
     torch.manual_seed(3)
     pretrained = save_weights(Student(**SMALL), tmp_path / "pre.pt")
     teacher = save_weights(Teacher(**SMALL), tmp_path / "tch.pt")
-    files = [str(ROOT / "configs" / c) for c in ("train_student.json", "train_cycle.json")]
+    files = [str(ROOT / "configs" / c) for c in ("train_teacher.json", "train_student.json", "train_cycle.json")]
     settings = {"spatial_size": [24, 24, 8], "channels": SMALL["channels"], "dataset_dir": str(dataset_dir),
                 "output_dir": str(tmp_path / "run"), "pretrained_weights": str(pretrained),
                 "teacher_weights": str(teacher), "train_dataset_options": {"train_range": [1, 2], "cycle": {"per_case": 4}},

@@ -16,5 +16,5 @@ D=${1:?usage: bash tools/train_cycle.sh ACDC_TRAINING_DIR [RUNS_DIR] [ITERATIONS
 R=${2:-runs/cycle}
 N=${3:-600}
 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} python -m monai.bundle run \
-    --config_file "['configs/train_student.json','configs/train_cycle.json']" \
+    --config_file "['configs/train_teacher.json','configs/train_student.json','configs/train_cycle.json']" \
     --dataset_dir "$D" --output_dir "$R" --seed 0 --num_epochs $(( (N + 149) / 150 ))
