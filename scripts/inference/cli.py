@@ -16,6 +16,8 @@ def interpolate(
     num_frames: int | None = None,
     start_frame: int | None = None,
     end_frame: int | None = None,
+    upsample: int | None = None,
+    cyclic: bool | None = None,
     output_dir: str = "output",
     output_format: str = "nifti",
     device: str = "auto",
@@ -33,6 +35,10 @@ def interpolate(
         num_frames: instead of --t, synthesise this many evenly spaced frames.
         start_frame: 0-based start frame of a 4D input (default: the first).
         end_frame: 0-based end frame (default: the last; negative counts from the end).
+        upsample: instead of --t / --num_frames / --start_frame / --end_frame: the whole series K times finer in time,
+            K - 1 new frames between every two consecutive acquired frames (writes upsampled_4d.nii.gz).
+        cyclic: with --upsample, the series is one periodic cycle (cardiac or breathing; the default): new frames
+            also between the last frame and the first. --cyclic False for a series that does not wrap around.
         output_dir: folder to create for the results (NIfTI, DICOM, montage.png, summary.json).
         output_format: nifti, dicom (DICOM input only) or both.
         device: cpu, cuda, or auto.
@@ -43,6 +49,7 @@ def interpolate(
         config_file: the inference config (default: configs/inference.json of this bundle).
     """
     overrides = {"input": input, "t": t, "num_frames": num_frames, "start_frame": start_frame,
-                 "end_frame": end_frame, "output_dir": output_dir, "output_format": output_format, "device": device,
-                 "overwrite": overwrite, "anatomy": anatomy, "checkpoint": model}
+                 "end_frame": end_frame, "upsample": upsample, "cyclic": cyclic, "output_dir": output_dir,
+                 "output_format": output_format, "device": device, "overwrite": overwrite, "anatomy": anatomy,
+                 "checkpoint": model}
     return str(run_config(config_file or ROOT / "configs" / "inference.json", overrides))

@@ -57,7 +57,7 @@ from scripts.io.dicom_geometry import (
     affine_from_dicom,
     slice_normal,
 )
-from scripts.io.series import Series4D
+from scripts.io.series import Series4D, SourceImage
 from scripts.utils.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -138,7 +138,8 @@ def read_dicom_series(folder: str | os.PathLike, frames: Sequence[int] | None = 
     array = _read_pixels([[column[t] for t in frames] for column in grid])
     template = first[0].header
     logger.info("%s: %d x %d x %d voxels, %d of %d time points", folder, *array.shape[:3], len(frames), num_frames)
-    return Series4D(array, affine, str(folder), None if times is None else times[frames], template)
+    sources = [[SourceImage.of(column[t].header, column[t].frame) for t in frames] for column in grid]
+    return Series4D(array, affine, str(folder), None if times is None else times[frames], template, sources)
 
 
 # --- headers ----------------------------------------------------------------------------------------------------
