@@ -283,3 +283,17 @@ def test_two_endpoints_give_one_cine_series(weights, tmp_path):
     np.testing.assert_array_equal(back.array[..., [0, 4]], series.array[..., [1, 3]])
     nifti = nib.load(Path(out) / "interp_4d.nii.gz").get_fdata(dtype=np.float32)
     np.testing.assert_allclose(back.array[..., 1:4], nifti, atol=0.5)
+
+
+def test_command_line_flags(nifti_series, weights, tmp_path):
+    import subprocess
+    import sys
+
+    from scripts.utils.paths import ROOT
+
+    path, data = nifti_series
+    run = subprocess.run([sys.executable, "-m", "scripts", "interpolate", "--input", str(path), "--upsample", "2",
+                          "--cyclic", "False", "--model", weights, "--output_dir", str(tmp_path / "o")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert nib.load(tmp_path / "o" / "upsampled_4d.nii.gz").shape[3] == (data.shape[3] - 1) * 2 + 1

@@ -252,6 +252,22 @@ def check_volume(volume: np.ndarray, dims: int) -> np.ndarray:
     return volume
 
 
+def derived_sop_class(template: Dataset) -> tuple[str, str]:
+    """The classic SOP class and modality of a series derived from ``template``; InputError unless CT or MR."""
+    sop_class = DERIVED_SOP_CLASS.get(str(template.get("SOPClassUID", "")))
+    if sop_class is None:
+        raise InputError("template", f"SOP class {template.get('SOPClassUID')} is not a CT or MR image; "
+                         "derived series are written for CT and MR inputs only")
+    return sop_class, "CT" if sop_class == CTImageStorage else "MR"
+
+
+def slice_thickness(template: Dataset, geometry: SliceGeometry) -> float:
+    """The input's SliceThickness when valid, else the slice spacing (mm)."""
+    element = template.data_element("SliceThickness") if "SliceThickness" in template else None
+    valid = element is not None and not element.is_empty and _is_valid(element)
+    return float(element.value) if valid else geometry.slice_spacing
+
+
 def write_derived_series(
     volume: np.ndarray,
     affine: np.ndarray,
@@ -281,11 +297,7 @@ def write_derived_series(
         OutputExistsError: ``out_dir`` exists and ``overwrite`` is False.
     """
     volume = check_volume(volume, 3)
-    sop_class = DERIVED_SOP_CLASS.get(str(template.get("SOPClassUID", "")))
-    if sop_class is None:
-        raise InputError("template", f"SOP class {template.get('SOPClassUID')} is not a CT or MR image; "
-                         "derived series are written for CT and MR inputs only")
-    modality = "CT" if sop_class == CTImageStorage else "MR"
+    sop_class, modality = derived_sop_class(template)
     geometry = dicom_from_affine(affine, volume.shape[2])
     stored, slope, intercept = encode_int16(volume)
     image_type = ["DERIVED", "SECONDARY", IMAGE_TYPE_3[modality]]
@@ -294,9 +306,7 @@ def write_derived_series(
     header.DerivationDescription = "temporal interpolation between two frames of the input series"
     if modality == "MR" and {"CG", "PPG"} & set(_values(header.get("ScanOptions"))):
         header.TriggerTime = None  # Type 2C under cardiac/peripheral gating; an interpolated frame has no trigger
-    thickness_element = template.data_element("SliceThickness") if "SliceThickness" in template else None
-    valid_thickness = thickness_element is not None and not thickness_element.is_empty and _is_valid(thickness_element)
-    thickness = float(thickness_element.value) if valid_thickness else geometry.slice_spacing
+    thickness = slice_thickness(template, geometry)
     window = display_window(volume)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         for k in range(volume.shape[2]):
@@ -397,24 +407,16 @@ def write_derived_cine(
         trigger_times: ``(M,)`` ms (TriggerTime), or None when the input's times are unknown.
         series_number: SeriesNumber.
         derivation: DerivationDescription.
-        overwrite: replace an existing ``out_dir``.
+        overwrite: replace an existing ``out_dir``; otherwise an existing one is an OutputExistsError.
 
-    Returns:
-        ``out_dir``.
-
-    Raises:
-        InputError: a template that is neither CT nor MR, a non-finite cine, or an affine DICOM cannot hold.
-        OutputExistsError: ``out_dir`` exists and ``overwrite`` is False.
+    Returns ``out_dir``; raises InputError for a template that is neither CT nor MR, a non-finite cine, or an affine
+    DICOM slices cannot hold.
     """
     cine = check_volume(cine, 4)
     num_slices, num_frames = cine.shape[2], cine.shape[3]
     if len(frame_sources) != num_frames or (trigger_times is not None and len(trigger_times) != num_frames):
         raise ValueError(f"frame_sources and trigger_times need one entry per frame ({num_frames})")
-    sop_class = DERIVED_SOP_CLASS.get(str(template.get("SOPClassUID", "")))
-    if sop_class is None:
-        raise InputError("template", f"SOP class {template.get('SOPClassUID')} is not a CT or MR image; "
-                         "derived series are written for CT and MR inputs only")
-    modality = "CT" if sop_class == CTImageStorage else "MR"
+    sop_class, modality = derived_sop_class(template)
     geometry = dicom_from_affine(affine, num_slices)
     encoding = StoredEncoding.of(template)
     stored = encoding.encode(cine)
@@ -425,9 +427,7 @@ def write_derived_cine(
         del header.RescaleSlope, header.RescaleIntercept
     header.DerivationDescription = derivation
     window = display_window(cine)
-    thickness_element = template.data_element("SliceThickness") if "SliceThickness" in template else None
-    valid_thickness = thickness_element is not None and not thickness_element.is_empty and _is_valid(thickness_element)
-    thickness = float(thickness_element.value) if valid_thickness else geometry.slice_spacing
+    thickness = slice_thickness(template, geometry)
     locations = _slice_locations(geometry, sources)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         for k in range(num_slices):
