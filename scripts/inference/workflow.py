@@ -47,8 +47,8 @@ logger = logging.getLogger(__name__)
 OUTPUT_FORMATS = ("nifti", "dicom", "both")
 # which writers each output format runs (the montage and summary.json are always written)
 _FORMAT_WRITERS = {"nifti": ("nifti",), "dicom": ("dicom",), "both": ("nifti", "dicom")}
-# written whatever the format (when the config names them)
-_ALWAYS_WRITTEN = ("montage", "preview")
+# written whatever the format, when the config names them
+_OPTIONAL_WRITERS = ("montage", "preview")
 
 
 @dataclasses.dataclass
@@ -170,9 +170,9 @@ class InterpolationWorkflow:
                             "frames_out": len(result.plan)})
             del summary["start_frame"], summary["end_frame"]
         with atomic_dir(self.output_dir, overwrite=self.overwrite) as tmp:
-            for name in (*_FORMAT_WRITERS[self.output_format], *_ALWAYS_WRITTEN):
-                if name in self.writers:
-                    summary["outputs"][name] = self.writers[name](result, tmp)
+            names = [*_FORMAT_WRITERS[self.output_format], *(n for n in _OPTIONAL_WRITERS if n in self.writers)]
+            for name in names:
+                summary["outputs"][name] = self.writers[name](result, tmp)
             if result.truth is not None:
                 scale, i0, i1 = result.scale, result.i0, result.i1
                 summary["demo"] = demo_scores(scale.to_unit(i0), scale.to_unit(i1), result.frames_unit,

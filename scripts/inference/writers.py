@@ -8,6 +8,7 @@ and the synthesised frames) and a folder, writes its files there and returns wha
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,8 @@ if TYPE_CHECKING:  # the workflow imports this module
     from scripts.inference.workflow import Interpolation
 
 __all__ = ["NiftiFramesWriter", "DicomFramesWriter", "MontageWriter", "PreviewWriter"]
+
+logger = logging.getLogger(__name__)
 
 
 def _time_step_ms(result: Interpolation) -> float | None:
@@ -67,6 +70,9 @@ class DicomFramesWriter:
         else:
             job = "t=" + ",".join(t_label(t) for t in result.times)
             derivation = f"frames synthesised between acquired frames {result.start} and {result.end} of the input"
+        if result.cine_times is None:
+            logger.warning("%s: frame times unknown or not increasing; the DICOM cine has no TriggerTime, its frames "
+                           "are ordered by TemporalPositionIdentifier", result.series.source)
         frame_sources = [[f.previous] if f.acquired else [f.previous, f.next] for f in result.plan]
         write_derived_cine(result.cine, result.series.affine, folder / self.folder, result.series.dicom_template,
                            frame_sources, result.series.dicom_sources, self.description.format(job=job),

@@ -37,6 +37,7 @@ def write_cine_preview(
 
     One GIF frame per output frame; the left panel shows the acquired frame at or before it (``acquired_index``), so
     both panels run at the same pace through the same time. Both share one grey window (the extremes of both).
+    Identical consecutive GIF frames are merged by Pillow into one shown for their summed time.
 
     Args:
         acquired: ``(X, Y, Z, T)`` acquired frames.
