@@ -15,7 +15,7 @@ from dicom_helpers import edit, rotation
 from scripts.inference.cli import interpolate
 from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.times import CineFrame, cine_times_ms, upsample_plan
-from scripts.io.dicom_geometry import LPS_TO_RAS, dicom_from_affine, slice_normal
+from scripts.io.dicom_geometry import dicom_from_affine, slice_normal
 from scripts.io.dicom_read import read_dicom_series
 from scripts.io.series import Series4D
 from scripts.networks import Student

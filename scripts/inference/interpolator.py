@@ -2,8 +2,8 @@
 
 :class:`SeriesInterpolator` is ``configs/inference.json``'s ``inferer``: I0 and I1 (in [0, 1]) in, the student run on the
 whole volume at its native grid (I0 and I1 encoded once, every t batched: ``Student.interpolate_series``), the
-synthesised frames in [0, 1] out; or a whole series, pair after pair of consecutive frames (:meth:`upsample`). The rest of the program (loading, intensity scaling, writers) is
-:mod:`scripts.inference.workflow`.
+synthesised frames in [0, 1] out; or a whole series, pair after pair of consecutive frames (:meth:`upsample`). The rest
+of the program (loading, intensity scaling, writers) is :mod:`scripts.inference.workflow`.
 """
 
 from __future__ import annotations

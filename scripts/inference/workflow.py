@@ -34,7 +34,14 @@ from scripts.baselines.linear import blend
 from scripts.evaluation.metrics import psnr
 from scripts.inference.inputs import LoadedInput, load_input
 from scripts.inference.interpolator import SeriesInterpolator
-from scripts.inference.times import CineFrame, check_upsample, cine_times_ms, endpoints_plan, resolve_times, upsample_plan
+from scripts.inference.times import (
+    CineFrame,
+    check_upsample,
+    cine_times_ms,
+    endpoints_plan,
+    resolve_times,
+    upsample_plan,
+)
 from scripts.io.series import Series4D
 from scripts.transforms.intensity import EndpointMinMax, IntensityScale
 from scripts.utils.atomic import atomic_dir, atomic_file
