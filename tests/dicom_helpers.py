@@ -1,5 +1,8 @@
-"""Small DICOM acquisitions for tests: synthetic 4D series, in-place edits of written files, a non-image object."""
+"""Small DICOM acquisitions for tests: synthetic 4D series, in-place edits of written files, scrambled folders,
+a non-image object."""
 
+import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +10,7 @@ import pydicom
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGLSLossless, generate_uid
 
+from scripts.io.dicom_write import encode_int16
 from scripts.io.series import Series4D
 
 SHAPE = (24, 20, 6)
@@ -69,3 +73,27 @@ def mark_jpeg_ls(path):
     ds.PixelData = encapsulate([b"\xff\xd8" + b"\x00" * 30])
     ds["PixelData"].VR = "OB"
     ds.save_as(path)
+
+
+def scramble(folder, seed=0):
+    """Move every file into one flat folder under a random name, in random order: no folder or file name survives."""
+    rng = np.random.default_rng(seed)
+    files = dicom_files(folder)
+    flat = Path(folder).parent / f"flat-{uuid.uuid4().hex[:8]}"
+    flat.mkdir()
+    for index in rng.permutation(len(files)):
+        files[index].rename(flat / f"{uuid.UUID(int=int(rng.integers(2**62))).hex}.dcm")
+    (flat / "README.txt").write_text("exported by a scanner\n")
+    (flat / ".cache").mkdir()
+    (flat / ".cache" / "thumbnail").write_bytes(b"not DICOM")  # hidden: ignored
+    shutil.rmtree(folder)
+    return flat
+
+
+def assert_same_series(read, written, modality):
+    assert read.array.shape == written.array.shape
+    np.testing.assert_allclose(read.affine, written.affine, atol=1e-4)
+    _, slope, _ = encode_int16(written.array)
+    np.testing.assert_allclose(read.array, written.array, atol=slope / 2 + 1e-6 * np.abs(written.array).max())
+    if modality == "CT":
+        assert slope == 1.0  # integer HU are stored exactly

@@ -16,14 +16,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from dicom_helpers import (
-    dicom_files,
-    edit,
-    make_affine,
-    make_series,
-    mark_jpeg_ls,
-    write_text_sr,
-)
+from dicom_helpers import (dicom_files, edit, make_affine, make_series, mark_jpeg_ls, write_text_sr)
 from pydicom.pixels import get_decoder
 from pydicom.uid import JPEGLSLossless
 

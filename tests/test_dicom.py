@@ -1,20 +1,20 @@
-"""DICOM reading (layouts a-d, oblique geometry, errors) and writing (derived series, synthetic acquisitions)."""
+"""DICOM reading (the four layouts, oblique geometry, errors) and writing (derived series, synthetic acquisitions)."""
 
 import shutil
 import subprocess
-import uuid
-from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
 from dicom_helpers import (
     SHAPE,
+    assert_same_series,
     dicom_files,
     edit,
     make_affine,
     make_series,
     mark_jpeg_ls,
+    scramble,
     write_text_sr,
 )
 from pydicom.pixels import get_decoder
@@ -30,40 +30,16 @@ from scripts.utils.errors import InputError, OutputExistsError
 DCIODVFY = shutil.which("dciodvfy")
 
 
-def scramble(folder, seed=0):
-    """Move every file into one flat folder under a random name, in random order: no folder or file name survives."""
-    rng = np.random.default_rng(seed)
-    files = dicom_files(folder)
-    flat = Path(folder).parent / f"flat-{uuid.uuid4().hex[:8]}"
-    flat.mkdir()
-    for index in rng.permutation(len(files)):
-        files[index].rename(flat / f"{uuid.UUID(int=int(rng.integers(2**62))).hex}.dcm")
-    (flat / "README.txt").write_text("exported by a scanner\n")
-    (flat / ".cache").mkdir()
-    (flat / ".cache" / "thumbnail").write_bytes(b"not DICOM")  # hidden: ignored
-    shutil.rmtree(folder)
-    return flat
-
-
-def assert_same_series(read, written, modality):
-    assert read.array.shape == written.array.shape
-    np.testing.assert_allclose(read.affine, written.affine, atol=1e-4)
-    _, slope, _ = encode_int16(written.array)
-    np.testing.assert_allclose(read.array, written.array, atol=slope / 2 + 1e-6 * np.abs(written.array).max())
-    if modality == "CT":
-        assert slope == 1.0  # integer HU are stored exactly
-
-
 # --- round trips ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("layout", ["a", "b", "c", "d"])
+@pytest.mark.parametrize("layout", ["series_per_phase", "single_series", "series_per_slice", "enhanced"])
 @pytest.mark.parametrize("modality", ["CT", "MR"])
 def test_round_trip_double_oblique_scrambled(tmp_path, layout, modality):
     written = make_series(modality)
     patient = write_dicom_acquisition(written, tmp_path, layout=layout, modality=modality, patient_id="P7")
     read = read_dicom_series(scramble(patient))
     assert_same_series(read, written, modality)
-    if modality == "MR" or layout != "a":  # 4D CT phases carry a percentage, not a trigger time
+    if modality == "MR" or layout != "series_per_phase":  # 4D CT phases carry a percentage, not a trigger time
         np.testing.assert_allclose(read.times, written.times, atol=1e-6)
     else:
         assert read.times is None
@@ -73,7 +49,7 @@ def test_round_trip_double_oblique_scrambled(tmp_path, layout, modality):
 
 def test_round_trip_axial_and_frame_subset(tmp_path):
     written = make_series("CT", oblique=False)
-    patient = write_dicom_acquisition(written, tmp_path, layout="a", modality="CT")
+    patient = write_dicom_acquisition(written, tmp_path, layout="series_per_phase", modality="CT")
     read = read_dicom_series(patient, frames=[0, 3])
     np.testing.assert_allclose(read.affine, written.affine, atol=1e-4)
     np.testing.assert_array_equal(read.array, written.array[..., [0, 3]])
@@ -84,7 +60,7 @@ def test_axis_2_against_the_normal_reads_back_as_the_same_world_volume(tmp_path)
     flip = np.eye(4)
     flip[2, 2], flip[2, 3] = -1, SHAPE[2] - 1  # voxel k -> Z - 1 - k
     flipped = Series4D(written.array[:, :, ::-1], written.affine @ flip, "synthetic", written.times)
-    read = read_dicom_series(write_dicom_acquisition(flipped, tmp_path, layout="b", modality="MR"))
+    read = read_dicom_series(write_dicom_acquisition(flipped, tmp_path, layout="single_series", modality="MR"))
     np.testing.assert_allclose(read.affine, written.affine, atol=1e-4)
     np.testing.assert_allclose(read.array, written.array, atol=1e-2)
 
@@ -95,7 +71,7 @@ def test_axis_2_against_the_normal_reads_back_as_the_same_world_volume(tmp_path)
 ])
 def test_single_series_falls_back_to_trigger_time_then_instance_number(tmp_path, removed, key, caplog):
     written = make_series("MR")
-    patient = write_dicom_acquisition(written, tmp_path, layout="b", modality="MR")
+    patient = write_dicom_acquisition(written, tmp_path, layout="single_series", modality="MR")
     edit(dicom_files(patient), lambda ds: [delattr(ds, k) for k in removed])
     caplog.set_level("INFO")
     read = read_dicom_series(scramble(patient))
@@ -106,7 +82,7 @@ def test_single_series_falls_back_to_trigger_time_then_instance_number(tmp_path,
 def test_phase_series_fall_back_to_folder_name_order(tmp_path, caplog):
     """Eleven phases without a phase tag: ordered by folder name in natural order (10 after 9)."""
     written = make_series("CT", frames=11, shape=(8, 6, 3))
-    patient = write_dicom_acquisition(written, tmp_path, layout="a", modality="CT")
+    patient = write_dicom_acquisition(written, tmp_path, layout="series_per_phase", modality="CT")
     edit(dicom_files(patient), lambda ds: setattr(ds, "SeriesDescription", "helical"))
     caplog.set_level("INFO")
     read = read_dicom_series(patient)
@@ -116,14 +92,14 @@ def test_phase_series_fall_back_to_folder_name_order(tmp_path, caplog):
 
 def test_mr_phase_series_ordered_by_temporal_position(tmp_path):
     written = make_series("MR")
-    patient = write_dicom_acquisition(written, tmp_path, layout="a", modality="MR")
+    patient = write_dicom_acquisition(written, tmp_path, layout="series_per_phase", modality="MR")
     read = read_dicom_series(scramble(patient))
     np.testing.assert_allclose(read.array, written.array, atol=1e-2)
 
 
 def test_enhanced_frames_in_any_order(tmp_path):
     written = make_series("MR")
-    patient = write_dicom_acquisition(written, tmp_path, layout="d", modality="MR")
+    patient = write_dicom_acquisition(written, tmp_path, layout="enhanced", modality="MR")
     (path,) = dicom_files(patient)
     ds = pydicom.dcmread(path)
     order = np.random.default_rng(1).permutation(int(ds.NumberOfFrames))
@@ -137,7 +113,7 @@ def test_enhanced_frames_in_any_order(tmp_path):
 
 def test_localizer_and_non_image_objects_are_skipped(tmp_path):
     written = make_series("CT")
-    patient = write_dicom_acquisition(written, tmp_path, layout="a", modality="CT")
+    patient = write_dicom_acquisition(written, tmp_path, layout="series_per_phase", modality="CT")
     localizer = pydicom.dcmread(dicom_files(patient)[0])
     localizer.ImageType = ["ORIGINAL", "PRIMARY", "LOCALIZER"]
     localizer.ImageOrientationPatient = [1, 0, 0, 0, 0, -1]
@@ -150,7 +126,7 @@ def test_localizer_and_non_image_objects_are_skipped(tmp_path):
 
 def test_malformed_uids_are_read_and_never_written_back(tmp_path, monkeypatch):
     written = make_series("CT")
-    patient = write_dicom_acquisition(written, tmp_path, layout="a", modality="CT")
+    patient = write_dicom_acquisition(written, tmp_path, layout="series_per_phase", modality="CT")
     bad_study = "1.2.840.0113619.2.5.01"  # leading-zero components, as on old GE scanners
     monkeypatch.setattr(pydicom.config.settings, "writing_validation_mode", pydicom.config.WARN)
     edit(dicom_files(patient), lambda ds: setattr(ds, "StudyInstanceUID", bad_study))
@@ -165,7 +141,7 @@ def test_malformed_uids_are_read_and_never_written_back(tmp_path, monkeypatch):
 
 # --- derived series ------------------------------------------------------------------------------------------------
 
-def derived_case(tmp_path, modality="CT", layout="a"):
+def derived_case(tmp_path, modality="CT", layout="series_per_phase"):
     """An input acquisition, its header template, and a float volume written as a derived series."""
     written = make_series(modality)
     read = read_dicom_series(write_dicom_acquisition(written, tmp_path / "in", layout=layout, modality=modality))
@@ -229,7 +205,7 @@ def test_derived_series_refuses_to_overwrite(tmp_path):
 
 
 def test_derived_series_of_enhanced_input_is_classic(tmp_path):
-    _, _, out = derived_case(tmp_path, modality="MR", layout="d")
+    _, _, out = derived_case(tmp_path, modality="MR", layout="enhanced")
     assert {pydicom.dcmread(p).SOPClassUID for p in dicom_files(out)} == {pydicom.uid.MRImageStorage}
 
 
@@ -240,7 +216,7 @@ def dciodvfy_errors(path):
 
 
 @pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (Debian package dicom3tools) is not installed")
-@pytest.mark.parametrize("modality, layout", [("CT", "a"), ("MR", "b"), ("MR", "d")])
+@pytest.mark.parametrize("modality, layout", [("CT", "series_per_phase"), ("MR", "single_series"), ("MR", "enhanced")])
 def test_derived_series_pass_dciodvfy(tmp_path, modality, layout):
     _, _, out = derived_case(tmp_path, modality, layout)
     for path in dicom_files(out):
@@ -248,7 +224,7 @@ def test_derived_series_pass_dciodvfy(tmp_path, modality, layout):
 
 
 @pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy (Debian package dicom3tools) is not installed")
-@pytest.mark.parametrize("layout", ["a", "b", "c"])
+@pytest.mark.parametrize("layout", ["series_per_phase", "single_series", "series_per_slice"])
 @pytest.mark.parametrize("modality", ["CT", "MR"])
 def test_synthetic_acquisitions_pass_dciodvfy(tmp_path, layout, modality):
     patient = write_dicom_acquisition(make_series(modality, frames=2, shape=(8, 6, 2)), tmp_path, layout=layout,
@@ -273,9 +249,9 @@ def test_encode_int16_keeps_units():
 
 @pytest.fixture
 def acquisition(tmp_path):
-    """A small layout-a CT acquisition: (patient folder, written series)."""
+    """A small series_per_phase CT acquisition: (patient folder, written series)."""
     written = make_series("CT", shape=(8, 6, 4), frames=3)
-    return write_dicom_acquisition(written, tmp_path / "data", layout="a", modality="CT"), written
+    return write_dicom_acquisition(written, tmp_path / "data", layout="series_per_phase", modality="CT"), written
 
 
 def test_error_folder_missing_or_empty(tmp_path):
@@ -326,7 +302,7 @@ def test_error_missing_geometry_tag_names_file_and_tag(acquisition, tag):
 def test_error_mixed_acquisitions_names_series(acquisition, tmp_path):
     patient, written = acquisition
     other = Series4D(written.array, make_affine(oblique=False, spacing=(0.7, 0.7, 2.5)), "other")
-    other_patient = write_dicom_acquisition(other, tmp_path / "other", layout="b", modality="CT")
+    other_patient = write_dicom_acquisition(other, tmp_path / "other", layout="single_series", modality="CT")
     shutil.copytree(other_patient, patient / "other")
     with pytest.raises(InputError, match="2 acquisitions with different geometry") as err:
         read_dicom_series(patient)
@@ -344,7 +320,7 @@ def test_error_duplicate_file(acquisition):
     assert "copy.dcm" in str(err.value)
 
 
-@pytest.mark.parametrize("layout", ["a", "b"])
+@pytest.mark.parametrize("layout", ["series_per_phase", "single_series"])
 def test_error_duplicate_position_and_time(tmp_path, layout):
     patient = write_dicom_acquisition(make_series("MR", shape=(8, 6, 4), frames=3), tmp_path, layout=layout,
                                       modality="MR")
@@ -367,7 +343,7 @@ def test_error_position_missing_a_time_point_is_named(acquisition):
 
 
 def test_error_one_time_point(tmp_path):
-    patient = write_dicom_acquisition(make_series("CT", frames=1, shape=(8, 6, 3)), tmp_path, layout="a")
+    patient = write_dicom_acquisition(make_series("CT", frames=1, shape=(8, 6, 3)), tmp_path, layout="series_per_phase")
     with pytest.raises(InputError, match="only one time point"):
         read_dicom_series(patient)
 

@@ -363,7 +363,7 @@ def test_ablation_runner_forwards_the_recipe_to_every_training(phantoms, tmp_pat
     with pytest.raises(Trained):
         ablations_mod.ablations(str(phantoms), epochs=1, runs_dir=str(tmp_path / "a"), rows=["recon", "none"],
                     teacher="t.pt", learning_rate=0.003, lambda_r=0.2)
-    assert [c for c, _ in calls] == ["train_student.json"] * 2
+    assert [tuple(c) for c, _ in calls] == [("train_teacher.json", "train_student.json")] * 2
     assert all(o["learning_rate"] == 0.003 and o["lambda_r"] == 0.2 for _, o in calls)
     calls.clear()
     with pytest.raises(Trained):
@@ -373,7 +373,7 @@ def test_ablation_runner_forwards_the_recipe_to_every_training(phantoms, tmp_pat
 
 def test_rows_without_distillation_train_without_the_teacher():
     assert ablations_mod.row_overrides("recon") == {**ablations_mod.ABLATIONS["recon"], "use_align": False, "use_distill": False,
-                                        "train_inferer#teacher": "$None", "train_prepare_batch#with_teacher": False}
+                                        "train#inferer#teacher": "$None", "train#prepare_batch#with_teacher": False}
     none = ablations_mod.row_overrides("none")
     assert none == ablations_mod.ABLATIONS["none"] and none["use_distill"] and not any(none[k] for k in ablations_mod.NETWORK_FLAGS)
     assert {k: v for k, v in ablations_mod.row_overrides("dfm_tm").items() if k in ablations_mod.NETWORK_FLAGS} == {

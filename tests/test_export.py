@@ -1,4 +1,5 @@
-"""Export: MONAI's ckpt_export bakes t = 0.5; scripts.inference.export keeps t an input in TorchScript and ONNX.
+"""Export: MONAI's ckpt_export scripts the student with t as an input (traced with ``--use_trace`` it bakes t = 0.5);
+scripts.inference.export keeps t an input in traced TorchScript and ONNX.
 
 A small random-init student (``tests/small_bundle.py``) on a 16 x 16 x 8 grid keeps each export to a few seconds. Every comparison is against the eager network with the same weights, and each checks that ``t``
 really changes the output (a graph with ``t`` baked in would match at one ``t`` only).
@@ -71,6 +72,44 @@ def test_ckpt_export_bakes_t_half(weights, eager, tmp_path):
         assert float((out - eager(image, 0.9)).abs().max()) > 20 * diff  # t is a constant of this graph
     with pytest.raises(RuntimeError, match="expected at most 2 argument"):
         traced(image, torch.tensor([0.9, 0.9]))
+
+
+def test_ckpt_export_scripts_with_t_as_input(weights, eager, tmp_path):
+    """``ckpt_export`` with its default (``torch.jit.script``, no ``--use_trace``) keeps ``t`` and any grid size."""
+    from monai.bundle import ckpt_export
+
+    target = tmp_path / "model.ts"
+    ckpt_export("network_def", filepath=str(target), ckpt_file=str(weights),
+                meta_file=str(ROOT / "configs/metadata.json"), config_file=str(ROOT / "configs/inference.json"), **OVERRIDES)
+    scripted = torch.jit.load(str(target))
+    assert isinstance(scripted, torch.jit.ScriptModule) and "forward" in scripted.code
+    with torch.no_grad():
+        _check_follows_t(scripted, eager)
+        image = torch.rand(1, 2, 13, 10, 5)  # another size, not a multiple of 8: padded and cropped inside
+        assert float((scripted(image, 0.3) - eager(image, 0.3)).abs().max()) < TOL
+        assert float((scripted(image) - eager(image)).abs().max()) < TOL  # default t = 0.5
+        with pytest.raises(Exception, match=r"image: expected \(B, 2"):
+            scripted(torch.rand(1, 3, 8, 8, 8))
+
+
+@pytest.mark.parametrize("name", ["Student", "Teacher"])
+def test_shipped_networks_script_and_match_eager(name):
+    """The default-width networks compile with ``torch.jit.script``; the scripted copy matches the eager one,
+    intermediates (the fields the losses read) included."""
+    import scripts.networks
+
+    torch.manual_seed(3)
+    network = getattr(scripts.networks, name)().eval()
+    with torch.no_grad():
+        for p in network.parameters():  # leave the zero-initialised heads' identity behind
+            p.add_(0.01 * torch.randn_like(p))
+    scripted = torch.jit.script(network)
+    image, t = torch.rand(2, network.num_inputs, 16, 12, 8), torch.tensor([0.25, 0.8])
+    with torch.no_grad():
+        assert float((scripted(image, t) - network(image, t)).abs().max()) < TOL
+        ref, out = network(image, t, intermediates=True), scripted(image, t, True)
+        for a, b in zip(ref.phi0 + ref.warped1 + ref.velocity0, out.phi0 + out.warped1 + out.velocity0):
+            assert a.shape == b.shape and float((a - b).abs().max()) < TOL
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 
 from scripts.datasets.acdc import parse_info_cfg
 from scripts.datasets.triplets import frames_between
-from scripts.research.score_interpolate import score_interpolate, score_case
+from scripts.research.score_interpolate import score_case, score_interpolate
 from scripts.utils.errors import InputError, OutputExistsError
 
 

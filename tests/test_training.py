@@ -115,7 +115,7 @@ def test_resume_continues_from_saved_epoch_with_optimizer_state(dataset, tmp_pat
 def test_student_freezes_teacher_and_distills(dataset, teacher_run, tmp_path):
     teacher_file = teacher_run[0] / "teacher.pt"
     before = read_state_dict(teacher_file)
-    wf, losses = _train(["train_student.json"], dataset_dir=str(dataset), output_dir=str(tmp_path), num_epochs=2,
+    wf, losses = _train(["train_teacher.json", "train_student.json"], dataset_dir=str(dataset), output_dir=str(tmp_path), num_epochs=2,
                         teacher_weights=str(teacher_file))
     teacher = wf.parser.get_parsed_content("teacher")
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
@@ -129,7 +129,7 @@ def test_student_freezes_teacher_and_distills(dataset, teacher_run, tmp_path):
 def test_finetune_starts_from_pretrained_weights(dataset, tmp_path):
     pretrained = save_weights(Student(channels=TINY["channels"]), tmp_path / "pre.pt")
     teacher = save_weights(Teacher(channels=TINY["channels"]), tmp_path / "tch.pt")
-    wf = _workflow(["train_student.json", "finetune.yaml"], dataset_dir=str(dataset), output_dir=str(tmp_path / "ft"),
+    wf = _workflow(["train_teacher.json", "train_student.json", "finetune.yaml"], dataset_dir=str(dataset), output_dir=str(tmp_path / "ft"),
                    pretrained_weights=str(pretrained), teacher_weights=str(teacher))
     network = wf.parser.get_parsed_content("network")
     for name, value in read_state_dict(pretrained).items():
@@ -139,14 +139,14 @@ def test_finetune_starts_from_pretrained_weights(dataset, tmp_path):
 
 def test_finetune_from_checkpoint_of_other_shape_is_refused(dataset, tmp_path):
     wrong = save_weights(Student(channels=[8, 8, 8, 8]), tmp_path / "wrong.pt")
-    wf = _workflow(["train_student.json", "finetune.yaml"], dataset_dir=str(dataset), output_dir=str(tmp_path / "ft"),
+    wf = _workflow(["train_teacher.json", "train_student.json", "finetune.yaml"], dataset_dir=str(dataset), output_dir=str(tmp_path / "ft"),
                    pretrained_weights=str(wrong))
     with _raises("wrong.pt: weights do not fit Student"):
         wf.parser.get_parsed_content("network")
 
 
 def test_missing_teacher_is_named(dataset, tmp_path):
-    wf = _workflow(["train_student.json"], dataset_dir=str(dataset), output_dir=str(tmp_path),
+    wf = _workflow(["train_teacher.json", "train_student.json"], dataset_dir=str(dataset), output_dir=str(tmp_path),
                    teacher_weights=str(tmp_path / "no_teacher.pt"))
     with _raises("no_teacher.pt: weights file not found"):
         wf.parser.get_parsed_content("teacher")
@@ -171,7 +171,7 @@ def test_torchrun_two_cpu_processes(dataset, tmp_path):
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
             "--master_addr=127.0.0.1",
             "-m", "monai.bundle", "run", "--config_file",
-            "['configs/train_student.json','configs/multi_gpu_train.json']"]
+            "['configs/train_teacher.json','configs/train_student.json','configs/multi_gpu_train.json']"]
     for key, value in overrides.items():
         args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -1,1 +1,1 @@
-"""baselines"""
+"""Baselines the student is measured against: the linear blend, elastix and VoxelMorph registrations scaled linearly."""

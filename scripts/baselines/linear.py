@@ -1,4 +1,4 @@
-"""Linear baselines for 4D interpolation (DESIGN section 7): linear image blend and linear scaling of a registration's fields (the elastix and VoxelMorph baselines scale theirs here).
+"""Linear baselines for 4D interpolation: linear image blend and linear scaling of a registration's fields (the elastix and VoxelMorph baselines scale theirs here).
 
 Every function takes the endpoint volumes ``i0`` (t = 0) and ``i1`` (t = 1) as (B, 1, X, Y, Z) tensors with
 intensities in [0, 1] and ``t`` as a float or a (B,) tensor in [0, 1], and returns I_t as (B, 1, X, Y, Z).

@@ -7,7 +7,7 @@ Layout (the ACDC challenge's ``training`` folder, or a site's data arranged the 
 
 Only folders named ``patient`` + digits count; others (``patient015_test``, notes, caches) are ignored.
 
-Protocol (UVI-Net, DESIGN section 5): per case, centre crop to ``spatial_size`` (128 x 128 x 32) where the volume is
+Protocol (UVI-Net): per case, centre crop to ``spatial_size`` (128 x 128 x 32) where the volume is
 larger; min-max to [0, 1] (one scale per series by default, see :mod:`scripts.transforms.intensity`); zero padding, centred,
 where it is smaller, so padding is exactly 0 and nothing is ever resampled. The geometry is MONAI's
 ``ResizeWithPadOrCrop`` (on each axis only one of crop and pad happens, so crop-then-pad equals its pad-then-crop);

@@ -7,10 +7,10 @@ Layout (TCIA's download, or a site's data arranged the same way)::
 A case is one 4D CT, i.e. one study folder, read by :func:`~scripts.io.dicom_read.read_dicom_series` (phases
 ordered by their phase tag, slices by position, HU from RescaleSlope/Intercept). 4D-Lung holds 20 patients with
 several 4D CTs each; UVI-Net (and the paper) count 82 4D CTs and split them in sorted order, the first 68 for
-training and the last 14 for testing, so the split is by case index (``num_train``), as DESIGN section 5 says
-("patients [:68]", where a patient folder of UVI-Net's preprocessed data is one 4D CT).
+training and the last 14 for testing, so the split is by case index (``num_train``), as UVI-Net's
+``patients[:68]`` does (a patient folder of UVI-Net's preprocessed data is one 4D CT).
 
-Protocol (DESIGN section 5, after UVI-Net): the phases 0-5 of each case (only those are read), each resized to
+Protocol (after UVI-Net): the phases 0-5 of each case (only those are read), each resized to
 ``spatial_size`` (128^3) with MONAI ``Resize`` (trilinear, anisotropic: the whole field of view onto a fixed grid,
 like UVI-Net's ``F.interpolate``; ``Spacing`` + ``ResizeWithPadOrCrop`` would keep the aspect ratio but crop or pad
 the body differently per scanner), clipped to [-1400, 200] HU, then min-max to [0, 1] (one scale per case by

@@ -1,1 +1,1 @@
-"""evaluation"""
+"""Evaluation: metrics, cases, methods side by side, reports, and the benchmark."""

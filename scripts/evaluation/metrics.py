@@ -1,4 +1,4 @@
-"""Interpolation metrics as UVI-Net reports them (DESIGN section 6), plus displacement metrics for phantoms.
+"""Interpolation metrics as UVI-Net reports them, plus displacement metrics for phantoms.
 
 Image metrics compare a synthesised volume ``pred`` with the true intermediate volume ``gt``, both with intensities
 in [0, 1] (data range 1; nothing is clipped here, values outside [0, 1] are measured as they are). Tensors are

@@ -1,1 +1,1 @@
-"""inference"""
+"""Inference: the program of configs/inference.json (inputs, time points, the network step, writers) and export."""

@@ -1,55 +1,86 @@
 """Read one 4D acquisition (3D + time) from a DICOM folder, in whatever layout the scanner exported it.
 
-MONAI's ``LoadImage`` readers (``PydicomReader``, ``ITKReader``) read one 3D series: they stack every image of a
-series along the slice axis and cannot tell which images are time points of one position. So the grouping is done
-here with pydicom, from geometry and temporal tags only (folder names are a last resort for ordering phases):
+Layouts (the names the phantom writer and messages use):
+
+- ``series_per_phase``: one series per time point, each holding every slice (4D-Lung / respiratory 4D CT);
+- ``single_series``: one series holding every slice and every time point (GE, Philips cine);
+- ``series_per_slice``: one series per slice position holding its time points (Siemens cine and real-time stacks);
+- ``enhanced``: Enhanced MR/CT multi-frame files, one frame per slice and time point (functional groups).
+
+Why not a library's sorter: ITK/GDCM's series reader (``GDCMSeriesFileNames`` + ``IPPSorter``) groups by
+SeriesInstanceUID and sorts by position along the normal, but has no notion of time: a cine in one series becomes
+one 3D stack of 240 interleaved images, and a series-per-slice cine becomes 28 unrelated series. ``dicom2nifti``
+handles GE/Philips 4D by TemporalPositionIdentifier only, and ``highdicom`` reads and writes enhanced objects but
+does not sort classic images. So the grouping is done here with pydicom, on the rules those tools and ``dcm2niix``
+share (position projected on the slice normal, the vendor's temporal tags), from geometry and temporal tags only:
 
 1. Every file under the folder (hidden files and folders excepted) is read with ``stop_before_pixels``; non-DICOM
-   files with a known non-DICOM suffix (``.txt``, ``.json``, ...) are skipped, any other unreadable file is an error. Non-image objects (SR, RTSTRUCT,
-   presentation states, DICOMDIR) and localizers are skipped. Enhanced multi-frame files contribute one image per
-   frame (PlanePositionSequence, PlaneOrientationSequence, PixelMeasuresSequence, FrameContentSequence from the
-   per-frame or shared functional groups).
-2. All images must share one geometry (orientation, pixel spacing, matrix), study and frame of reference, otherwise
-   the folder mixes acquisitions and the error lists the series of each.
+   files with a known non-DICOM suffix (``.txt``, ``.json``, ...) are skipped, any other unreadable file is an error.
+   Non-image objects (SR, RTSTRUCT, presentation states, DICOMDIR) and localizers are skipped; mosaics (Siemens
+   MOSAIC, UIH VFRAME) and colour images are refused. The kind of object comes from SOPClassUID and NumberOfFrames, never from the mere
+   presence of a tag (GE classic cines carry an empty Per-frame Functional Groups Sequence): enhanced multi-frame
+   files contribute one image per frame (PlanePositionSequence, PlaneOrientationSequence, PixelMeasuresSequence,
+   FrameContentSequence from the per-frame or shared functional groups). Before any pixel is read, a file whose
+   Rows x Columns x NumberOfFrames would not fit in free memory, a PixelSpacing that is not positive and finite and
+   an ImageOrientationPatient that is not two perpendicular unit vectors are refused, naming the file.
+2. All images must share PatientID and StudyInstanceUID (the error names both values) and one geometry
+   (orientation, pixel spacing, matrix); several geometries mean several acquisitions and the error lists the
+   first few. FrameOfReferenceUID is not a grouping key: some scanners (GE) write a new one on every image; a
+   warning says so.
 3. Slice positions: ImagePositionPatient projected on the slice normal (``r x c`` of ImageOrientationPatient),
    clustered within 0.01 mm, sorted increasing. They must form a regular grid: a gap (a missing slice, uneven
    spacing beyond 10 % of the mean spacing) is an error, since every later step assumes one voxel size and silently
    stretching the stack would misplace anatomy. The affine uses the mean step between positions, so gantry tilts and
    (double-)oblique stacks keep their geometry.
 4. Time points:
-   (a) two or more series that each span several positions are one series per phase (4D-Lung, respiratory 4D CT);
-       they are ordered by the first series-level key that every series has, constant within it and distinct across
-       series: a percentage in SeriesDescription ("Gated, 50.0%"), TemporalPositionIndex, TemporalPositionIdentifier,
-       TriggerTime, AcquisitionTime, the series folder name (natural order), SeriesNumber;
-   (b) one series with every slice and phase (GE/Philips cine), (c) one series per slice position (Siemens cine) and
-   (d) enhanced multi-frame files: at each position, images are ordered by the first per-image key present on every
-       image and not constant: TemporalPositionIndex, TemporalPositionIdentifier, TriggerTime (enhanced:
-       NominalCardiacTriggerDelayTime), InstanceNumber (enhanced: frame number). Equal keys at one position are
-       duplicate slices.
+   - ``series_per_phase`` (two or more series that each span several positions): the series are ordered by the
+     first series-level key that every series has, constant within it and distinct across series: a percentage in
+     SeriesDescription ("Gated, 50.0%"), TemporalPositionIndex, TemporalPositionIdentifier, TriggerTime,
+     AcquisitionTime, the series folder name (natural order), SeriesNumber;
+   - every other layout: at each slice position, the images are ordered by the first key that orders *them*: a
+     phase index (TemporalPositionIndex, TemporalPositionIdentifier; equal values there are duplicate slices), else
+     a time that differs on every image there (TriggerTime or, for enhanced frames, NominalCardiacTriggerDelayTime /
+     TemporalPositionTimeOffset; then AcquisitionTime; then ContentTime), else InstanceNumber (enhanced: the frame
+     number). The key is chosen per position because some exports keep TriggerTime constant within a slice's series
+     (Siemens real-time stacks); the log names the key, and a series-per-slice stack that no trigger orders is
+     reported as a volume of ungated slices.
    Every position must have the same number of time points (>= 2).
-5. Pixels are read only for the images used; RescaleSlope/Intercept (per frame for enhanced files) give scanner
-   units (CT: Hounsfield units). Compressed transfer syntaxes need a decoder; a missing one is reported with the
-   packages to install.
+5. Pixels are read only for the images used, after the whole array is checked against free memory;
+   RescaleSlope/Intercept (per frame for enhanced files) give scanner units (CT: Hounsfield units). Compressed
+   transfer syntaxes need a decoder; a missing one is reported with the packages to install.
 
-Malformed values that pydicom can still parse (e.g. UIDs with leading-zero components) are tolerated with pydicom's
-warning; writers never copy them back (see ``dicom_write``).
+Malformed values that pydicom can still parse (e.g. UIDs with leading-zero components) are tolerated; pydicom's
+warnings about them are collected and each kind is said once per folder with its count. Writers never copy such
+values back (see ``dicom_write``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import re
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pydicom
+import torch
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder
+from pydicom.uid import (
+    EnhancedCTImageStorage,
+    EnhancedMRColorImageStorage,
+    EnhancedMRImageStorage,
+    EnhancedPETImageStorage,
+    LegacyConvertedEnhancedCTImageStorage,
+    LegacyConvertedEnhancedMRImageStorage,
+    LegacyConvertedEnhancedPETImageStorage,
+)
 
 from scripts.io.dicom_geometry import (
     DIRECTION_TOL,
@@ -59,9 +90,18 @@ from scripts.io.dicom_geometry import (
 )
 from scripts.io.series import Series4D, SourceImage
 from scripts.utils.errors import InputError
+from scripts.utils.memory import available_bytes
 
 logger = logging.getLogger(__name__)
 
+# The layouts a 4D acquisition can come in (module docstring); the phantom writer writes each.
+LAYOUTS = ("series_per_phase", "single_series", "series_per_slice", "enhanced")
+# SOP classes whose frames are placed by functional groups (one image per frame).
+ENHANCED_SOP_CLASSES = frozenset({
+    EnhancedMRImageStorage, EnhancedCTImageStorage, EnhancedMRColorImageStorage, EnhancedPETImageStorage,
+    LegacyConvertedEnhancedMRImageStorage, LegacyConvertedEnhancedCTImageStorage,
+    LegacyConvertedEnhancedPETImageStorage,
+})
 # Files with these suffixes are not DICOM and are skipped without complaint (exports often carry them).
 NON_DICOM_SUFFIXES = frozenset({
     ".txt", ".json", ".xml", ".csv", ".md", ".html", ".htm", ".pdf", ".png", ".jpg", ".jpeg", ".gif", ".bmp",
@@ -69,7 +109,13 @@ NON_DICOM_SUFFIXES = frozenset({
 })
 # A step between slice positions may differ from the mean step by this fraction of the slice spacing.
 GAP_TOLERANCE = 0.1
+# ImageOrientationPatient: each vector's length may differ from 1, and their dot product from 0, by this much.
+ORIENTATION_TOL = 1e-2
+# How many items an error lists before it says "and N more".
+LISTED = 3
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?)\s*%")
+# What differs between two messages of one kind: quoted values and numbers.
+_VARYING = re.compile(r"'[^']*'|\"[^\"]*\"|\d+")
 
 
 @dataclasses.dataclass
@@ -79,13 +125,13 @@ class _Image:
     path: Path
     frame: int | None  # index in a multi-frame file, None for a single-frame file
     header: Dataset
-    orientation: np.ndarray  # (6,) ImageOrientationPatient
+    orientation: np.ndarray  # (6,) ImageOrientationPatient, two unit vectors
     position: np.ndarray  # (3,) ImagePositionPatient, LPS mm
     pixel_spacing: np.ndarray  # (2,) mm, DICOM order
     thickness: float | None  # SpacingBetweenSlices or SliceThickness, mm
     slope: float
     intercept: float
-    time_keys: dict[str, float]  # per-image temporal keys present on this image
+    time_keys: dict[str, float]  # per-image temporal keys present on this image (times in ms)
 
     @property
     def name(self) -> str:
@@ -101,6 +147,23 @@ class _Image:
                 f"in {self.path.parent}")
 
 
+def _listed(items: Sequence[str], limit: int = LISTED) -> str:
+    """The first ``limit`` items joined, then how many more: keeps an error one short line."""
+    items = list(items)
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
+
+
+def _short(err: BaseException, limit: int = 200) -> str:
+    """A library's error text on one line, cut to ``limit`` characters."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _size(num_bytes: float) -> str:
+    return f"{num_bytes / 2**30:.1f} GiB" if num_bytes >= 2**30 else f"{num_bytes / 2**20:.0f} MiB"
+
+
 def read_dicom_series(folder: str | os.PathLike, frames: Sequence[int] | None = None) -> Series4D:
     """Read the 4D acquisition in ``folder`` (searched recursively).
 
@@ -110,13 +173,57 @@ def read_dicom_series(folder: str | os.PathLike, frames: Sequence[int] | None = 
 
     Returns:
         :class:`Series4D` with ``array`` ``(X, Y, Z, T)`` float32 in scanner units (CT: HU), ``affine`` voxel-to-RAS,
-        ``times`` ``(T,)`` ms when every image has a TriggerTime, and ``dicom_template`` the header (no pixel data)
-        of the first image.
+        ``times`` ``(T,)`` ms (TriggerTime where a trigger orders the time points, else AcquisitionTime/ContentTime
+        relative to the first time point, else ``None``), and ``dicom_template`` the header (no pixel data) of the
+        first image.
 
     Raises:
         InputError: naming the folder or file and the problem (see the module docstring for each check).
     """
     folder = Path(folder)
+    logged = _Collect()
+    pydicom_logger = logging.getLogger("pydicom")
+    pydicom_logger.addFilter(logged)  # pydicom logs many of its warnings too: each kind is said once below instead
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                return _read_series(folder, frames)
+            finally:
+                warned = _kinds((record.category, str(record.message)) for record in caught)
+    finally:
+        pydicom_logger.removeFilter(logged)
+        for (category, kind), text in warned.items():
+            warnings.warn(f"{folder}: {text}", category, stacklevel=2)
+        said = {kind for _, kind in warned}
+        for (_, kind), text in _kinds((UserWarning, message) for message in logged.messages).items():
+            if kind not in said:
+                logger.warning("%s: pydicom: %s", folder, text)
+
+
+class _Collect(logging.Filter):
+    """A logging filter that keeps the messages of the records it stops."""
+
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.messages.append(record.getMessage())
+        return False
+
+
+def _kinds(messages: Iterable[tuple[type[Warning], str]]) -> dict[tuple[type[Warning], str], str]:
+    """One text per kind of ``messages`` (category, and text before the first ':' without quoted values and
+    numbers), saying how many there were."""
+    kinds: dict[tuple[type, str], list[str]] = defaultdict(list)
+    for category, text in messages:
+        kinds[(category, _VARYING.sub("", text.split(":")[0]))].append(text)
+    return {kind: texts[0] + (f" (and {len(texts) - 1} more like it)" if len(texts) > 1 else "")
+            for kind, texts in kinds.items()}
+
+
+def _read_series(folder: Path, frames: Sequence[int] | None) -> Series4D:
     if not folder.is_dir():
         raise InputError(folder, "does not exist or is not a folder")
     files = sorted(p for p in folder.rglob("*")
@@ -124,17 +231,22 @@ def read_dicom_series(folder: str | os.PathLike, frames: Sequence[int] | None = 
     if not files:
         raise InputError(folder, "the folder is empty")
     images = _read_images(folder, files)
+    _check_same(folder, images, "PatientID")  # another patient's images are the worst mix-up: said first
     _check_one_acquisition(folder, images)
+    _check_same(folder, images, "StudyInstanceUID")
     normal = slice_normal(images[0].orientation)
     slices = _cluster_positions(images, normal)
     grid, times = _order_in_time(folder, slices, normal)
     num_frames = len(grid[0])
     frames = list(range(num_frames)) if frames is None else list(frames)
     if not frames or min(frames) < 0 or max(frames) >= num_frames:
-        raise InputError(folder, f"has {num_frames} time points; frames {frames} were asked for")
+        raise InputError(folder, f"has {num_frames} time points; frames {_listed([str(f) for f in frames])} were "
+                         "asked for")
     first = [column[0] for column in grid]
     affine = affine_from_dicom(first[0].orientation, first[0].pixel_spacing, first[0].position,
                                _slice_step(folder, first, normal))
+    shape = (int(first[0].header.Columns), int(first[0].header.Rows), len(grid), len(frames))
+    _check_fits(folder, int(np.prod(shape, dtype=np.int64)) * 4, f"{' x '.join(map(str, shape))} voxels as float32")
     array = _read_pixels([[column[t] for t in frames] for column in grid])
     template = first[0].header
     logger.info("%s: %d x %d x %d voxels, %d of %d time points", folder, *array.shape[:3], len(frames), num_frames)
@@ -142,11 +254,20 @@ def read_dicom_series(folder: str | os.PathLike, frames: Sequence[int] | None = 
     return Series4D(array, affine, str(folder), None if times is None else times[frames], template, sources)
 
 
+def _check_fits(source: Path | str, need: int, what: str) -> None:
+    """Refuse before allocating ``need`` bytes when they exceed the memory free for this process."""
+    free = available_bytes(torch.device("cpu"))
+    if need > free:
+        raise InputError(source, f"{what} would need {_size(need)} of memory but {_size(free)} is free; "
+                         "read fewer frames or crop the series first")
+
+
 # --- headers ----------------------------------------------------------------------------------------------------
 
 def _read_images(folder: Path, files: list[Path]) -> list[_Image]:
     """Images of every DICOM image file under ``folder``; non-image objects and localizers are skipped."""
     images, skipped, num_dicom = [], [], 0
+    free = available_bytes(torch.device("cpu"))
     for path in files:
         header = _read_header(path)
         if header is None:
@@ -159,21 +280,27 @@ def _read_images(folder: Path, files: list[Path]) -> list[_Image]:
                 raise InputError(path, f"a {kind} file without Rows/Columns: truncated or incomplete")
             skipped.append(kind)
             continue
-        if "LOCALIZER" in [str(v).upper() for v in header.get("ImageType", [])]:
+        image_type = [str(v).upper() for v in header.get("ImageType", [])]
+        if "LOCALIZER" in image_type:
             logger.info("%s: skipping a localizer image", path)
             continue
+        if {"MOSAIC", "VFRAME"} & set(image_type):
+            raise InputError(path, f"a mosaic (ImageType {'/'.join(sorted({'MOSAIC', 'VFRAME'} & set(image_type)))}: "
+                             "the slices of a volume tiled in one image, as Siemens and UIH export EPI); convert the "
+                             "series to a 4D NIfTI (e.g. with dcm2niix) and read that")
+        _check_pixel_claim(path, header, free)
         _check_decodable(path, header)
         if int(header.get("SamplesPerPixel", 1)) != 1:
             raise InputError(path, f"colour image (SamplesPerPixel {header.SamplesPerPixel}); expected greyscale")
-        images.extend(_enhanced_images(path, header) if "PerFrameFunctionalGroupsSequence" in header
+        images.extend(_enhanced_images(path, header) if _is_enhanced(path, header, sop_class, kind)
                       else [_classic_image(path, header)])
     if num_dicom == 0:
         raise InputError(folder, f"no DICOM file in the folder ({len(files)} files, none of them DICOM)")
     if not images:
-        kinds = ", ".join(sorted(set(skipped))) or "localizers only"
+        kinds = _listed(sorted(set(skipped))) or "localizers only"
         raise InputError(folder, f"no DICOM image in the folder, only non-image objects ({kinds})")
     if skipped:
-        logger.info("%s: skipped %d non-image DICOM objects (%s)", folder, len(skipped), ", ".join(set(skipped)))
+        logger.info("%s: skipped %d non-image DICOM objects (%s)", folder, len(skipped), _listed(sorted(set(skipped))))
     return images
 
 
@@ -185,9 +312,53 @@ def _read_header(path: Path) -> Dataset | None:
         if path.suffix.lower() in NON_DICOM_SUFFIXES:
             logger.debug("%s: not DICOM, skipped", path)
             return None
-        raise InputError(path, f"not a readable DICOM file ({err}); remove it from the folder") from err
+        raise InputError(path, f"not a readable DICOM file ({_short(err)}); remove it from the folder") from err
     except Exception as err:  # truncated or corrupt files raise anything from EOFError to struct.error
-        raise InputError(path, f"not a readable DICOM file ({type(err).__name__}: {err})") from err
+        raise InputError(path, f"not a readable DICOM file ({type(err).__name__}: {_short(err)})") from err
+
+
+def _number_of_frames(path: Path, header: Dataset) -> int:
+    value = header.get("NumberOfFrames")
+    try:
+        frames = 1 if value in (None, "") else int(value)
+    except (TypeError, ValueError) as err:
+        raise InputError(path, f"NumberOfFrames has an invalid value {value!r}") from err
+    if frames < 1:
+        raise InputError(path, f"NumberOfFrames is {frames}; an image needs at least one frame")
+    return frames
+
+
+def _check_pixel_claim(path: Path, header: Dataset, free: int) -> None:
+    """Refuse a header whose Rows x Columns x NumberOfFrames cannot be real or would not fit in free memory."""
+    rows, columns = int(header.Rows or 0), int(header.Columns or 0)
+    if rows < 1 or columns < 1:
+        raise InputError(path, f"Rows {rows} x Columns {columns}: an image needs at least one pixel")
+    frames = _number_of_frames(path, header)
+    need = rows * columns * frames * (4 + (int(header.get("BitsAllocated", 16) or 16) + 7) // 8)
+    if need > free:
+        raise InputError(path, f"Rows {rows} x Columns {columns} x {frames} frames would need {_size(need)} of memory "
+                         f"to decode but {_size(free)} is free")
+
+
+def _is_enhanced(path: Path, header: Dataset, sop_class, kind: str) -> bool:
+    """Whether ``header`` is a multi-frame object placed by functional groups, from its SOP class and frame count.
+
+    A classic image may carry an empty Per-frame Functional Groups Sequence (GE cines do): the tag alone says
+    nothing. A multi-frame file of another SOP class counts as enhanced only when it holds one functional group per
+    frame; without them its frames cannot be placed in space.
+    """
+    if sop_class in ENHANCED_SOP_CLASSES:
+        return True
+    frames = _number_of_frames(path, header)
+    if frames == 1:
+        if "PerFrameFunctionalGroupsSequence" in header:
+            logger.debug("%s: a single-frame %s with a Per-frame Functional Groups Sequence: read as classic",
+                         path, kind)
+        return False
+    if len(header.get("PerFrameFunctionalGroupsSequence") or []) == frames:
+        return True
+    raise InputError(path, f"a multi-frame {kind} ({frames} frames) without per-frame functional groups: its frames "
+                     "cannot be placed in space")
 
 
 def _check_decodable(path: Path, header: Dataset) -> None:
@@ -218,8 +389,26 @@ def _numbers(path: Path | str, owner: Dataset, keyword: str, count: int) -> np.n
     except (TypeError, ValueError) as err:
         raise InputError(path, f"{keyword} has an invalid value {value!r}") from err
     if numbers.shape != (count,) or not np.all(np.isfinite(numbers)):
-        raise InputError(path, f"{keyword} must hold {count} numbers, got {value!r}")
+        raise InputError(path, f"{keyword} must hold {count} finite numbers, got {value!r}")
     return numbers
+
+
+def _pixel_spacing(path: Path | str, owner: Dataset) -> np.ndarray:
+    spacing = _numbers(path, owner, "PixelSpacing", 2)
+    if np.any(spacing <= 0):
+        raise InputError(path, f"PixelSpacing {spacing.tolist()} mm: both spacings must be positive")
+    return spacing
+
+
+def _orientation(path: Path | str, owner: Dataset) -> np.ndarray:
+    """ImageOrientationPatient as two unit vectors; an error if they are not (nearly) perpendicular unit vectors."""
+    values = _numbers(path, owner, "ImageOrientationPatient", 6)
+    row, column = values[:3], values[3:]
+    lengths = np.linalg.norm(row), np.linalg.norm(column)
+    if max(abs(lengths[0] - 1), abs(lengths[1] - 1)) > ORIENTATION_TOL or abs(row @ column) > ORIENTATION_TOL:
+        raise InputError(path, f"ImageOrientationPatient {values.tolist()} is degenerate: its row and column "
+                         "directions must be perpendicular unit vectors")
+    return np.concatenate([row / lengths[0], column / lengths[1]])
 
 
 def _optional_number(owner: Dataset | None, keyword: str) -> float | None:
@@ -227,9 +416,10 @@ def _optional_number(owner: Dataset | None, keyword: str) -> float | None:
     if owner is None or owner.get(keyword) in (None, ""):
         return None
     try:
-        return float(owner.get(keyword))
+        value = float(owner.get(keyword))
     except (TypeError, ValueError):
         return None
+    return value if np.isfinite(value) else None
 
 
 def _milliseconds(seconds: float | None) -> float | None:
@@ -237,31 +427,44 @@ def _milliseconds(seconds: float | None) -> float | None:
 
 
 def _time_of_day(value) -> float | None:
-    """A DICOM TM value (``HHMMSS.ffffff``) in seconds since midnight."""
-    match = re.fullmatch(r"(\d{2})(\d{2})?(\d{2})?(\.\d+)?", str(value or "").strip())
+    """A DICOM TM value (``HHMMSS.ffffff``) or the time part of a DT value in seconds since midnight."""
+    text = str(value or "").strip()
+    if len(text) >= 14 and "." not in text[:8] and text[:8].isdigit():  # DT: YYYYMMDDHHMMSS.ffffff
+        text = text[8:]
+    match = re.fullmatch(r"(\d{2})(\d{2})?(\d{2})?(\.\d+)?([+-]\d{4})?", text)
     if match is None:
         return None
-    hours, minutes, seconds, fraction = match.groups()
+    hours, minutes, seconds, fraction, _ = match.groups()
     return int(hours) * 3600 + int(minutes or 0) * 60 + int(seconds or 0) + float(fraction or 0)
+
+
+def _clock_ms(owner: Dataset | None, keyword: str) -> float | None:
+    return None if owner is None else _milliseconds(_time_of_day(owner.get(keyword)))
 
 
 def _classic_image(path: Path, header: Dataset) -> _Image:
     keys = {k: _optional_number(header, k)
             for k in ("TemporalPositionIndex", "TemporalPositionIdentifier", "TriggerTime", "InstanceNumber")}
+    keys["AcquisitionTime"] = _clock_ms(header, "AcquisitionTime")
+    keys["ContentTime"] = _clock_ms(header, "ContentTime")
     thickness = _optional_number(header, "SpacingBetweenSlices") or _optional_number(header, "SliceThickness")
-    return _Image(path, None, header, _numbers(path, header, "ImageOrientationPatient", 6),
-                  _numbers(path, header, "ImagePositionPatient", 3), _numbers(path, header, "PixelSpacing", 2),
-                  thickness, _optional_number(header, "RescaleSlope") or 1.0,
+    return _Image(path, None, header, _orientation(path, header), _numbers(path, header, "ImagePositionPatient", 3),
+                  _pixel_spacing(path, header), thickness, _optional_number(header, "RescaleSlope") or 1.0,
                   _optional_number(header, "RescaleIntercept") or 0.0,
                   {k: v for k, v in keys.items() if v is not None})
 
 
 def _enhanced_images(path: Path, header: Dataset) -> list[_Image]:
     """One image per frame of an enhanced multi-frame file, from its per-frame or shared functional groups."""
+    per_frame = header.get("PerFrameFunctionalGroupsSequence") or []
+    frames = _number_of_frames(path, header)
+    if len(per_frame) != frames:
+        raise InputError(path, f"an enhanced multi-frame image with {frames} frames but {len(per_frame)} items in "
+                         "its Per-frame Functional Groups Sequence: its frames cannot be placed in space")
     shared = header.SharedFunctionalGroupsSequence[0] if header.get("SharedFunctionalGroupsSequence") else Dataset()
     images = []
-    for frame, group in enumerate(header.PerFrameFunctionalGroupsSequence):
-        def item(keyword: str) -> Dataset | None:
+    for frame, group in enumerate(per_frame):
+        def item(keyword: str, group: Dataset = group) -> Dataset | None:
             for owner in (group, shared):
                 if owner.get(keyword):
                     return owner.get(keyword)[0]
@@ -280,18 +483,32 @@ def _enhanced_images(path: Path, header: Dataset) -> list[_Image]:
             "TemporalPositionIndex": _optional_number(content, "TemporalPositionIndex"),
             "TriggerTime": _optional_number(cardiac, "NominalCardiacTriggerDelayTime") or _milliseconds(
                 _optional_number(content, "TemporalPositionTimeOffset")),
+            "AcquisitionTime": _clock_ms(content, "FrameAcquisitionDateTime"),
             "InstanceNumber": float(frame + 1),
         }
         thickness = _optional_number(measures, "SpacingBetweenSlices") or _optional_number(measures, "SliceThickness")
         images.append(_Image(
-            path, frame, header, _numbers(where, plane, "ImageOrientationPatient", 6),
-            _numbers(where, position, "ImagePositionPatient", 3), _numbers(where, measures, "PixelSpacing", 2),
-            thickness, _optional_number(transform, "RescaleSlope") or 1.0,
+            path, frame, header, _orientation(where, plane), _numbers(where, position, "ImagePositionPatient", 3),
+            _pixel_spacing(where, measures), thickness, _optional_number(transform, "RescaleSlope") or 1.0,
             _optional_number(transform, "RescaleIntercept") or 0.0, {k: v for k, v in keys.items() if v is not None}))
     return images
 
 
-# --- one acquisition, slice positions ---------------------------------------------------------------------------
+# --- one patient, one acquisition, slice positions --------------------------------------------------------------
+
+def _check_same(folder: Path, images: list[_Image], keyword: str) -> None:
+    """All images carry one value of ``keyword``; the error names two of the values and a file of each."""
+    example: dict[str, Path] = {}
+    count: Counter[str] = Counter()
+    for image in images:
+        value = str(image.header.get(keyword, "") or "")
+        example.setdefault(value, image.path)
+        count[value] += 1
+    if len(count) > 1:
+        values = [f"{keyword} '{value}' ({n} images, e.g. {example[value]})" for value, n in count.most_common()]
+        raise InputError(folder, f"holds {len(count)} different {keyword} values: {_listed(values, 2)}; point to "
+                         "the folder of one patient's study")
+
 
 def _geometry_differences(a: _Image, b: _Image) -> list[str]:
     """Names of what differs between the acquisitions of images ``a`` and ``b`` (empty if they belong together)."""
@@ -304,14 +521,11 @@ def _geometry_differences(a: _Image, b: _Image) -> list[str]:
     shape_a, shape_b = (a.header.Rows, a.header.Columns), (b.header.Rows, b.header.Columns)
     if shape_a != shape_b:
         differences.append(f"matrix {shape_a} vs {shape_b}")
-    for keyword in ("StudyInstanceUID", "FrameOfReferenceUID"):
-        if a.header.get(keyword) != b.header.get(keyword):
-            differences.append(f"{keyword} {a.header.get(keyword)} vs {b.header.get(keyword)}")
     return differences
 
 
 def _check_one_acquisition(folder: Path, images: list[_Image]) -> None:
-    """All images share orientation, pixel spacing, matrix, study and frame of reference; no image appears twice."""
+    """All images share orientation, pixel spacing and matrix; no image appears twice; FoR UIDs may differ (warned)."""
     groups: list[list[_Image]] = []
     for image in images:
         for group in groups:
@@ -321,12 +535,18 @@ def _check_one_acquisition(folder: Path, images: list[_Image]) -> None:
         else:
             groups.append([image])
     if len(groups) > 1:
-        described = "; ".join(
-            f"acquisition {i + 1}: " + ", ".join(sorted({im.series_label for im in group}))
+        groups.sort(key=len, reverse=True)
+        described = [
+            f"{len(group)} images in {_listed(sorted({im.series_label for im in group}), 2)}"
             + ("" if i == 0 else f" (differs by {', '.join(_geometry_differences(groups[0][0], group[0]))})")
-            for i, group in enumerate(groups))
-        raise InputError(folder, f"holds {len(groups)} acquisitions with different geometry: {described}. "
-                         "Point to the folder of one acquisition")
+            for i, group in enumerate(groups)]
+        raise InputError(folder, f"holds {len(groups)} acquisitions with different geometry: {_listed(described, 2)}; "
+                         "move the series of one acquisition into a folder of its own and point to that")
+    frames_of_reference = {str(im.header.get("FrameOfReferenceUID", "")) for im in images}
+    if len(frames_of_reference) > 1:
+        logger.warning("%s: %d different FrameOfReferenceUIDs among %d images of one geometry (some scanners write "
+                       "one per image); grouped by orientation, position and pixel grid instead",
+                       folder, len(frames_of_reference), len(images))
     seen: dict[tuple[str, int | None], _Image] = {}
     for image in images:
         key = (str(image.header.get("SOPInstanceUID", image.path)), image.frame)
@@ -334,8 +554,6 @@ def _check_one_acquisition(folder: Path, images: list[_Image]) -> None:
             raise InputError(folder, f"duplicate slice: {seen[key].name} and {image.name} are the same image "
                              f"(SOPInstanceUID {key[0]})")
         seen[key] = image
-
-
 def _cluster_positions(images: list[_Image], normal: np.ndarray) -> list[list[_Image]]:
     """Images grouped by slice position (within POSITION_TOL_MM), positions in increasing order along ``normal``."""
     ordered = sorted(images, key=lambda im: float(im.position @ normal))
@@ -372,7 +590,8 @@ def _slice_step(folder: Path, first: list[_Image], normal: np.ndarray) -> np.nda
     deviation = np.linalg.norm(positions - expected, axis=1)
     if deviation.max() > GAP_TOLERANCE * spacing:
         gaps = np.diff(positions @ normal)
-        worst = int(np.abs(gaps - spacing).argmax())
+        # the widest gap where one is too wide (a missing slice), else the narrowest (an extra or shifted slice)
+        worst = int(gaps.argmax()) if gaps.max() > (1 + GAP_TOLERANCE) * spacing else int(gaps.argmin())
         raise InputError(folder, f"slice positions are not evenly spaced: {gaps[worst]:.3f} mm between "
                          f"{_location([first[worst]], normal)} and {_location([first[worst + 1]], normal)}, "
                          f"{spacing:.3f} mm on average (a missing slice or a gap); a regular grid is required")
@@ -389,15 +608,50 @@ def _order_in_time(folder: Path, slices: list[list[_Image]], normal: np.ndarray
         for image in images_here:
             by_series[image.series_uid].append(image)
     slice_of = {id(im): z for z, images_here in enumerate(slices) for im in images_here}
-    if len(by_series) >= 2 and all(len({slice_of[id(im)] for im in ims}) >= 2 for ims in by_series.values()):
-        logger.info("%s: one series per phase (%d series)", folder, len(by_series))
-        grid, times = _order_series(folder, by_series, slices, slice_of, normal)
+    positions_per_series = [len({slice_of[id(im)] for im in ims}) for ims in by_series.values()]
+    if len(by_series) >= 2 and max(positions_per_series) >= 2:
+        _check_not_several_time_series(folder, by_series, slice_of)
+    if len(by_series) >= 2 and min(positions_per_series) >= 2:
+        layout = "series_per_phase"
+        grid, times, key = _order_series(folder, by_series, slices, slice_of, normal)
     else:
-        logger.info("%s: time points within series (%d series, %d slice positions)", folder, len(by_series),
-                    len(slices))
-        grid, times = _order_images(folder, slices, normal)
+        if any(im.frame is not None for images_here in slices for im in images_here):
+            layout = "enhanced"
+        elif len(by_series) == 1:
+            layout = "single_series"
+        else:
+            layout = "series_per_slice" if max(positions_per_series) == 1 else f"mixed ({len(by_series)} series)"
+        grid, times, key = _order_images(folder, slices, normal)
     _check_time_points(folder, grid, slices, normal)
+    logger.info("%s: layout %s, %d slice positions x %d time points, time points ordered by %s", folder, layout,
+                len(grid), len(grid[0]), key)
+    if layout == "series_per_slice" and not key.startswith(("TriggerTime", "TemporalPosition")):
+        _warn_ungated(folder, grid, key)
     return grid, times
+
+
+def _check_not_several_time_series(folder: Path, by_series: dict[str, list[_Image]], slice_of: dict) -> None:
+    """Refuse several series of one geometry when one of them holds time points of its own (every position it covers
+    more than once): they are separate acquisitions (e.g. fMRI and diffusion runs exported into one folder)."""
+    def time_points(images: list[_Image]) -> int:
+        return min(Counter(slice_of[id(im)] for im in images).values())
+
+    timed = {uid for uid, images in by_series.items() if time_points(images) >= 2}
+    if timed:
+        labels = [f"{images[0].series_label} ({time_points(images)} time points)" for uid, images in
+                  sorted(by_series.items(), key=lambda item: item[0] not in timed)]
+        raise InputError(folder, f"holds {len(by_series)} series of one geometry, {len(timed)} of them with time "
+                         f"points of their own: {_listed(labels, 2)}; move one series into a folder of its own "
+                         "and point to that")
+
+
+def _warn_ungated(folder: Path, grid: list[list[_Image]], key: str) -> None:
+    """Say that a series-per-slice stack without a trigger stacks slices acquired at different times."""
+    starts = [column[0].time_keys.get("AcquisitionTime", column[0].time_keys.get("ContentTime")) for column in grid]
+    apart = "" if None in starts else f" up to {(max(starts) - min(starts)) / 1000:.1f} s apart"
+    logger.warning("%s: each slice position is a series of its own ordered by %s, not by a cardiac trigger: each "
+                   "volume stacks ungated slices acquired%s, so motion between them is not one instant", folder, key,
+                   apart or " one after another")
 
 
 def _check_time_points(folder: Path, grid: list[list[_Image]], slices: list[list[_Image]], normal) -> None:
@@ -408,7 +662,8 @@ def _check_time_points(folder: Path, grid: list[list[_Image]], slices: list[list
             raise InputError(folder, f"{_location(images_here, normal)} has {len(column)} time points, other "
                              f"positions have {typical}; every slice position needs every time point")
     if typical < 2:
-        raise InputError(folder, "only one time point: a 4D acquisition needs at least 2 frames")
+        raise InputError(folder, f"only one time point at each of {len(grid)} slice positions: a 3D series; a 4D "
+                         "acquisition needs at least 2 frames")
 
 
 def _natural_key(text: str) -> tuple:
@@ -430,18 +685,22 @@ _SERIES_KEYS: tuple[tuple[str, Callable[[_Image], object]], ...] = (
     ("series folder name", lambda im: _natural_key(im.path.parent.name)),
     ("SeriesNumber", lambda im: _optional_number(im.header, "SeriesNumber")),
 )
-# Keys that name a phase: two series with the same value are the same phase twice.
-_PHASE_NAMING_KEYS = {"phase percentage in SeriesDescription", "TemporalPositionIndex", "TemporalPositionIdentifier"}
+# Keys that name a phase: two series (or two images at one position) with the same value are the same phase twice.
+_PHASE_NAMING_KEYS = ("TemporalPositionIndex", "TemporalPositionIdentifier")
+# Per-image times, used at a position only when they differ on every image there; then the instance order.
+_TIME_KEYS = ("TriggerTime", "AcquisitionTime", "ContentTime")
+_IMAGE_KEYS = (*_PHASE_NAMING_KEYS, *_TIME_KEYS, "InstanceNumber")
 
 
-def _order_series(folder, by_series, slices, slice_of, normal) -> tuple[list[list[_Image]], np.ndarray | None]:
-    """Layout (a): each series is one phase; order the series by the first usable series-level key."""
+def _order_series(folder, by_series, slices, slice_of, normal
+                  ) -> tuple[list[list[_Image]], np.ndarray | None, str]:
+    """Layout series_per_phase: each series is one phase; order the series by the first usable series-level key."""
     for name, key in _SERIES_KEYS:
         values = {uid: {key(im) for im in ims} for uid, ims in by_series.items()}
         lacking = [uid for uid, v in values.items() if None in v]
         if lacking:
             if name == _SERIES_KEYS[0][0] and len(lacking) < len(values):
-                labels = ", ".join(sorted({by_series[uid][0].series_label for uid in lacking}))
+                labels = _listed(sorted({by_series[uid][0].series_label for uid in lacking}))
                 raise InputError(folder, f"some series carry a phase percentage in SeriesDescription and others do "
                                  f"not ({labels}); remove the series that are not phases (e.g. average or MIP)")
             continue
@@ -449,13 +708,12 @@ def _order_series(folder, by_series, slices, slice_of, normal) -> tuple[list[lis
             continue
         phase_of = {uid: next(iter(v)) for uid, v in values.items()}
         if len(set(phase_of.values())) < len(phase_of):
-            if name in _PHASE_NAMING_KEYS:
+            if name in (_SERIES_KEYS[0][0], *_PHASE_NAMING_KEYS):
                 twice = [uid for uid in phase_of if list(phase_of.values()).count(phase_of[uid]) > 1]
-                labels = ", ".join(sorted(by_series[uid][0].series_label for uid in twice))
+                labels = _listed(sorted(by_series[uid][0].series_label for uid in twice))
                 raise InputError(folder, f"duplicate phases: series with the same {name}: {labels}")
             continue
         order = sorted(phase_of, key=phase_of.get)
-        logger.info("%s: phases ordered by %s", folder, name)
         break
     else:
         raise InputError(folder, "cannot order the phase series: no phase tag, time or folder name differs")
@@ -469,35 +727,59 @@ def _order_series(folder, by_series, slices, slice_of, normal) -> tuple[list[lis
             column.append(image)
     trigger = [[im.time_keys.get("TriggerTime") for im in by_series[uid]] for uid in order]
     times = None if any(None in t for t in trigger) else np.array([np.mean(t) for t in trigger])
-    return grid, times
+    return grid, times, name
 
 
-_IMAGE_KEYS = ("TemporalPositionIndex", "TemporalPositionIdentifier", "TriggerTime", "InstanceNumber")
-
-
-def _order_images(folder, slices, normal) -> tuple[list[list[_Image]], np.ndarray | None]:
-    """Layouts (b), (c), (d): order the images at each position by the first usable per-image key."""
-    images = [im for images_here in slices for im in images_here]
-    if max(len(images_here) for images_here in slices) < 2:
-        raise InputError(folder, "only one time point: a 4D acquisition needs at least 2 frames")
+def _position_key(images_here: list[_Image]) -> str | None:
+    """The key that orders the images at one slice position (module docstring, step 4), or None."""
     for name in _IMAGE_KEYS:
-        values = [im.time_keys.get(name) for im in images]
-        if None not in values and len(set(values)) > 1:
-            break
-    else:
-        raise InputError(folder, "cannot order the time points: no TemporalPositionIndex, TemporalPositionIdentifier, "
-                         "TriggerTime or InstanceNumber differs between images")
-    logger.info("%s: time points ordered by %s", folder, name)
-    grid = [sorted(images_here, key=lambda im: im.time_keys[name]) for images_here in slices]
-    for column in grid:
-        for earlier, later in zip(column, column[1:]):
+        values = [im.time_keys.get(name) for im in images_here]
+        if None in values or len(set(values)) < 2:
+            continue
+        if name in _TIME_KEYS and len(set(values)) < len(values):
+            continue  # a time shared by several images there does not order them
+        return name
+    return None
+
+
+def _order_images(folder, slices, normal) -> tuple[list[list[_Image]], np.ndarray | None, str]:
+    """Layouts single_series, series_per_slice, enhanced: order the images at each position by its own key."""
+    if max(len(images_here) for images_here in slices) < 2:
+        raise InputError(folder, f"only one time point at each of {len(slices)} slice positions: a 3D series; a 4D "
+                         "acquisition needs at least 2 frames")
+    grid, keys = [], []
+    for images_here in slices:
+        name = _position_key(images_here)
+        if name is None:
+            raise InputError(folder, f"cannot order the {len(images_here)} images at {_location(images_here, normal)}:"
+                             f" none of {', '.join(_IMAGE_KEYS)} differs between them")
+        column = sorted(images_here, key=lambda im: im.time_keys[name])
+        for earlier, later in itertools.pairwise(column):
             if earlier.time_keys[name] == later.time_keys[name]:
                 raise InputError(folder, f"duplicate slices: {earlier.name} and {later.name} lie at the same "
                                  f"{_location([later], normal)} with the same {name} {later.time_keys[name]:g}")
+        grid.append(column)
+        keys.append(name)
+    used = Counter(keys)
+    key = next(iter(used)) if len(used) == 1 else ", ".join(f"{k} at {n} positions" for k, n in used.most_common())
+    if len(used) > 1:
+        logger.warning("%s: the slice positions order their time points by different keys (%s)", folder, key)
+    return grid, _times(grid, used), key
+
+
+def _times(grid: list[list[_Image]], used: Counter) -> np.ndarray | None:
+    """``(T,)`` ms: mean TriggerTime per time point where it differs at every position, else the mean time since the
+    position's first image when every position was ordered by a clock (AcquisitionTime, ContentTime), else None."""
     num_frames = min(len(column) for column in grid)
-    trigger = [[im.time_keys.get("TriggerTime") for im in column[:num_frames]] for column in grid]
-    times = None if any(None in t for t in trigger) else np.array(trigger).mean(axis=0)
-    return grid, times
+    for name, relative in (("TriggerTime", False), ("AcquisitionTime", True), ("ContentTime", True)):
+        values = [[im.time_keys.get(name) for im in column[:num_frames]] for column in grid]
+        if any(None in v or len(set(v)) < num_frames for v in values):
+            continue
+        if relative and set(used) != {name}:
+            continue
+        array = np.array(values, dtype=np.float64)
+        return (array - array[:, :1] if relative else array).mean(axis=0)
+    return None
 
 
 # --- pixels -----------------------------------------------------------------------------------------------------
@@ -514,7 +796,7 @@ def _read_pixels(grid: list[list[_Image]]) -> np.ndarray:
         try:
             pixels = pydicom.dcmread(path).pixel_array
         except Exception as err:  # pydicom raises many types for truncated or undecodable pixel data
-            raise InputError(path, f"cannot decode the pixel data ({type(err).__name__}: {err})") from err
+            raise InputError(path, f"cannot decode the pixel data ({type(err).__name__}: {_short(err)})") from err
         for z, t, image in here:
             plane = pixels if image.frame is None else pixels.reshape(-1, *pixels.shape[-2:])[image.frame]
             if plane.shape != (array.shape[1], array.shape[0]):

@@ -1,7 +1,5 @@
 """DFGen: deformation feature generator of one scale (paper Fig. 1(c))."""
 
-from __future__ import annotations
-
 import torch
 from monai.networks.blocks import ADN
 from torch import nn
@@ -71,7 +69,8 @@ class DFGen(nn.Module):
         """
         x = endpoint_term + self.middle_conv(fm)
         if self.prev_conv is not None:
-            x = x + F.interpolate(self.prev_conv(previous), scale_factor=2, mode="nearest")
+            assert previous is not None, "previous: DFGen of a finer scale needs the coarser scale's Fdef"
+            x = x + F.interpolate(self.prev_conv(previous), scale_factor=2.0, mode="nearest")
         fdef = self.block(self.norm_act(x))
         if self.modulation is not None:
             fdef = self.modulation(fdef, t)

@@ -1,7 +1,5 @@
 """DFM: deformation fusion module (paper Fig. 1(d))."""
 
-from __future__ import annotations
-
 import torch
 from torch import nn
 

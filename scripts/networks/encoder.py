@@ -1,7 +1,5 @@
 """Feature-extraction encoder shared by the three input volumes (paper section 2.2)."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import torch

@@ -1,9 +1,7 @@
 """MSDF: multi-scale deformation fusion decoder (paper Fig. 1(b))."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -15,8 +13,7 @@ from scripts.networks.warping import at_least_float32
 __all__ = ["MSDF", "MSDFOutput"]
 
 
-@dataclass
-class MSDFOutput:
+class MSDFOutput(NamedTuple):
     """Velocities per scale, coarse to fine.
 
     ``velocities[i]``: ``(2B, 3, ...)`` at scale ``i`` in voxels of that scale (at least float32), the two
@@ -26,7 +23,7 @@ class MSDFOutput:
     """
 
     velocities: list[torch.Tensor]
-    dfm_weights: list[torch.Tensor | None]
+    dfm_weights: list[Optional[torch.Tensor]]
 
 
 class MSDF(nn.Module):
@@ -65,7 +62,10 @@ class MSDF(nn.Module):
 
     def endpoint_terms(self, f0: list[torch.Tensor], f1: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per scale, DFGen_i's response to the endpoint features (see :meth:`DFGen.endpoint_term`)."""
-        return [dfgen.endpoint_term(a, b) for dfgen, a, b in zip(self.dfgen, f0, f1)]
+        terms: list[torch.Tensor] = []
+        for i, dfgen in enumerate(self.dfgen):
+            terms.append(dfgen.endpoint_term(f0[i], f1[i]))
+        return terms
 
     def forward(self, endpoint_terms: list[torch.Tensor], fm: list[torch.Tensor], t: torch.Tensor) -> MSDFOutput:
         """
@@ -74,17 +74,19 @@ class MSDF(nn.Module):
             fm: per scale coarse to fine, ``(B, C_i, X_i, Y_i, Z_i)`` features of the middle input.
             t: ``(B,)`` timestamps for the time modulation.
         """
-        fdef = None
-        own, velocities, weights = [], [], []
-        for scale, (dfgen, term, feats) in enumerate(zip(self.dfgen, endpoint_terms, fm), start=1):
-            fdef, heads = dfgen(term, feats, fdef, t)
+        fdef: Optional[torch.Tensor] = None
+        own: list[torch.Tensor] = []
+        velocities: list[torch.Tensor] = []
+        weights: list[Optional[torch.Tensor]] = []
+        for i, dfgen in enumerate(self.dfgen):
+            scale = i + 1
+            fdef, heads = dfgen(endpoint_terms[i], fm[i], fdef, t)
             own.append(at_least_float32(torch.cat([heads[:, :3], heads[:, 3:]], dim=0)))
-            dfm = self.dfm[str(scale)] if str(scale) in self.dfm else None
-            if dfm is None:
-                velocities.append(own[-1])
-                weights.append(None)
-            else:
-                fused, w = dfm(own)
-                velocities.append(fused)
-                weights.append(w)
+            velocity = own[-1]
+            weight: Optional[torch.Tensor] = None
+            for key, dfm in self.dfm.items():  # DFM_i, if this scale has one (ModuleDict keys are "i")
+                if key == str(scale):
+                    velocity, weight = dfm(own)
+            velocities.append(velocity)
+            weights.append(weight)
         return MSDFOutput(velocities, weights)

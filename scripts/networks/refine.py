@@ -1,7 +1,5 @@
 """Refinement network: synthesises the intermediate volume from the warped endpoints (paper 2.2)."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import torch
@@ -57,13 +55,17 @@ class Refinement(nn.Module):
             previous_up = channels[scale]
         self.down = nn.ModuleList(down)
         self.up = nn.ModuleList(up)
+        self.eps = _EPS
         self.head = nn.Conv3d(channels[-1], 2, kernel_size=1)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
     def project(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         """``P_j`` of each scale: features coarse to fine ``(B, C_i, ...)`` -> ``(B, p_i, ...)``."""
-        return [conv(f) for conv, f in zip(self.project_convs, features)]
+        projected: list[torch.Tensor] = []
+        for i, conv in enumerate(self.project_convs):
+            projected.append(conv(features[i]))
+        return projected
 
     def forward(
         self,
@@ -83,16 +85,16 @@ class Refinement(nn.Module):
             ``(B, 1, X, Y, Z)`` synthesised volume.
         """
         x = torch.cat([i0t, i1t], dim=1)
-        skips = []
-        for unit, w0, w1 in zip(self.down, warped0[::-1], warped1[::-1]):
-            if skips:
+        skips: list[torch.Tensor] = []
+        for j, unit in enumerate(self.down):  # fine to coarse
+            if j > 0:
                 x = F.avg_pool3d(x, 2)
-            x = unit(torch.cat([x, w0, w1], dim=1))
+            x = unit(torch.cat([x, warped0[-1 - j], warped1[-1 - j]], dim=1))
             skips.append(x)
-        x = None
-        for unit, skip in zip(self.up, skips[::-1]):
-            x = unit(skip if x is None else torch.cat([F.interpolate(x, scale_factor=2, mode="nearest"), skip], dim=1))
+        for j, unit in enumerate(self.up):  # coarse to fine
+            skip = skips[-1 - j]
+            x = unit(skip if j == 0 else torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skip], dim=1))
         mask, residual = at_least_float32(self.head(x)).chunk(2, dim=1)
         t = at_least_float32(t).view(-1, 1, 1, 1, 1)
-        mask = torch.sigmoid(mask + torch.log((1 - t + _EPS) / (t + _EPS)))
+        mask = torch.sigmoid(mask + torch.log((1 - t + self.eps) / (t + self.eps)))
         return mask * i0t + (1 - mask) * i1t + residual

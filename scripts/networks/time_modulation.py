@@ -1,7 +1,5 @@
 """Time modulation of deformation features by the surrogate timestamp t (paper section 2.3)."""
 
-from __future__ import annotations
-
 import math
 
 import torch
@@ -14,19 +12,23 @@ TIME_SCALE = 1000.0
 """t in [0, 1] is embedded like a diffusion step in [0, 1000]."""
 
 
-def sinusoidal_embedding(t: torch.Tensor, dim: int = EMBED_DIM, max_period: float = 10000.0) -> torch.Tensor:
-    """Transformer/DDPM sinusoidal encoding of ``TIME_SCALE * t``.
+def sinusoidal_embedding(
+    t: torch.Tensor, dim: int = EMBED_DIM, max_period: float = 10000.0, time_scale: float = TIME_SCALE
+) -> torch.Tensor:
+    """Transformer/DDPM sinusoidal encoding of ``time_scale * t``.
 
     Args:
         t: ``(B,)`` timestamps, nominally in [0, 1].
         dim: even embedding size.
+        max_period: the longest period of the encoding, in units of ``time_scale * t``.
+        time_scale: factor applied to ``t`` first (1000: t in [0, 1] becomes a diffusion-like step).
 
     Returns:
         ``(B, dim)``: ``[sin(1000 t w_k), cos(1000 t w_k)]`` with ``w_k = max_period**(-k / (dim/2))``.
     """
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = TIME_SCALE * t.float()[:, None] * freqs[None]
+    args = time_scale * t.float()[:, None] * freqs[None]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
 
 

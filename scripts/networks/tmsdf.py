@@ -4,12 +4,14 @@ Tensor conventions: volumes ``(B, C, X, Y, Z)`` with intensities in [0, 1]; fiel
 voxels of their own grid (see :mod:`scripts.networks.warping`). Scale index ``i = 1..4`` runs coarse (1/8) to fine
 (full resolution); every list returned runs coarse to fine. Constructor channel tuples run the other way,
 like the encoder: level 1 = full resolution ... level 4 = 1/8.
+
+The networks compile with ``torch.jit.script`` (``forward`` and what it calls; ``forward_intermediates`` and
+``interpolate_series`` stay Python): annotations are real (no postponed evaluation), results are named tuples, and
+module constants are arguments or attributes.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple, Optional, Union
 
 import torch
 from torch import nn
@@ -27,8 +29,7 @@ DIVISOR = 8
 """Spatial sizes are padded to a multiple of this (three 2x down-samplings)."""
 
 
-@dataclass
-class Intermediates:
+class Intermediates(NamedTuple):
     """Everything the losses and distillation need, cropped to the input's extent.
 
     Attributes:
@@ -48,11 +49,10 @@ class Intermediates:
     phi1: list[torch.Tensor]
     velocity0: list[torch.Tensor]
     velocity1: list[torch.Tensor]
-    dfm_weights: list[torch.Tensor | None]
+    dfm_weights: list[Optional[torch.Tensor]]
 
 
-@dataclass
-class _Endpoints:
+class _Endpoints(NamedTuple):
     """What the decoder needs from the pair, computed once per pair (batch ``B``, or 1 to broadcast).
 
     ``i0``, ``i1``: padded volumes ``(B, 1, ...)``; ``terms``: the DFGens' endpoint terms; ``q0``, ``q1``:
@@ -62,29 +62,48 @@ class _Endpoints:
     i0: torch.Tensor
     i1: torch.Tensor
     terms: list[torch.Tensor]
-    q0: list[torch.Tensor] | None
-    q1: list[torch.Tensor] | None
+    q0: Optional[list[torch.Tensor]]
+    q1: Optional[list[torch.Tensor]]
 
-    def expand(self, batch: int) -> _Endpoints:
-        """Broadcast a batch-1 pair to ``batch`` copies without copying memory (terms broadcast anyway)."""
 
-        def grow(x):
-            return x.expand(batch, *x.shape[1:])
+def _expand_endpoints(ends: _Endpoints, batch: int) -> _Endpoints:
+    """Broadcast a batch-1 pair to ``batch`` copies without copying memory (terms broadcast anyway)."""
 
-        q0 = None if self.q0 is None else [grow(q) for q in self.q0]
-        q1 = None if self.q1 is None else [grow(q) for q in self.q1]
-        return _Endpoints(grow(self.i0), grow(self.i1), self.terms, q0, q1)
+    def grow(x):
+        return x.expand(batch, *x.shape[1:])
+
+    q0 = None if ends.q0 is None else [grow(q) for q in ends.q0]
+    q1 = None if ends.q1 is None else [grow(q) for q in ends.q1]
+    return _Endpoints(grow(ends.i0), grow(ends.i1), ends.terms, q0, q1)
+
+
+def _ceil_div(size: int, factor: int) -> int:
+    """``ceil(size / factor)`` for positive ints."""
+    return -(-size // factor)
+
+
+def _split_directions(
+    fields: list[torch.Tensor], sizes: list[list[int]]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Crop each ``(2B, ...)`` field to its size and split it into the 0t half ``[:B]`` and the 1t half ``[B:]``."""
+    first: list[torch.Tensor] = []
+    second: list[torch.Tensor] = []
+    for field, size in zip(fields, sizes):
+        halves = crop(field, size).chunk(2)
+        first.append(halves[0])
+        second.append(halves[1])
+    return first, second
 
 
 def pad_to_multiple(x: torch.Tensor, divisor: int = DIVISOR) -> torch.Tensor:
     """Replicate-pad the high end of each spatial axis of ``(B, C, X, Y, Z)`` to a multiple of ``divisor``."""
     pads = [(-s) % divisor for s in x.shape[2:]]
-    if not any(pads):
+    if pads == [0, 0, 0]:
         return x
     return F.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]), mode="replicate")
 
 
-def crop(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+def crop(x: torch.Tensor, size: list[int]) -> torch.Tensor:
     """``x[..., :size[0], :size[1], :size[2]]``."""
     return x[..., : size[0], : size[1], : size[2]]
 
@@ -106,6 +125,7 @@ class TMSDFNet(nn.Module):
         num_steps: scaling-and-squaring steps.
     """
 
+    __constants__ = ["num_inputs", "linear_scaling"]  # class attributes that torch.jit.script reads
     num_inputs: int = 0
     linear_scaling: bool = False
 
@@ -140,52 +160,74 @@ class TMSDFNet(nn.Module):
         """The volume encoded beside I0 and I1: the teacher's It, the student's I_b."""
         raise NotImplementedError
 
-    def _timestamps(self, t: float | torch.Tensor, batch: int, device: torch.device) -> torch.Tensor:
-        t = torch.as_tensor(t, dtype=torch.float32, device=device).reshape(-1)
-        if t.shape[0] not in (1, batch):
-            raise ValueError(f"t: expected a number or {batch} values (one per batch item), got {t.shape[0]}")
-        return t.expand(batch)
+    def _timestamps(self, t: Union[float, torch.Tensor], batch: int, device: torch.device) -> torch.Tensor:
+        if not torch.jit.is_scripting():  # any array-like in Python
+            times = torch.as_tensor(t, dtype=torch.float32, device=device).reshape(-1)
+        elif isinstance(t, torch.Tensor):
+            times = t.to(dtype=torch.float32, device=device).reshape(-1)
+        else:
+            times = torch.full((1,), t, dtype=torch.float32, device=device)
+        if times.shape[0] != 1 and times.shape[0] != batch:
+            raise ValueError(f"t: expected a number or {batch} values (one per batch item), got {times.shape[0]}")
+        return times.expand(batch)
 
     def _check(self, image: torch.Tensor) -> None:
         if image.ndim != 5 or image.shape[1] != self.num_inputs:
+            if torch.jit.is_scripting():
+                raise ValueError(f"image: expected (B, {self.num_inputs}, X, Y, Z), got {image.shape}")
             raise ValueError(
                 f"image: expected (B, {self.num_inputs}, X, Y, Z) for {type(self).__name__}, got {tuple(image.shape)}"
             )
 
     # --- public API ---------------------------------------------------------------------------------
-    def forward(self, image: torch.Tensor, t: float | torch.Tensor = 0.5, intermediates: bool = False):
+    def forward(
+        self, image: torch.Tensor, t: Union[float, torch.Tensor] = 0.5, intermediates: bool = False
+    ) -> Union[torch.Tensor, Intermediates]:
         """Synthesise the volume at ``t``; ``(B, num_inputs, X, Y, Z)`` -> ``(B, 1, X, Y, Z)``.
 
         With ``intermediates=True`` it returns the :class:`Intermediates` (all per-scale fields and volumes) that the
         losses need; training calls it that way through ``forward`` so wrappers such as ``DistributedDataParallel``
         (which synchronise gradients only for calls of ``forward``) see every training step.
         """
-        out = self._run(image, t, intermediates=intermediates)
-        return out if intermediates else out.pred
+        out = self._run(image, t, intermediates)
+        if intermediates:
+            return out
+        return out.pred
 
-    def forward_intermediates(self, image: torch.Tensor, t: float | torch.Tensor = 0.5) -> Intermediates:
+    def forward_intermediates(self, image: torch.Tensor, t: Union[float, torch.Tensor] = 0.5) -> Intermediates:
         """Same inputs as :meth:`forward`; returns the prediction with all per-scale fields and volumes."""
         return self(image, t, intermediates=True)
 
     # --- pipeline -----------------------------------------------------------------------------------
-    def _run(self, image: torch.Tensor, t: float | torch.Tensor, intermediates: bool) -> Intermediates:
+    def _run(self, image: torch.Tensor, t: Union[float, torch.Tensor], intermediates: bool) -> Intermediates:
         self._check(image)
         batch, size = image.shape[0], image.shape[2:]
-        t = self._timestamps(t, batch, image.device)
+        times = self._timestamps(t, batch, image.device)
         image = pad_to_multiple(image)
         i0, i1 = image[:, :1], image[:, -1:]
-        features = self.encoder(torch.cat([i0, self.middle_input(image, t), i1], dim=0))
-        f0, fm, f1 = zip(*(f.chunk(3) for f in features))
-        return self._decode(self.endpoint_batch(i0, i1, list(f0), list(f1)), list(fm), t, size, intermediates)
+        features = self.encoder(torch.cat([i0, self.middle_input(image, times), i1], dim=0))
+        f0: list[torch.Tensor] = []
+        fm: list[torch.Tensor] = []
+        f1: list[torch.Tensor] = []
+        for f in features:
+            parts = f.chunk(3)
+            f0.append(parts[0])
+            fm.append(parts[1])
+            f1.append(parts[2])
+        return self._decode(self.endpoint_batch(i0, i1, f0, f1), fm, times, size, intermediates)
 
-    def endpoint_batch(self, i0, i1, f0, f1) -> _Endpoints:
+    def endpoint_batch(
+        self, i0: torch.Tensor, i1: torch.Tensor, f0: list[torch.Tensor], f1: list[torch.Tensor]
+    ) -> _Endpoints:
+        """What the decoder needs from the pair: volumes ``(B, 1, ...)``, features per scale coarse to fine."""
         terms = self.msdf.endpoint_terms(f0, f1)
-        if self.refine is None:
+        refine = self.refine
+        if refine is None:
             return _Endpoints(i0, i1, terms, None, None)
-        return _Endpoints(i0, i1, terms, self.refine.project(f0), self.refine.project(f1))
+        return _Endpoints(i0, i1, terms, refine.project(f0), refine.project(f1))
 
     def _decode(
-        self, ends: _Endpoints, fm: list[torch.Tensor], t: torch.Tensor, size: Sequence[int], intermediates: bool
+        self, ends: _Endpoints, fm: list[torch.Tensor], t: torch.Tensor, size: list[int], intermediates: bool
     ) -> Intermediates:
         """Everything after the encoder, on a batch of ``B`` time points (``ends`` has batch ``B``).
 
@@ -201,38 +243,39 @@ class TMSDFNet(nn.Module):
         phis = [integrate_velocity(v, self.num_steps) for v in velocities]  # (2B, 3, ...) per scale
         images = torch.cat([ends.i0, ends.i1], dim=0)
 
-        if self.refine is None:
+        refine = self.refine
+        q0, q1 = ends.q0, ends.q1
+        warped: list[torch.Tensor] = []
+        if refine is None or q0 is None or q1 is None:
             warped_full = warp(images, phis[-1])
         else:  # the finest scale warps the image and its projected features in one pass
-            moving = [torch.cat([a, b], dim=0) for a, b in zip(ends.q0, ends.q1)]
+            moving = [torch.cat([a, b], dim=0) for a, b in zip(q0, q1)]
             moving[-1] = torch.cat([images, moving[-1]], dim=1)
             warped = [warp(m, phi) for m, phi in zip(moving, phis)]
-            warped_full, warped[-1] = warped[-1][:, :1], warped[-1][:, 1:]
+            finest = warped[-1]
+            warped_full = finest[:, :1]
+            warped[-1] = finest[:, 1:]
         i0t, i1t = warped_full[:batch], warped_full[batch:]
-        if self.refine is None:
+        if refine is None:
             pred = lerp(i0t, i1t, t)
         else:
-            pred = self.refine(i0t, i1t, [w[:batch] for w in warped], [w[batch:] for w in warped], t)
+            pred = refine(i0t, i1t, [w[:batch] for w in warped], [w[batch:] for w in warped], t)
         pred = crop(pred, size)
         if not intermediates:
-            return Intermediates(pred, [], [], [], [], [], [], [])
+            no_weights: list[Optional[torch.Tensor]] = []
+            return Intermediates(pred, [], [], [], [], [], [], no_weights)
 
         full = images.shape[2:]
         warped_images = [warp(images, resize_field(phi, full)) for phi in phis[:-1]] + [warped_full]
         scales = len(phis)
-        crops = [[-(-s // 2 ** (scales - 1 - i)) for s in size] for i in range(scales)]
+        crops = [[_ceil_div(s, 1 << (scales - 1 - i)) for s in size] for i in range(scales)]
 
-        def split(fields, sizes):
-            pairs = [crop(f, s).chunk(2) for f, s in zip(fields, sizes)]
-            return [p[0] for p in pairs], [p[1] for p in pairs]
-
-        warped0, warped1 = split(warped_images, [size] * scales)
-        phi0, phi1 = split(phis, crops)
-        velocity0, velocity1 = split(velocities, crops)
-        weights = [
-            None if w is None else crop(w, s).unflatten(0, (2, batch)).transpose(0, 1)
-            for w, s in zip(msdf.dfm_weights, crops)
-        ]
+        warped0, warped1 = _split_directions(warped_images, [size] * scales)
+        phi0, phi1 = _split_directions(phis, crops)
+        velocity0, velocity1 = _split_directions(velocities, crops)
+        weights: list[Optional[torch.Tensor]] = []
+        for w, s in zip(msdf.dfm_weights, crops):
+            weights.append(None if w is None else crop(w, s).unflatten(0, (2, batch)).transpose(0, 1))
         return Intermediates(pred, warped0, warped1, phi0, phi1, velocity0, velocity1, weights)
 
 
@@ -307,6 +350,7 @@ class Student(TMSDFNet):
             max_batch = 1 if i0.device.type == "cpu" else len(ts)
         for chunk in ts.split(max_batch):
             middle = self.middle_input(torch.cat([i0, i1], dim=1).expand(len(chunk), -1, -1, -1, -1), chunk)
-            preds.append(self._decode(ends.expand(len(chunk)), self.encoder(middle), chunk, size, False).pred)
+            batch = _expand_endpoints(ends, len(chunk))
+            preds.append(self._decode(batch, self.encoder(middle), chunk, size, False).pred)
         return torch.cat(preds, dim=0)
 

@@ -17,10 +17,6 @@ All functions compute in at least float32 (half and bfloat16 inputs are promoted
 under ``torch.autocast``; float64 stays float64) and return that dtype.
 """
 
-from __future__ import annotations
-
-from collections.abc import Sequence
-
 import torch
 from torch.nn import functional as F
 
@@ -38,7 +34,7 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
 def _identity_grid(like: torch.Tensor) -> torch.Tensor:
     """``(1, X, Y, Z, 3)`` identity of ``like``'s grid in ``grid_sample`` units (align_corners=True, axes z, y, x)."""
     axes = [torch.linspace(-1.0, 1.0, int(s), dtype=like.dtype, device=like.device) for s in like.shape[2:]]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], dim=-1)[None]
+    return torch.stack(torch.meshgrid(axes, indexing="ij")[::-1], dim=-1)[None]
 
 
 def _voxels_to_grid_units(like: torch.Tensor) -> torch.Tensor:
@@ -90,7 +86,7 @@ def integrate_velocity(velocity: torch.Tensor, num_steps: int = NUM_STEPS) -> to
     return field.flip(1) / units
 
 
-def resize_field(field: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+def resize_field(field: torch.Tensor, size: list[int]) -> torch.Tensor:
     """Resample a displacement or velocity field to another grid of the same extent.
 
     Values are interpolated trilinearly with ``align_corners=False`` (voxel centres; a 2x down-sampled
@@ -99,16 +95,16 @@ def resize_field(field: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
     Args:
         field: ``(B, 3, X, Y, Z)`` in voxels of its grid.
-        size: target spatial size ``(X', Y', Z')``.
+        size: target spatial size ``(X', Y', Z')`` (any sequence of ints in Python; a list when scripted).
 
     Returns:
         ``(B, 3, X', Y', Z')`` in voxels of the new grid, at least float32 (the input itself when sizes
         match).
     """
     field = at_least_float32(field)
-    size = tuple(int(s) for s in size)
-    if tuple(field.shape[2:]) == size:
+    size = [int(s) for s in size]
+    if list(field.shape[2:]) == size:
         return field
-    ratio = [new / old for new, old in zip(size, field.shape[2:])]
+    ratio = [float(new) / float(old) for new, old in zip(size, field.shape[2:])]
     scale = torch.tensor(ratio, dtype=field.dtype, device=field.device).view(1, -1, 1, 1, 1)
     return F.interpolate(field, size=size, mode="trilinear", align_corners=False) * scale

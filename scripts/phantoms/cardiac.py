@@ -30,19 +30,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scripts.phantoms.base import (
-    Phantom,
-    centred_mm,
-    ellipsoid_distance,
-    lagged,
-    paint,
-    render_frames,
-    smooth_noise,
-    smoothstep,
-    soft_inside,
-    storable,
-    voxel_affine,
-)
+from scripts.phantoms.base import (Phantom, centred_mm, ellipsoid_distance, lagged, paint, render_frames, smooth_noise,
+                                   smoothstep, soft_inside, storable, voxel_affine)
 from scripts.utils.errors import InputError
 
 OUTER_REACH_MM = 30.0  # how far beyond the heart's surface its motion fades out

@@ -1,9 +1,10 @@
-"""Phantoms written as DICOM, in the layouts scanners export (DESIGN section 5), for tests, demos and CI.
+"""Phantoms written as DICOM, in the layouts scanners export, for tests, demos and CI.
 
-    lung        respiratory 4D CT, one series per phase (layout a, the 4D-Lung layout read by ``lung4d``):
-                ``out/<patient>/<study>/<series per phase>/*.dcm``
+    lung        respiratory 4D CT, one series per phase (layout ``series_per_phase``, the 4D-Lung layout read by
+                ``lung4d``): ``out/<patient>/<study>/<series per phase>/*.dcm``
     cine_dicom  cardiac cine MR as another vendor sends it: double-oblique short axis, 8 mm slices, one series
-                holding every slice and phase (layout b), one series per slice (c) or one enhanced file (d)
+                holding every slice and phase (``single_series``), one series per slice (``series_per_slice``) or
+                one enhanced file (``enhanced``)
 
 The true motion of each case is saved beside its DICOM files in ``<patient>/.phantom/truth/motion.npz`` (a hidden
 folder, so DICOM readers and the 4D-Lung case listing pass it by); ``load_truth(<patient>/.phantom)`` reads it.
@@ -20,9 +21,10 @@ import numpy as np
 
 from scripts.io.series import Series4D
 from scripts.phantoms.base import Phantom, case_seed, save_truth
-from scripts.phantoms.dicom_acquisition import write_dicom_acquisition
+from scripts.phantoms.dicom_acquisition import layout_name, write_dicom_acquisition
 from scripts.utils.args import parse_shape
 from scripts.utils.atomic import atomic_dir
+from scripts.utils.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -68,16 +70,19 @@ def write_lung_layout(out_dir: str | os.PathLike, num_cases: int, seed: int = 0,
 
     shape = parse_shape(shape)
     return _write_cases(out_dir, num_cases, seed, lambda s: lung_phantom(s, shape=shape, phases=frames),
-                        layout="a", modality="CT", overwrite=overwrite)
+                        layout="series_per_phase", modality="CT", overwrite=overwrite)
 
 
 def write_cine_dicom(out_dir: str | os.PathLike, num_cases: int, seed: int = 0, shape: Sequence[int] = (256, 256, 10),
-                     frames: int = 20, layout: str = "b", overwrite: bool = False) -> Path:
+                     frames: int = 20, layout: str = "single_series", overwrite: bool = False) -> Path:
     """Cardiac cine phantoms as a full field-of-view MR acquisition from another vendor: double-oblique, 8 mm slices,
-    1.4 mm pixels at 256 (360 mm field of view), in DICOM ``layout`` b, c or d."""
+    1.4 mm pixels at 256 (360 mm field of view), in DICOM ``layout`` single_series, series_per_slice or enhanced."""
     from scripts.phantoms.cardiac import cardiac_phantom
 
     shape = parse_shape(shape)
+    layout = layout_name(layout)
+    if layout == "series_per_phase":
+        raise InputError("--layout", "a cine is written as single_series, series_per_slice or enhanced")
     spacing = (360.0 / shape[0], 360.0 / shape[1], 8.0)
     return _write_cases(out_dir, num_cases, seed,
                         lambda s: cardiac_phantom(s, shape=shape, frames=frames, spacing=spacing),

@@ -23,19 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from scripts.phantoms.base import (
-    Phantom,
-    centred_mm,
-    ellipsoid_distance,
-    lagged,
-    paint,
-    render_frames,
-    smooth_noise,
-    smoothstep,
-    soft_inside,
-    storable,
-    voxel_affine,
-)
+from scripts.phantoms.base import (Phantom, centred_mm, ellipsoid_distance, lagged, paint, render_frames, smooth_noise,
+                                   smoothstep, soft_inside, storable, voxel_affine)
 from scripts.utils.errors import InputError
 
 HU = {"air": -1000.0, "fat": -100.0, "muscle": 50.0, "soft": 40.0, "liver": 60.0, "bone": 300.0, "cortex": 700.0,

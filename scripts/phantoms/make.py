@@ -94,7 +94,7 @@ def phantom(
     seed: int = 0,
     shape: str | Sequence[int] | None = None,
     frames: int | None = None,
-    layout: str = "b",
+    layout: str = "single_series",
     overwrite: bool = False,
 ) -> str:
     """Write a synthetic 4D dataset whose true motion is known, in the layout the training and evaluation read.
@@ -107,7 +107,8 @@ def phantom(
 
     Lung: respiratory 4D CT (body, lungs, vessels, a nodule, diaphragm) over 10 phases, phase 0 end-inhale, in the
     4D-Lung DICOM layout (one series per phase). Cine_dicom: the cardiac phantom as a full field-of-view,
-    double-oblique cine MR from another vendor (DICOM layout b, c or d). Both keep the truth in
+    double-oblique cine MR from another vendor (DICOM layout single_series, series_per_slice or enhanced). Both keep
+    the truth in
     ``<patient>/.phantom/truth/motion.npz``.
 
     Args:
@@ -118,8 +119,8 @@ def phantom(
         shape: voxels per volume as X,Y,Z (cardiac default 128,128,32: the field of view stays 192 mm in-plane, so
             128 gives 1.5 mm voxels, slices 10 mm; lung 128,128,128 at 2.5 mm; cine_dicom 256,256,10).
         frames: frames per cardiac cycle (default 20, at least 6) or respiratory phases (lung, default 10).
-        layout: cine_dicom only: "b" one series with every slice and phase, "c" one series per slice, "d" one
-            enhanced multi-frame file.
+        layout: cine_dicom only: "single_series" one series with every slice and phase, "series_per_slice" one
+            series per slice, "enhanced" one enhanced multi-frame file.
         overwrite: replace an existing --out folder.
 
     Returns:

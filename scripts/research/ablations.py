@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -47,13 +46,15 @@ _TABLE_ROWS = {"Table 2 (modules)": ("none", "dfm", "dfm_tm", "dfm_tm_ref", "ful
                "Table 3 (losses)": ("recon", "recon_align", "full")}
 
 
-def _train(config: str, overrides: Mapping[str, object]) -> None:
-    """Run a training config of this bundle with ``overrides`` (from the bundle root: configs refer to each other
-    by relative path)."""
+TEACHER_CONFIGS = ("train_teacher.json",)
+STUDENT_CONFIGS = ("train_teacher.json", "train_student.json")  # the student config holds what differs
+
+
+def _train(configs: Sequence[str], overrides: Mapping[str, object]) -> None:
+    """Run this bundle's training configs (merged in order, from any working directory) with ``overrides``."""
     from monai.bundle import run
 
-    with contextlib.chdir(ROOT):
-        run(config_file=str(ROOT / "configs" / config), **{"bundle_root": str(ROOT), **overrides})
+    run(config_file=[str(ROOT / "configs" / name) for name in configs], **{"bundle_root": str(ROOT), **overrides})
 
 
 def ablation_table(summary: Mapping[str, Mapping], rows: Sequence[str] | None = None) -> str:
@@ -75,11 +76,11 @@ def ablation_table(summary: Mapping[str, Mapping], rows: Sequence[str] | None = 
 
 
 def row_overrides(name: str) -> dict[str, object]:
-    """The ``configs/train_student.json`` overrides of ablation row ``name``: its flags and, without ``L_distill``,
+    """The overrides of the student's training configs of ablation row ``name``: its flags and, without ``L_distill``,
     no frozen teacher in the loop (``"$None"``: monai's ``run`` drops overrides whose value is None)."""
     flags = dict(ABLATIONS[name])
     if not flags["use_distill"]:
-        flags.update({"train_inferer#teacher": "$None", "train_prepare_batch#with_teacher": False})
+        flags.update({"train#inferer#teacher": "$None", "train#prepare_batch#with_teacher": False})
     return flags
 
 
@@ -151,7 +152,7 @@ def ablations(
         teacher = teacher_dir / "teacher.pt"
         if not teacher.is_file():
             logger.info("ablations: training the shared teacher (%d epochs) in %s", epochs, teacher_dir)
-            _train("train_teacher.json", {**common, "output_dir": str(teacher_dir), "weights_file": str(teacher)})
+            _train(TEACHER_CONFIGS, {**common, "output_dir": str(teacher_dir), "weights_file": str(teacher)})
     variants = {}
     for name in rows:
         flags = ABLATIONS[name]
@@ -161,7 +162,7 @@ def ablations(
             logger.info("ablations: %s already trained (%s)", name, weights)
         else:
             logger.info("ablations: training %s (%d epochs) in %s", name, epochs, out)
-            _train("train_student.json", {**common, **row_overrides(name), "output_dir": str(out),
+            _train(STUDENT_CONFIGS, {**common, **row_overrides(name), "output_dir": str(out),
                                           "weights_file": str(weights), "teacher_weights": str(teacher)})
         variants[name] = {**{k: flags[k] for k in NETWORK_FLAGS}, "weights": str(weights)}
     eval_dir = evaluate(test_dir, dataset=dataset, output_dir=str(runs / "ablation_eval"), methods=["blend"],

@@ -1,4 +1,4 @@
-"""The objectives of the paper (section 2.4, DESIGN section 4), one term at a time so ablations are config switches.
+"""The objectives of the paper (section 2.4), one term at a time so ablations are config switches.
 
     L_align   = sum_k sum_i w_i (MSE(I_t, I_kt_i) + lambda_r Diffusion(Phi_kt_i)),  w_i = 2^(i - N), i = 1 (coarsest)..N
     L_recon   = MSE(I~_t, I_t)

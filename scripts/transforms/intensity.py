@@ -9,8 +9,8 @@ over every frame of the case, after the spatial crop), not UVI-Net's per-volume 
 - inference maps every synthesised frame back to the input's units with one known scale, instead of having to
   guess a scale "between" those of I0 and I1.
 
-Per-volume scaling (``per_frame=True``) reproduces the UVI-Net protocol exactly (DESIGN section 5, "per-volume
-min-max"), for metrics comparable with the paper's tables. On the 100 real ACDC cines the two differ: the dimmest
+Per-volume scaling (``per_frame=True``) reproduces the UVI-Net protocol exactly (per-volume
+min-max), for metrics comparable with the paper's tables. On the 100 real ACDC cines the two differ: the dimmest
 frame's maximum is a median 0.88 (lowest 0.35) of the series maximum, so per-volume scaling stretches whole frames
 by up to ~3x, and the mean absolute difference between the two normalisations is a median 0.016 per case (up to
 0.12), comparable to the interpolation errors being measured (PSNR ~27 dB is an RMS error of ~0.045).

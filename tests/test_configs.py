@@ -1,0 +1,68 @@
+"""The configs as programs: each setting in one place, merged configs from any working directory, zoo properties."""
+
+import inspect
+import json
+
+import pytest
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+from scripts.baselines.voxelmorph import voxelmorph_net
+from scripts.networks import TMSDFNet
+from scripts.utils.paths import ROOT
+
+CONFIGS = ROOT / "configs"
+STUDENT = [str(CONFIGS / "train_teacher.json"), str(CONFIGS / "train_student.json")]
+
+
+def _default(function, name):
+    return list(inspect.signature(function).parameters[name].default)
+
+
+@pytest.mark.parametrize("name", ["inference.json", "train_teacher.json", "evaluate.json"])
+def test_every_program_builds_the_shipped_architecture(name):
+    """The encoder widths each program states are the teacher's and student's (one class family) defaults, which the shipped weights have."""
+    assert json.loads((CONFIGS / name).read_text())["channels"] == _default(TMSDFNet, "channels")
+
+
+def test_voxelmorph_sizes_live_in_one_place():
+    """train_voxelmorph.json trains the architecture that evaluate.json builds from the Python defaults."""
+    train = json.loads((CONFIGS / "train_voxelmorph.json").read_text())
+    assert train["vm_channels"] == _default(voxelmorph_net, "channels")
+    assert train["vm_final_conv_channels"] == _default(voxelmorph_net, "final_conv_channels")
+    assert train["vm_unet_out_channels"] == inspect.signature(voxelmorph_net).parameters["unet_out_channels"].default
+    evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
+    assert set(evaluate["vm_def"]) == {"_target_"}
+
+
+def test_student_config_holds_only_what_differs_from_the_teacher():
+    student = json.loads((CONFIGS / "train_student.json").read_text())
+    teacher = json.loads((CONFIGS / "train_teacher.json").read_text())
+    shared = {k for k in student if k in teacher and student[k] == teacher[k]}
+    assert not shared, f"train_student.json repeats the teacher's {sorted(shared)}"
+    for key in ("spatial_size", "learning_rate", "num_epochs", "lambda_r", "channels", "train", "validate"):
+        assert key not in student
+
+
+def test_merged_student_config_reads_from_any_working_directory(tmp_path, monkeypatch):
+    """No ``%`` macro depends on the working directory: one change to the teacher config reaches the student."""
+    monkeypatch.chdir(tmp_path)
+    parser = ConfigParser()
+    parser.read_config(STUDENT)
+    parser.update({"spatial_size": [24, 24, 8]})
+    assert parser.get_parsed_content("train#dataset#spatial_size") == [24, 24, 8]
+    assert parser["stage"] == "student"
+    assert parser["network_def"]["_target_"] == "scripts.networks.Student"
+    assert parser["train"]["prepare_batch"]["with_teacher"] is True
+    assert parser["train"]["inferer"]["teacher"] == "@teacher"
+    for path in CONFIGS.glob("*.json"):
+        assert '"%' not in path.read_text(), f"{path.name} uses a macro"
+
+
+@pytest.mark.parametrize("files", [[str(CONFIGS / "train_teacher.json")], STUDENT])
+def test_training_configs_have_the_model_zoo_properties(files):
+    """MONAI's ConfigWorkflow finds every required training property (train#trainer, train#dataset, train#inferer,
+    network_def, validate#evaluator, ...)."""
+    workflow = ConfigWorkflow(config_file=files, workflow_type="train", logging_file=False, bundle_root=str(ROOT))
+    missing = [name for name, prop in workflow.properties.items()
+               if prop.get("required") and workflow.parser.get(prop["id"]) is None]
+    assert not missing
