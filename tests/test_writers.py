@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from scripts.io import nifti_write as writers
-from scripts.io.montage import TITLE_BAND_PX, write_montage
 from scripts.io.dicom_write import StoredEncoding
+from scripts.io.montage import TITLE_BAND_PX, write_montage
 from scripts.io.nifti_write import write_nifti_frames, write_nifti_series
 from scripts.io.preview import write_cine_preview
 from scripts.utils.errors import OutputExistsError

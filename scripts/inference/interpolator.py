@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-
 from tqdm import tqdm
 
 from scripts.inference.times import CineFrame

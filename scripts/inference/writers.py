@@ -24,7 +24,7 @@ from scripts.io.time_labels import t_label
 if TYPE_CHECKING:  # the workflow imports this module
     from scripts.inference.workflow import Interpolation
 
-__all__ = ["NiftiFramesWriter", "DicomFramesWriter", "MontageWriter", "PreviewWriter"]
+__all__ = ["DicomFramesWriter", "MontageWriter", "NiftiFramesWriter", "PreviewWriter"]
 
 logger = logging.getLogger(__name__)
 
