@@ -2,6 +2,7 @@
 DICOM cine per input layout, read back with pydicom, ITK and ``dciodvfy``; the two-endpoint path as one series."""
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -149,34 +150,35 @@ def test_memory_check_runs_before_the_pairs(nifti_series, weights, tmp_path, mon
 
 # --- DICOM in, one playable derived cine out -------------------------------------------------------------------------
 
-def write_input(tmp_path, layout, modality="MR", series=None):
+def write_input(tmp_path, layout, modality="MR", series=None, quirks=()):
     series = series or integer_series()
-    return write_dicom_acquisition(series, tmp_path / "in", layout=layout, modality=modality), series
+    return write_dicom_acquisition(series, tmp_path / "in", layout=layout, modality=modality, quirks=quirks), series
 
 
 def input_images(patient, affine):
     """``{(slice, frame): (SOPInstanceUID, frame number or None, SliceLocation)}`` of the input, from its own
-    headers: slice by position along the normal, frame by TriggerTime, else SeriesNumber (a 4D CT's series per phase),
-    enhanced: by its frame content."""
+    headers: slice by position along the normal; frame by its rank at that position in TriggerTime, AcquisitionTime,
+    SeriesNumber (a 4D CT's series per phase), InstanceNumber; enhanced: by its frame content."""
     normal = slice_normal(dicom_from_affine(affine, 1).orientation)
-    found = {}
+    found, at_position = {}, {}
     for ds in headers(patient):
-        if "PerFrameFunctionalGroupsSequence" in ds:
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
             for number, group in enumerate(ds.PerFrameFunctionalGroupsSequence, start=1):
                 content = group.FrameContentSequence[0]
                 found[(content.InStackPositionNumber - 1, content.TemporalPositionIndex - 1)] = (
                     ds.SOPInstanceUID, number, None)
             continue
-        when = float(ds.TriggerTime) if "TriggerTime" in ds else float(ds.SeriesNumber)
-        found[(float(np.asarray(ds.ImagePositionPatient, float) @ normal), when)] = (
-            ds.SOPInstanceUID, None, ds.get("SliceLocation"))
-    if all(isinstance(k[0], int) for k in found):
-        return found
-    locations, times = sorted({k[0] for k in found}), sorted({k[1] for k in found})
-    return {(locations.index(k[0]), times.index(k[1])): v for k, v in found.items()}
+        where = round(float(np.asarray(ds.ImagePositionPatient, float) @ normal), 3)
+        order = (float(ds.get("TriggerTime") or 0), str(ds.get("AcquisitionTime", "")), int(ds.SeriesNumber),
+                 int(ds.InstanceNumber))
+        at_position.setdefault(where, []).append((order, (ds.SOPInstanceUID, None, ds.get("SliceLocation"))))
+    for z, where in enumerate(sorted(at_position)):
+        for t, (_, image) in enumerate(sorted(at_position[where])):
+            found[(z, t)] = image
+    return found
 
 
-def check_cine(out_dir, patient, series, plan, modality="MR", gated=True):
+def check_cine(out_dir, patient, series, plan, modality="MR"):
     """Everything a viewer needs to play the derived cine, checked against the input's own files."""
     folder = Path(out_dir) / "dicom"
     num_slices, num_frames = series.array.shape[2], len(plan)
@@ -190,17 +192,16 @@ def check_cine(out_dir, patient, series, plan, modality="MR", gated=True):
     assert all(list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"] for ds in derived)
     geometry = dicom_from_affine(series.affine, num_slices)
     normal = slice_normal(geometry.orientation)
-    times = np.arange(FRAMES) * 1000 / FRAMES  # the synthetic scanner's TriggerTime
-    expected_times = cine_times_ms(plan, times) if gated else None
+    expected_times = cine_times_ms(plan, read_dicom_series(patient).times)  # None: the input has no frame times
     for ds in derived:
         z = int(np.argmin(np.abs(geometry.positions @ normal - np.asarray(ds.ImagePositionPatient, float) @ normal)))
         m = int(ds.TemporalPositionIdentifier) - 1
         np.testing.assert_allclose(ds.ImagePositionPatient, geometry.positions[z], atol=0.01)
         np.testing.assert_allclose(ds.ImageOrientationPatient, geometry.orientation, atol=1e-6)
         assert ds.NumberOfTemporalPositions == num_frames and ds.InstanceNumber == z * num_frames + m + 1
-        if gated:
+        if expected_times is not None:
             assert float(ds.TriggerTime) == pytest.approx(expected_times[m], abs=1e-3)
-        else:  # no trigger in the input (4D CT phases), none made up
+        else:  # no frame times in the input (4D CT phases, ungated stacks), none made up
             assert "TriggerTime" not in ds
         if modality == "MR":
             assert ds.CardiacNumberOfImages == num_frames
@@ -244,15 +245,27 @@ def test_ct_cine_keeps_the_inputs_rescale(weights, tmp_path):
     patient, _ = write_input(tmp_path, "series_per_phase", "CT", series)  # a 4D CT
     out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="dicom",
                       model=weights)
-    gated = "TriggerTime" in headers(patient)[0]
-    derived = check_cine(out, patient, series, upsample_plan(FRAMES, 2, True), modality="CT", gated=gated)
+    derived = check_cine(out, patient, series, upsample_plan(FRAMES, 2, True), modality="CT")
     source = headers(patient)[0]
     assert {(float(ds.RescaleSlope), float(ds.RescaleIntercept)) for ds in derived} == {
         (float(source.RescaleSlope), float(source.RescaleIntercept))}
     np.testing.assert_array_equal(read_dicom_series(Path(out) / "dicom").array[..., ::2], series.array)
 
 
-def test_vendor_slice_location_and_malformed_study_uid_are_kept(weights, tmp_path, monkeypatch):
+@pytest.mark.parametrize("layout, quirks", [
+    ("single_series", ("empty_functional_groups", "frame_of_reference_per_image", "invalid_uids")),  # GE cine
+    ("series_per_slice", ("ungated_slices",)),  # Siemens real-time stack
+    ("enhanced", ("enhanced_file_per_phase",)),
+])
+def test_real_export_quirks_give_a_playable_cine(weights, tmp_path, monkeypatch, layout, quirks):
+    monkeypatch.setattr(pydicom.config.settings, "reading_validation_mode", pydicom.config.IGNORE)
+    patient, series = write_input(tmp_path, layout, quirks=quirks)
+    out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="dicom",
+                      model=weights)
+    check_cine(out, patient, series, upsample_plan(FRAMES, 2, True))
+
+
+def test_vendor_slice_location_and_malformed_study_uid_are_kept(weights, tmp_path, monkeypatch, caplog):
     """A GE-style SliceLocation (opposite sign, own origin) is repeated at the same position; a StudyInstanceUID with
     leading-zero components stays as it is, so the result lands in the patient's study."""
     patient, series = write_input(tmp_path, "single_series")
@@ -264,8 +277,15 @@ def test_vendor_slice_location_and_malformed_study_uid_are_kept(weights, tmp_pat
         ds.StudyInstanceUID = bad_study
 
     edit([p for p in Path(patient).rglob("*") if p.is_file()], vendor)
+    caplog.set_level(logging.WARNING)
+    read_dicom_series(patient)
+    reading = sum("Invalid value for VR UI" in r.getMessage() for r in caplog.records)
+    caplog.clear()
     out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="dicom",
                       model=weights)
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("kept as it is" in m for m in said) == 1  # said once, not once per written file
+    assert sum("Invalid value for VR UI" in m for m in said) <= reading  # none per written file
     derived = check_cine(out, patient, series, upsample_plan(FRAMES, 2, True))
     assert {ds.StudyInstanceUID for ds in derived} == {bad_study}
 
@@ -295,3 +315,4 @@ def test_command_line_flags(nifti_series, weights, tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-2000:]
     assert nib.load(tmp_path / "o" / "upsampled_4d.nii.gz").shape[3] == (data.shape[3] - 1) * 2 + 1
+

@@ -20,6 +20,7 @@ Every folder is written atomically (:func:`scripts.utils.atomic.atomic_dir`) and
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime
@@ -158,6 +159,9 @@ def copy_header(template: Dataset, modality: str, keep_study_uid: bool = False) 
             element = template.data_element(keyword) if keyword in template else None
             keep = keep_study_uid and keyword == "StudyInstanceUID"
             if element is not None and not element.is_empty and (keep or _is_valid(element)):
+                if keep and not _is_valid(element):
+                    logger.warning("StudyInstanceUID %r of the input is not a valid UID; kept as it is, so the result "
+                                   "stays in the patient's study", element.value)
                 header.add(copy.deepcopy(element))
             elif element is not None and element.VR == "UI" and not element.is_empty:
                 logger.warning("%s %r of the input is not a valid UID; writing a UID derived from it", keyword,
@@ -366,6 +370,18 @@ def _slice_locations(geometry: SliceGeometry, sources: Sequence[Sequence[SourceI
     return [row[0].slice_location for row in sources]
 
 
+@contextlib.contextmanager
+def _validation(mode: int):
+    """pydicom's reading and writing validation set to ``mode`` for the block."""
+    settings = pydicom.config.settings
+    before = settings.reading_validation_mode, settings.writing_validation_mode
+    settings.reading_validation_mode = settings.writing_validation_mode = mode
+    try:
+        yield
+    finally:
+        settings.reading_validation_mode, settings.writing_validation_mode = before
+
+
 def _source_item(source: SourceImage) -> Dataset:
     item = Dataset()
     item.ReferencedSOPClassUID = source.sop_class_uid
@@ -420,16 +436,17 @@ def write_derived_cine(
     geometry = dicom_from_affine(affine, num_slices)
     encoding = StoredEncoding.of(template)
     stored = encoding.encode(cine)
-    header = series_header(copy_header(template, modality, keep_study_uid=True), sop_class, modality, series_number,
-                            series_description, ["DERIVED", "SECONDARY", IMAGE_TYPE_3[modality]], encoding.slope,
-                            encoding.intercept)
+    with _validation(pydicom.config.IGNORE):  # copy_header says once what it keeps or replaces
+        header = series_header(copy_header(template, modality, keep_study_uid=True), sop_class, modality,
+                                series_number, series_description, ["DERIVED", "SECONDARY", IMAGE_TYPE_3[modality]],
+                                encoding.slope, encoding.intercept)
     if modality == "MR" and encoding.identity:  # no Modality LUT in an MR image unless the input had one
         del header.RescaleSlope, header.RescaleIntercept
     header.DerivationDescription = derivation
     window = display_window(cine)
     thickness = slice_thickness(template, geometry)
     locations = _slice_locations(geometry, sources)
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp, _validation(pydicom.config.IGNORE):
         for k in range(num_slices):
             for m in range(num_frames):
                 ds = slice_dataset(header, stored[..., m], geometry, k, thickness, window)
