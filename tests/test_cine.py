@@ -128,9 +128,9 @@ def test_batches_of_pairs_match_one_pair_at_a_time(nifti_series, weights, monkey
 @pytest.mark.parametrize("kwargs, message", [
     ({"upsample": 2, "t": 0.5}, "--upsample: .*cannot be combined with --t"),
     ({"upsample": 2, "start_frame": 1}, "--upsample: .*--start_frame"),
-    ({"upsample": 1}, "--upsample: must be a whole number >= 2"),
-    ({"upsample": 2.5}, "--upsample: must be a whole number >= 2"),
-    ({"upsample": 2, "cyclic": "yes"}, "--cyclic: must be True or False"),
+    ({"upsample": 1}, "--upsample: must be at least 2"),
+    ({"upsample": 2.5}, "--upsample: expected a whole number"),
+    ({"upsample": 2, "cyclic": "perhaps"}, "--cyclic: expected True or False"),
 ])
 def test_upsample_arguments_are_refused_before_any_work(nifti_series, weights, tmp_path, kwargs, message):
     with pytest.raises(InputError, match=message):

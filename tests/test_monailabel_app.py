@@ -8,6 +8,9 @@ straight from that network, independently of the task's own pipeline.
 
 import importlib
 import os
+import re
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -16,10 +19,10 @@ import torch
 
 pytest.importorskip("monailabel.tasks.infer.basic_infer", reason="monailabel is not installed (.ci/monailabel.sh)")
 
-from scripts.utils.checkpoint import load_weights  # noqa: E402
-from scripts.utils.errors import InputError  # noqa: E402
+from scripts.utils.checkpoint import load_weights
+from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
-from tests.small_bundle import NETWORK_ARGS, OVERRIDES, save_random_weights  # noqa: E402
+from tests.small_bundle import NETWORK_ARGS, OVERRIDES, save_random_weights
 
 SHAPE = (16, 16, 8)
 FRAMES = 4
@@ -173,3 +176,134 @@ def test_app_serves_the_task(tmp_path, series):
     assert volume.shape == SHAPE
     np.testing.assert_allclose(affine, AFFINE, atol=1e-5)
     assert result["params"]["t"] == 0.5
+
+
+# --- hostile requests: parameters are data ----------------------------------------------------------------------------
+CANARY = "CANARY"
+
+
+def _refused():
+    """What a refused request raises here: the InputError, or HTTP 422 when FastAPI (the server's) is importable."""
+    try:
+        from fastapi import HTTPException
+    except ImportError:
+        return (InputError,)
+    return (InputError, HTTPException)
+
+
+def _message(err) -> str:
+    return getattr(err, "detail", None) or str(err)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"device": f"$__import__('os').mkdir('{CANARY}') or 'cpu'"}, r"^device: must be cpu, cuda or cuda:N"),
+        ({"device": "@checkpoint"}, r"^device: must be cpu, cuda or cuda:N"),
+        ({"device": {"_target_": "os.mkdir", "path": CANARY}}, r"^device: must be"),
+        ({"device": "gpu0"}, r"^device: must be cpu, cuda or cuda:N; got 'gpu0'"),
+        ({"t": True}, r"^t: expected a number"),
+        ({"t": f"$__import__('os').mkdir('{CANARY}') or 0.5"}, r"^t: not a number"),
+        ({"t": {"_target_": "os.mkdir", "path": CANARY}}, r"^t: expected a number"),
+        ({"t": "[0.25, 0.5]"}, r"^t: one time point per request"),
+        ({"t": float("nan")}, r"^t: time points must lie in \[0, 1\]"),
+        ({"start_frame": f"$__import__('os').mkdir('{CANARY}') or 0"}, r"^start_frame: expected a whole number"),
+        ({"end_frame": 1.5}, r"^end_frame: expected a whole number, got 1.5"),
+        ({"end_frame": 9}, r"^end_frame: frame 9 is out of range"),
+        ({"result_dtype": "object"}, r"^result_dtype: must be one of float32"),
+        ({"result_extension": "/../../x.py"}, r"^result_extension: must be one of .nii.gz, .nii"),
+        ({"logging": {"level": "DEBUG"}}, r"^logging: must be one of"),
+        ({"image": f"$__import__('os').mkdir('{CANARY}') or 'x.nii.gz'"}, r"input not found"),
+        ({"image": ["a.nii.gz"]}, r"^image: expected the path"),
+    ],
+)
+def test_hostile_requests_are_refused_by_parameter(task, series, params, message, tmp_path, monkeypatch):
+    """Each parameter with code, a reference, a dict or a wrong type: refused, naming the request parameter (not a
+    command-line flag), before anything runs; the canary never appears."""
+    monkeypatch.chdir(tmp_path)
+    request = {"image": str(series[0]), "device": "cpu", **params}
+    with pytest.raises(_refused()) as caught:
+        task(request)
+    assert re.search(message, _message(caught.value)), _message(caught.value)
+    assert "--" not in _message(caught.value)
+    assert not (tmp_path / CANARY).exists() and not (ROOT / CANARY).exists()
+
+
+def test_the_device_reaches_the_config_only_from_the_allow_list(task, interpolation):
+    with pytest.raises(RuntimeError, match="unchecked device"):
+        task.interpolator("$__import__('os').getcwd()")
+    assert interpolation.check_request({"image": "a.nii.gz", "t": 0.5, "start_frame": 0, "end_frame": -1,
+                                        "device": ["cuda:1"], "result_extension": ".nii.gz",
+                                        "result_dtype": "float32"})["device"] == "cuda:1"
+
+
+# --- the real server on loopback (.ci/monailabel.sh sets MONAILABEL_SERVER_PATH) -------------------------------------
+@pytest.mark.skipif(not os.environ.get("MONAILABEL_SERVER_PATH"),
+                    reason="the MONAI Label server's dependencies are installed by .ci/monailabel.sh")
+def test_real_server_answers_good_bad_and_hostile_requests(series, tmp_path):
+    """``monailabel start_server`` with this app on 127.0.0.1: a good request returns the volume, a bad one HTTP 422
+    naming ``t``, a hostile one HTTP 422 naming ``device`` and runs nothing."""
+    import json
+    import socket
+    import time
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+    import uuid
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.environ["MONAILABEL_SERVER_PATH"], "OMP_NUM_THREADS": "1"}
+    log = (tmp_path / "server.log").open("w")  # closed in the finally below, once the server has stopped
+    server = subprocess.Popen([sys.executable, "-m", "monailabel.main", "start_server", "--app",
+                               str(ROOT / "apps" / "monailabel"), "--studies", str(studies), "--host", "127.0.0.1",
+                               "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def infer(params: dict, output: str):
+        boundary = uuid.uuid4().hex
+        body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"params\"\r\n\r\n{json.dumps(params)}\r\n"
+                f"--{boundary}--\r\n").encode()
+        query = urllib.parse.urlencode({"image": str(series[0]), "output": output})
+        request = urllib.request.Request(f"{base}/infer/interpolation?{query}", data=body, method="POST",
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        try:
+            with urllib.request.urlopen(request, timeout=300) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/info/", timeout=5) as answer:
+                    info = json.loads(answer.read())
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+                time.sleep(2)
+        assert "interpolation" in info["models"]
+
+        status, body = infer({"t": 0.25, "device": "cpu"}, "image")
+        assert status == 200, body[:500]
+        (tmp_path / "result.nii.gz").write_bytes(body)
+        volume = np.asarray(nib.load(tmp_path / "result.nii.gz").dataobj)
+        assert volume.shape == SHAPE and np.isfinite(volume).all()
+
+        status, body = infer({"t": 1.5, "device": "cpu"}, "json")
+        assert status == 422 and json.loads(body)["detail"].startswith("t: time points must lie in [0, 1]"), body
+
+        status, body = infer({"device": f"$__import__('os').mkdir({str(tmp_path / CANARY)!r}) or 'cpu'"}, "json")
+        assert status == 422 and json.loads(body)["detail"].startswith("device: must be cpu, cuda or cuda:N"), body
+        assert not (tmp_path / CANARY).exists()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()

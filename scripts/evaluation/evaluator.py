@@ -51,6 +51,7 @@ from scripts.evaluation.reports import (
     write_psnr_over_t,
     write_summary,
 )
+from scripts.utils.args import parse_device
 from scripts.utils.atomic import atomic_dir
 from scripts.utils.config import run_config
 from scripts.utils.errors import InputError
@@ -195,6 +196,6 @@ def evaluate(
         "variants": variants, "split": split, "spatial_size": spatial_size, "channels": channels,
         "student_weights": model,
         "teacher_weights": teacher, "vm_weights": voxelmorph, "overwrite": overwrite,
-        "device": None if device is None else f"$torch.device({device!r})",
     }
-    return str(run_config(config_file or ROOT / "configs" / "evaluate.json", overrides))
+    trusted = {} if device is None else {"device": f"$torch.device({parse_device(device)!r})"}
+    return str(run_config(config_file or ROOT / "configs" / "evaluate.json", overrides, trusted))

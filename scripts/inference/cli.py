@@ -1,13 +1,62 @@
-"""``python -m scripts interpolate``: the inference workflow of ``configs/inference.json`` from the command line."""
+"""``python -m scripts interpolate``: the inference workflow of ``configs/inference.json`` from the command line.
+
+Arguments are data. ``fire`` turns each argument into a Python literal where it can, and the workflow is built by
+MONAI's config parser, which runs a string starting with ``$``, resolves ``@name``, expands ``%macro`` and
+instantiates a dict with ``_target_``. Every argument is therefore typed and checked here first
+(:mod:`scripts.utils.args`): paths become :class:`pathlib.Path` objects (which the parser passes through untouched),
+numbers floats / ints, booleans strict bools, ``device`` / ``output_format`` come from allow-lists and ``anatomy``
+is a plain lower-case name, and
+nothing else (no dict, no list but the two input volumes and the time points) is accepted;
+:func:`scripts.utils.config.run_config` then refuses any value the parser could still interpret. This keeps the config
+as the one description of the program (a user's ``--config_file`` and the config's named steps keep working), which
+building the objects in Python beside the config would not; typing values is a short, closed list of checks.
+
+The cheap checks come before anything heavy is imported or read: the output folder (exists, or may not be
+replaced), the weights file (exists, not empty, a torch archive), the NIfTI header (readable, geometry finite,
+voxels that fit in this process's memory and in the file), the device.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
+from scripts.utils.args import parse_bool, parse_choice, parse_device, parse_int, parse_path, parse_times
+from scripts.utils.atomic import OUTPUT_MARKER, check_parent, check_replaceable
+from scripts.utils.checkpoint import check_weights_file
 from scripts.utils.config import run_config
+from scripts.utils.errors import InputError, OutputExistsError
 from scripts.utils.paths import ROOT
 
 __all__ = ["interpolate"]
+
+ANATOMY = re.compile(r"[a-z][a-z0-9_]{0,31}")  # names models/<anatomy>_model.pt (cardiac: models/model.pt)
+OUTPUT_FORMATS = ("nifti", "dicom", "both")  # the workflow's OUTPUT_FORMATS (checked again there)
+
+
+def _input(value) -> Path | list[Path] | None:
+    """None (the demo), one path, or exactly two paths (the endpoint volumes)."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2:
+            raise InputError("--input", f"give one 4D file, one DICOM folder, or exactly two 3D volumes, got {len(value)}")
+        return [parse_path(v, "--input") for v in value]
+    return parse_path(value, "--input")
+
+
+def _check_headers(source: Path | list[Path] | None) -> None:
+    """Read and check the NIfTI headers of the input (no voxels) before the heavy imports and the work."""
+    from scripts.io.nifti_read import nifti_4d_shape, nifti_header_shape
+
+    if isinstance(source, list):
+        for path in source:
+            nifti_header_shape(path)
+    elif source is not None and not source.is_dir():
+        if not source.exists():
+            raise InputError(source, "input not found")
+        nifti_4d_shape(source)
 
 
 def interpolate(
@@ -41,15 +90,55 @@ def interpolate(
             also between the last frame and the first. --cyclic False for a series that does not wrap around.
         output_dir: folder to create for the results (NIfTI, DICOM, montage.png, summary.json).
         output_format: nifti, dicom (DICOM input only) or both.
-        device: cpu, cuda, or auto.
+        device: cpu, cuda, cuda:N or auto.
         anatomy: which shipped student: cardiac (``models/model.pt``, real ACDC, the default) or lung
             (``models/lung_model.pt``, trained on the lung 4D CT phantom only).
         model: weights file of the student (default: the one of ``anatomy``); overrides ``anatomy``.
-        overwrite: replace output_dir if it exists.
+        overwrite: replace output_dir if it exists and is an output folder of this bundle (it holds summary.json)
+            that holds none of the inputs; True or False.
         config_file: the inference config (default: configs/inference.json of this bundle).
     """
-    overrides = {"input": input, "t": t, "num_frames": num_frames, "start_frame": start_frame,
-                 "end_frame": end_frame, "upsample": upsample, "cyclic": cyclic, "output_dir": output_dir,
-                 "output_format": output_format, "device": device, "overwrite": overwrite, "anatomy": anatomy,
-                 "checkpoint": model}
-    return str(run_config(config_file or ROOT / "configs" / "inference.json", overrides))
+    source = _input(input)
+    out = parse_path(output_dir, "--output_dir")
+    replace = parse_bool(overwrite, "--overwrite")
+    values = {
+        "input": source,
+        "t": None if t is None else _times(t, num_frames),
+        "num_frames": None if num_frames is None else parse_int(num_frames, "--num_frames", minimum=1),
+        "start_frame": None if start_frame is None else parse_int(start_frame, "--start_frame"),
+        "end_frame": None if end_frame is None else parse_int(end_frame, "--end_frame"),
+        "upsample": None if upsample is None else parse_int(upsample, "--upsample", minimum=2),
+        "cyclic": None if cyclic is None else parse_bool(cyclic, "--cyclic"),
+        "output_dir": out,
+        "output_format": parse_choice(output_format, "--output_format", OUTPUT_FORMATS),
+        "anatomy": None if anatomy is None else _anatomy(anatomy),
+        "checkpoint": None if model is None else parse_path(model, "--model"),
+        "overwrite": replace,
+    }
+    config = ROOT / "configs" / "inference.json" if config_file is None else parse_path(config_file, "--config_file")
+    if out.exists():
+        if not replace:
+            raise OutputExistsError(out)
+        check_replaceable(out, OUTPUT_MARKER, keep=[] if source is None else [source] if isinstance(source, Path)
+                          else source)
+    check_parent(out)
+    if values["checkpoint"] is not None:
+        check_weights_file(values["checkpoint"])
+    _check_headers(source)
+    values["device"] = parse_device(device, "--device")
+    if not config.is_file():
+        raise InputError(config, "config file not found")
+    return str(run_config(config, values))
+
+
+def _anatomy(value) -> str:
+    """An anatomy name: lower-case letters, digits and ``_`` (``cardiac``, ``lung``); it names the weights file."""
+    if not isinstance(value, str) or not ANATOMY.fullmatch(value):
+        raise InputError("--anatomy", f"must be the name of a shipped student such as cardiac or lung; got {value!r}")
+    return value
+
+
+def _times(t, num_frames) -> list[float]:
+    from scripts.inference.times import resolve_times
+
+    return resolve_times(parse_times(t, "--t"), num_frames)

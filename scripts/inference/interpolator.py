@@ -17,10 +17,12 @@ import torch
 from tqdm import tqdm
 
 from scripts.inference.times import CineFrame
+from scripts.utils.args import parse_device
 from scripts.utils.checkpoint import load_weights
 from scripts.utils.memory import available_bytes, check_memory, estimate_bytes
 
 logger = logging.getLogger(__name__)
+
 
 class SeriesInterpolator:
     """The student, its weights and device, ready to interpolate series.
@@ -36,6 +38,8 @@ class SeriesInterpolator:
 
     def __init__(self, network: torch.nn.Module, checkpoint: str | os.PathLike, device="auto", amp: bool = False,
                  max_batch: int | None = None):
+        if not isinstance(device, torch.device):
+            device = parse_device(device, "--device")  # gpu0, or cuda without a GPU: one line, not a traceback
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)

@@ -14,7 +14,9 @@ and preview writers write whole.
 
 Each step is a named object of the config, so a user overrides one without touching the others
 (``--writers#montage#name preview.png``). Everything is checked before the work: the output folder (refused if it
-exists unless ``overwrite``), the output format against the input, the time points. All files appear together in
+exists unless ``overwrite``, and even then unless it is an output folder of this bundle, holding ``summary.json``, and
+holds no input), the output format against the input, the geometry and size of the grid, the time points. The
+synthesised frames are checked finite before anything is written. All files appear together in
 ``output_dir`` (:func:`scripts.utils.atomic.atomic_dir`), or none of them.
 """
 
@@ -42,9 +44,12 @@ from scripts.inference.times import (
     resolve_times,
     upsample_plan,
 )
+from scripts.io.nifti_read import check_affine
 from scripts.io.series import Series4D
+from scripts.networks.tmsdf import DIVISOR
 from scripts.transforms.intensity import EndpointMinMax, IntensityScale
-from scripts.utils.atomic import atomic_dir, atomic_file
+from scripts.utils.args import parse_bool
+from scripts.utils.atomic import OUTPUT_MARKER, atomic_dir, atomic_file, check_parent, check_replaceable
 from scripts.utils.errors import InputError, OutputExistsError
 
 __all__ = ["OUTPUT_FORMATS", "Interpolation", "InterpolationWorkflow", "demo_scores"]
@@ -52,7 +57,7 @@ __all__ = ["OUTPUT_FORMATS", "Interpolation", "InterpolationWorkflow", "demo_sco
 logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("nifti", "dicom", "both")
-# which writers each output format runs (the montage and summary.json are always written)
+# which writers each output format runs (summary.json is always written)
 _FORMAT_WRITERS = {"nifti": ("nifti",), "dicom": ("dicom",), "both": ("nifti", "dicom")}
 # written whatever the format, when the config names them
 _OPTIONAL_WRITERS = ("montage", "preview")
@@ -143,8 +148,14 @@ class InterpolationWorkflow:
         self.scaling = EndpointMinMax() if scaling is None else scaling
         self.input, self.t, self.num_frames = input, t, num_frames
         self.start_frame, self.end_frame = start_frame, end_frame
-        self.output_dir, self.output_format, self.overwrite = output_dir, output_format, overwrite
+        self.output_dir, self.output_format = output_dir, output_format
+        self.overwrite = parse_bool(overwrite, "--overwrite")
         self.upsample, self.cyclic = upsample, cyclic
+
+    def _inputs(self) -> list[str]:
+        """The input files / folders (what ``--overwrite`` must never delete)."""
+        given = self.input if isinstance(self.input, (list, tuple)) else [self.input]
+        return [os.fspath(p) for p in given if isinstance(p, (str, os.PathLike))]
 
     def run(self) -> Path:
         """Check, load, synthesise, write; returns ``output_dir``."""
@@ -152,17 +163,21 @@ class InterpolationWorkflow:
             raise InputError("--output_format", f"must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
         if self.upsample is not None:
             check_upsample(self.upsample, self.t, self.num_frames, self.start_frame, self.end_frame)
-            if not isinstance(self.cyclic, bool):
-                raise InputError("--cyclic", f"must be True or False, got {self.cyclic!r}")
-        if Path(self.output_dir).exists() and not self.overwrite:  # before the work, not only when writing
-            raise OutputExistsError(self.output_dir)
+            self.cyclic = parse_bool(self.cyclic, "--cyclic")
+        if Path(self.output_dir).exists():  # before the work, not only when writing
+            if not self.overwrite:
+                raise OutputExistsError(self.output_dir)
+            check_replaceable(self.output_dir, OUTPUT_MARKER, keep=self._inputs())
+        check_parent(self.output_dir)
         loaded = self.loader(self.input, self.start_frame, self.end_frame)
         series = loaded.series
+        check_grid(series)
         if self.output_format != "nifti" and series.dicom_template is None:
             raise InputError("--output_format", f"{self.output_format!r} needs a DICOM input; {series.source} is not")
         started = time.perf_counter()
         result = self._upsample(series) if self.upsample is not None else self._between(loaded)
         seconds = time.perf_counter() - started
+        check_finite(result.cine, self.inferer.checkpoint)
         synthesised = sum(not frame.acquired for frame in result.plan)
         logger.info("synthesised %d frames in %.2f s (%.2f s per frame)", synthesised, seconds,
                     seconds / max(synthesised, 1))
@@ -176,7 +191,7 @@ class InterpolationWorkflow:
             summary.update({"upsample": result.upsample, "cyclic": self.cyclic, "frames_in": series.num_frames,
                             "frames_out": len(result.plan)})
             del summary["start_frame"], summary["end_frame"]
-        with atomic_dir(self.output_dir, overwrite=self.overwrite) as tmp:
+        with atomic_dir(self.output_dir, overwrite=self.overwrite, marker=OUTPUT_MARKER, keep=self._inputs()) as tmp:
             names = [*_FORMAT_WRITERS[self.output_format], *(n for n in _OPTIONAL_WRITERS if n in self.writers)]
             for name in names:
                 summary["outputs"][name] = self.writers[name](result, tmp)
@@ -185,7 +200,7 @@ class InterpolationWorkflow:
                 summary["demo"] = demo_scores(scale.to_unit(i0), scale.to_unit(i1), result.frames_unit,
                                               scale.to_unit(result.truth), result.times)
                 logger.info("demo: %s", summary["demo"])
-            with atomic_file(tmp / "summary.json") as path:
+            with atomic_file(tmp / OUTPUT_MARKER) as path:
                 path.write_text(json.dumps(summary, indent=2))
         logger.info("wrote %s", self.output_dir)
         return Path(self.output_dir)
@@ -227,6 +242,24 @@ class InterpolationWorkflow:
         ts = [plan[m].fraction for m in first]
         return Interpolation(series, plan[1].previous, plan[1].next, ts, scale, cine_unit[..., first], cine[..., first],
                              None, plan, cine, cine_times_ms(plan, series.times), factor)
+
+
+def check_grid(series: Series4D) -> None:
+    """Refuse, before any work, a series the network cannot place or process: a NaN / degenerate affine, or a grid
+    too small for the network's coarsest level (every axis at most ``DIVISOR`` voxels, e.g. 1x1x1)."""
+    check_affine(series.affine, series.source)
+    shape = tuple(series.array.shape[:3])
+    if all(n <= DIVISOR for n in shape):
+        raise InputError(series.source, f"the grid {shape} is too small: the network needs more than {DIVISOR} voxels "
+                                        "along at least one axis")
+
+
+def check_finite(frames: np.ndarray, checkpoint: str | os.PathLike) -> None:
+    """Refuse to write synthesised ``frames`` holding NaN or infinite voxels (naming the weights that made them)."""
+    bad = int(np.count_nonzero(~np.isfinite(frames)))
+    if bad:
+        raise InputError(checkpoint, f"the network produced {bad} NaN or infinite voxel(s) on this input; nothing was "
+                                     "written (damaged weights, or an input far outside the trained range)")
 
 
 def demo_scores(i0: np.ndarray, i1: np.ndarray, frames: np.ndarray, truth: np.ndarray,

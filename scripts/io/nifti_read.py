@@ -1,8 +1,10 @@
 """Read NIfTI inputs into a :class:`~scripts.io.series.Series4D`, with errors a user can act on.
 
 Every problem with an input file is an :class:`~scripts.utils.errors.InputError` that names the file and says what is
-wrong: missing, unreadable (truncated, corrupt gzip, not NIfTI), the wrong dimensionality, too few frames,
-non-finite voxels, or a constant image (nothing to normalise).
+wrong: missing, not a regular file (``/dev/zero``), unreadable (truncated, corrupt gzip, not NIfTI), more voxels than
+the memory this process may use, a NaN / zero affine, the wrong dimensionality, too few frames, non-finite voxels, or a
+constant image (nothing to normalise). The header is read and checked first: a file whose header declares more voxels
+than fit is refused before any voxel is read.
 
 Dimensionality: a 4D series is ``(X, Y, Z, T)``. Some tools store time in NIfTI's fifth dimension and leave the
 fourth at 1, ``(X, Y, Z, 1, T)``; any image of five or more dimensions whose axes after the third hold exactly one
@@ -23,11 +25,15 @@ from nibabel.spatialimages import HeaderDataError
 
 from scripts.io.series import Series4D
 from scripts.utils.errors import InputError
+from scripts.utils.memory import check_allocation
 
-__all__ = ["frame_endpoints", "nifti_4d_shape", "read_nifti_4d", "read_two_volumes", "select_endpoints"]
+__all__ = ["check_affine", "frame_endpoints", "nifti_4d_shape", "nifti_header_shape", "read_nifti_4d", "read_two_volumes", "select_endpoints"]
 
 # What nibabel raises for files it cannot parse or decompress (gzip.BadGzipFile is an OSError).
 _READ_ERRORS = (ImageFileError, HeaderDataError, OSError, EOFError, zlib.error, ValueError)
+
+# The most a deflate (gzip) stream can expand: 1032:1.
+_MAX_DEFLATE_RATIO = 1032
 
 # NIfTI time units -> milliseconds.
 _MS_PER_UNIT = {"sec": 1000.0, "msec": 1.0, "usec": 1e-3}
@@ -49,12 +55,59 @@ def _verify_gzip(path: str | os.PathLike) -> None:
             pass
 
 
-def _load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header | None]:
-    """Load the voxels (float32, NIfTI scaling applied), the affine and the header; any failure -> InputError."""
-    if not os.path.isfile(path):
+def check_affine(affine: np.ndarray, source: str | os.PathLike) -> None:
+    """Refuse a voxel -> world map that places no voxel in space: NaN/Inf entries, or a zero or degenerate 3x3 part
+    (a zero voxel spacing, two axes along one direction). Checked before any voxel is read or any work is done."""
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise InputError(source, f"the voxel-to-world affine is not finite ({np.round(affine, 4).tolist()}); the "
+                                 "header's geometry is broken: fix the conversion that wrote it")
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    if np.any(spacing <= 0) or abs(np.linalg.det(affine[:3, :3])) <= 1e-12 * max(float(np.prod(spacing)), 1e-300):
+        raise InputError(source, f"the voxel-to-world affine is degenerate (voxel spacing {np.round(spacing, 4).tolist()} "
+                                 "mm, or axes along one direction); the header's geometry is broken: fix the "
+                                 "conversion that wrote it")
+
+
+def _open(path: str | os.PathLike):
+    """The image with its header read and checked, no voxels read yet: a regular file, readable as NIfTI, finite and
+    non-degenerate geometry, and voxels that fit in the memory this process may use."""
+    if not os.path.exists(path):
         raise InputError(path, "file not found")
+    if not os.path.isfile(path):
+        raise InputError(path, "is not a regular file (a device, pipe or socket); give a NIfTI file")
     try:
         image = nib.load(os.fspath(path))
+        shape, stored = tuple(int(n) for n in image.shape), image.get_data_dtype()
+    except _READ_ERRORS as err:
+        raise InputError(path, f"cannot read it as NIfTI (truncated, corrupt or not a NIfTI file?): {err}") from err
+    declared = int(np.prod(shape, dtype=object)) * stored.itemsize
+    check_allocation(declared + int(np.prod(shape, dtype=object)) * 4, path,
+                     f"reading the {'x'.join(map(str, shape))} voxels its header declares")
+    _check_size(path, image, declared)
+    check_affine(image.affine, path)
+    return image
+
+
+def _check_size(path: str | os.PathLike, image, declared: int) -> None:
+    """Refuse a file too small to hold the voxels its header declares (a cut copy, or a forged header), from its
+    size alone: an uncompressed file must hold them after ``vox_offset``; deflate expands at most 1032:1."""
+    data_file = getattr(image.file_map.get("image"), "filename", None) or path  # .img beside a .hdr
+    size = os.path.getsize(data_file)
+    offset = int(getattr(image.dataobj, "offset", 0) or 0)  # where the voxels start (vox_offset)
+    compressed = os.fspath(data_file).endswith(".gz")
+    room = size * _MAX_DEFLATE_RATIO if compressed else size - offset
+    if declared > room:
+        held = f"at most {room} bytes" if compressed else f"{max(room, 0)} bytes"
+        raise InputError(path, f"cannot read it as NIfTI (truncated, corrupt or not a NIfTI file?): its header "
+                               f"declares {declared} bytes of voxels but the {size}-byte "
+                               f"{'gzip ' if compressed else ''}file holds {held}")
+
+
+def _load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, nib.Nifti1Header | None]:
+    """Load the voxels (float32, NIfTI scaling applied), the affine and the header; any failure -> InputError."""
+    image = _open(path)
+    try:
         array = np.asarray(image.get_fdata(dtype=np.float32))
         if os.fspath(path).endswith(".gz"):
             _verify_gzip(path)
@@ -88,18 +141,19 @@ def _shape_4d(shape: tuple[int, ...], path: str | os.PathLike) -> tuple[int, int
     return tuple(int(n) for n in shape)
 
 
+def nifti_header_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape a NIfTI header declares, after the checks made before reading any voxel (a regular, readable file;
+    voxels that fit in memory; a finite, non-degenerate affine); :class:`InputError` naming the file otherwise."""
+    return tuple(int(n) for n in _open(path).shape)
+
+
 def nifti_4d_shape(path: str | os.PathLike) -> tuple[int, int, int, int]:
     """The ``(X, Y, Z, T)`` shape of a 4D NIfTI from its header alone (no voxels are read).
 
     Raises:
         InputError: as :func:`read_nifti_4d` for a missing or unreadable file, a wrong dimensionality or < 2 frames.
     """
-    if not os.path.isfile(path):
-        raise InputError(path, "file not found")
-    try:
-        shape = nib.load(os.fspath(path)).shape
-    except _READ_ERRORS as err:
-        raise InputError(path, f"cannot read it as NIfTI (truncated, corrupt or not a NIfTI file?): {err}") from err
+    shape = _open(path).shape
     return _shape_4d(shape, path)
 
 

@@ -36,6 +36,14 @@ def _checkpoints(directory: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted((int(match.group(1)), path) for match, path in found if match)
 
 
+def remove_interrupted(path: str | os.PathLike) -> None:
+    """Delete what an atomic write of ``path`` killed before its rename left behind (its hidden temporary file)."""
+    path = Path(path)
+    for stale in interrupted(path.parent, path.name):
+        logger.warning("deleting %s, the remains of a write of %s that was interrupted", stale, path.name)
+        stale.unlink(missing_ok=True)
+
+
 def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     """The newest ``last_checkpoint_<iteration>.pt`` in ``directory``, or ``None``."""
     found = _checkpoints(directory)
@@ -167,7 +175,7 @@ class ResumeFromCheckpoint:
             return
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any failure to read is reported with the file named
+        except Exception as err:
             raise InputError(path, f"cannot resume from this checkpoint ({type(err).__name__}: {err})") from err
         to_load = {**self.load_dict, "trainer": engine}
         absent = [name for name in to_load if name not in state]
@@ -177,7 +185,13 @@ class ResumeFromCheckpoint:
             logger.warning("resume: %s holds no %r; it starts afresh", path, name)
             del to_load[name]
         max_epochs = engine.state.max_epochs  # the config's budget wins over the checkpoint's (training may grow)
-        Checkpoint.load_objects(to_load, state)
+        try:
+            Checkpoint.load_objects(to_load, state)
+        except (RuntimeError, KeyError, ValueError, TypeError) as err:  # e.g. another channels / ablation setting
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(path, f"does not fit this training's network or optimizer (another channels, ablation "
+                                   f"or optimizer setting?): {first[:300]}; resume with the settings it was saved "
+                                   "with, or use another --output_dir") from err
         if max_epochs is not None and engine.state.epoch > max_epochs:
             raise InputError(path, f"was saved at epoch {engine.state.epoch}, beyond num_epochs={max_epochs}")
         engine.state.max_epochs = max_epochs
@@ -188,7 +202,8 @@ class BestWeights:
     """After each validation, write the network's weights to ``path`` when ``metric`` beats the best so far (higher is
     better).
 
-    Written atomically and replaced only by a better one (MONAI's ``CheckpointSaver`` deletes the previous best
+    Written atomically and replaced only by a better one (the temporary file of a save killed in an earlier run is
+    deleted when the handler is attached) (MONAI's ``CheckpointSaver`` deletes the previous best
     before writing the next in place, non-atomically). The best value is part of the training state
     (``state_dict``/``load_state_dict``, saved by :class:`TrainingCheckpoint`), so a resumed run keeps comparing
     against it instead of overwriting the best weights with its first validation.
@@ -201,6 +216,7 @@ class BestWeights:
         self.best = -math.inf
 
     def attach(self, engine: Engine) -> None:
+        remove_interrupted(self.path)  # a best-weights save killed half-way, in an earlier run
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
@@ -218,13 +234,15 @@ class BestWeights:
 
 
 class ExportWeights:
-    """At the end of training, write the network's bare state dict (what ``models/*.pt`` ship) to ``path``."""
+    """At the end of training, write the network's bare state dict (what ``models/*.pt`` ship) to ``path`` atomically
+    (the temporary file of an export killed in an earlier run is deleted when the handler is attached)."""
 
     def __init__(self, network: torch.nn.Module, path: str):
         self.network = network
         self.path = path
 
     def attach(self, engine: Engine) -> None:
+        remove_interrupted(self.path)  # an export killed half-way, in an earlier run
         engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:

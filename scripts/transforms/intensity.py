@@ -27,7 +27,7 @@ import torch
 
 from scripts.utils.errors import InputError
 
-__all__ = ["IntensityScale", "EndpointMinMax", "normalise_frames"]
+__all__ = ["EndpointMinMax", "IntensityScale", "normalise_frames"]
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -63,12 +63,27 @@ class IntensityScale:
         return cls(lo, hi)
 
     def to_unit(self, x: Array) -> Array:
-        """Map ``x`` (input units, numpy or torch, any shape) to [0, 1]; same type and float dtype as ``x``."""
-        return (x - self.lo) / (self.hi - self.lo)
+        """Map ``x`` (input units, numpy or torch, any shape) to [0, 1]; same type and float dtype as ``x``.
+
+        Computed in float64 and cast back, so intensities near the float32 limits (+-3e38) do not overflow in
+        ``x - lo`` (the result lies in [0, 1] for data inside the scale's range).
+        """
+        return _in_float64(x, lambda v: (v - self.lo) / (self.hi - self.lo))
 
     def from_unit(self, y: Array) -> Array:
-        """Map ``y`` (network units, [0, 1]) back to the input's units; the inverse of :meth:`to_unit`."""
-        return y * (self.hi - self.lo) + self.lo
+        """Map ``y`` (network units, [0, 1]) back to the input's units; the inverse of :meth:`to_unit` (computed in
+        float64, cast back to ``y``'s float dtype)."""
+        return _in_float64(y, lambda v: v * (self.hi - self.lo) + self.lo)
+
+
+def _in_float64(x: Array, fn) -> Array:
+    """``fn(x)`` computed in float64, returned in ``x``'s float dtype (float64 for integer input)."""
+    if isinstance(x, torch.Tensor):
+        dtype = x.dtype if x.is_floating_point() else torch.float64
+        return fn(x.double()).to(dtype)
+    x = np.asarray(x)
+    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+    return fn(x.astype(np.float64)).astype(dtype, copy=False)
 
 
 class EndpointMinMax:
