@@ -67,6 +67,7 @@ def interpolate(
     end_frame: int | None = None,
     upsample: int | None = None,
     cyclic: bool | None = None,
+    motion_region: bool | None = None,
     output_dir: str = "output",
     output_format: str = "nifti",
     device: str = "auto",
@@ -88,6 +89,8 @@ def interpolate(
             K - 1 new frames between every two consecutive acquired frames (writes upsampled_4d.nii.gz).
         cyclic: with --upsample, the series is one periodic cycle (cardiac or breathing; the default): new frames
             also between the last frame and the first. --cyclic False for a series that does not wrap around.
+        motion_region: run the network only in the box where the series moves and keep the blend of the static
+            surroundings (the default); False runs it on the whole field of view.
         output_dir: folder to create for the results (NIfTI, DICOM, montage.png, summary.json).
         output_format: nifti, dicom (DICOM input only) or both.
         device: cpu, cuda, cuda:N or auto.
@@ -109,6 +112,7 @@ def interpolate(
         "end_frame": None if end_frame is None else parse_int(end_frame, "--end_frame"),
         "upsample": None if upsample is None else parse_int(upsample, "--upsample", minimum=2),
         "cyclic": None if cyclic is None else parse_bool(cyclic, "--cyclic"),
+        "motion_region": None if motion_region is None else parse_bool(motion_region, "--motion_region"),
         "output_dir": out,
         "output_format": parse_choice(output_format, "--output_format", OUTPUT_FORMATS),
         "anatomy": None if anatomy is None else _anatomy(anatomy),

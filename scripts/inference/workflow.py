@@ -35,6 +35,7 @@ import numpy as np
 from scripts.baselines.linear import blend
 from scripts.evaluation.metrics import psnr
 from scripts.inference.inputs import LoadedInput, load_input
+from scripts.inference.region import MotionRegion
 from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.times import (
     CineFrame,
@@ -125,6 +126,8 @@ class InterpolationWorkflow:
             acquired frames (refused together with ``t``, ``num_frames``, ``start_frame``, ``end_frame``).
         cyclic: with ``upsample``, the series is periodic (a cardiac cycle, a breathing cycle): new frames also
             between the last acquired frame and the first.
+        region: where the network runs (:class:`~scripts.inference.region.MotionRegion`); None runs it on the
+            whole volume.
     """
 
     def __init__(
@@ -143,8 +146,10 @@ class InterpolationWorkflow:
         overwrite: bool = False,
         upsample: int | None = None,
         cyclic: bool = True,
+        region: MotionRegion | None = None,
     ):
         self.inferer, self.writers, self.loader = inferer, dict(writers), loader
+        self.region = MotionRegion(enabled=False) if region is None else region
         self.scaling = EndpointMinMax() if scaling is None else scaling
         self.input, self.t, self.num_frames = input, t, num_frames
         self.start_frame, self.end_frame = start_frame, end_frame
@@ -215,7 +220,9 @@ class InterpolationWorkflow:
         scale = self.scaling(i0, i1, series.source)
         logger.info("%s: grid %s, frames %d -> %d, t = %s on %s", series.source, i0.shape, loaded.start, loaded.end,
                     [round(v, 4) for v in ts], self.inferer.device)
-        frames_unit = self.inferer.synthesise(scale.to_unit(i0), scale.to_unit(i1), ts)
+        endpoints = np.stack([scale.to_unit(i0), scale.to_unit(i1)], axis=-1)
+        frames_unit = self.region.run(lambda f: self.inferer.synthesise(f[..., 0], f[..., 1], ts), endpoints,
+                                      series.spacing, [(0, 1, v) for v in ts], motion=scale.to_unit(series.array))
         frames = scale.from_unit(frames_unit).astype(np.float32)
         plan = endpoints_plan(loaded.start, loaded.end, ts)
         by_t = dict(zip(ts, np.moveaxis(frames, -1, 0)))
@@ -233,9 +240,14 @@ class InterpolationWorkflow:
         logger.info("%s: grid %s, %d frames -> %d (x%d, %s) on %s", series.source, series.array.shape[:3],
                     series.num_frames, len(plan), factor, "cyclic" if self.cyclic else "not cyclic",
                     self.inferer.device)
-        cine_unit = self.inferer.upsample(scale.to_unit(series.array).astype(np.float32), plan)
-        cine = scale.from_unit(cine_unit).astype(np.float32)
+        unit = scale.to_unit(series.array).astype(np.float32)
+        new = [m for m, frame in enumerate(plan) if not frame.acquired]
+        cine_unit = np.empty((*unit.shape[:3], len(plan)), dtype=np.float32)
+        cine_unit[..., new] = self.region.run(lambda f: self.inferer.upsample(f, plan)[..., new], unit, series.spacing,
+                                              [(plan[m].previous, plan[m].next, plan[m].fraction) for m in new])
         acquired = [m for m, frame in enumerate(plan) if frame.acquired]
+        cine_unit[..., acquired] = unit[..., [plan[m].previous for m in acquired]]
+        cine = scale.from_unit(cine_unit).astype(np.float32)
         cine[..., acquired] = series.array[..., [plan[m].previous for m in acquired]]  # exactly as read
         first = [m for m, frame in enumerate(plan) if (frame.previous, frame.next) == (plan[1].previous, plan[1].next)
                  and not frame.acquired]

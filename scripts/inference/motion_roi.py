@@ -1,0 +1,215 @@
+"""Full field of view: interpolate where the motion is, keep the blend of the static surroundings.
+
+A full field-of-view cine (256 x 256 in plane, 10-28 slices) is mostly static body around a moving heart. There the
+blend of the endpoints is exact, and a network trained on heart-cropped volumes gains nothing (instance-norm
+statistics dominated by background, other in-plane spacing). The functions here:
+
+1. :func:`motion_map` / :func:`endpoint_motion`: where the series moves, from the acquired frames (temporal standard
+   deviation) or from the endpoints alone (absolute difference), ``(X, Y, Z)``;
+2. :func:`find_roi`: the in-plane box around the moving region (threshold relative to the map's high percentile,
+   smoothed first so single noisy voxels do not count), a margin around it, at least ``min_size`` voxels and a
+   multiple of ``multiple`` voxels in plane, clipped to the image; every slice kept (motion through the stack is
+   the network's business); plus the in-plane zoom to a training spacing when the series' spacing differs from it by
+   more than ``tolerance`` (a factor);
+3. :func:`crop` the endpoints (or any volume) to the box and resample them in plane by the zoom, for the network;
+4. :func:`paste` the network's result back: resampled to the box's size and blended into the full-size blend of the
+   endpoints with a weight that is 1 inside, falls smoothly (cosine) to 0 over ``feather`` voxels at the box's inner
+   edges, and is 0 outside, so the output equals the blend everywhere outside the box and has no seam.
+
+Volumes are ``(X, Y, Z)`` arrays (numpy or torch, float), axes 0 and 1 in plane; spacing in mm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from scripts.utils.errors import InputError
+
+__all__ = ["MotionROI", "crop", "endpoint_motion", "find_roi", "motion_map", "paste", "seam_weight"]
+
+
+@dataclass(frozen=True)
+class MotionROI:
+    """The moving region of a series.
+
+    Attributes:
+        box: ``(x0, x1, y0, y1)`` in-plane voxel bounds, half open; every slice is kept.
+        zoom: in-plane factors ``(zx, zy)``: the cropped volume is resampled to ``round(size * zoom)`` voxels
+            (``(1.0, 1.0)``: no resampling).
+        shape: the full volume's ``(X, Y, Z)``.
+    """
+
+    box: tuple[int, int, int, int]
+    zoom: tuple[float, float]
+    shape: tuple[int, int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """In-plane size of the box in the series' voxels."""
+        return self.box[1] - self.box[0], self.box[3] - self.box[2]
+
+    @property
+    def network_size(self) -> tuple[int, int, int]:
+        """``(X', Y', Z)`` of the cropped, resampled volume the network sees."""
+        return (max(1, round(self.size[0] * self.zoom[0])), max(1, round(self.size[1] * self.zoom[1])),
+                self.shape[2])
+
+
+def _as_numpy(volume) -> np.ndarray:
+    return volume.detach().cpu().numpy() if isinstance(volume, torch.Tensor) else np.asarray(volume)
+
+
+def motion_map(frames: Sequence | np.ndarray) -> np.ndarray:
+    """Temporal standard deviation of the acquired frames, ``(X, Y, Z)``; ``frames`` ``(T, X, Y, Z)``, ``T >= 2``."""
+    stack = np.stack([_as_numpy(f) for f in frames]).astype(np.float32)
+    if stack.ndim != 4 or stack.shape[0] < 2:
+        raise InputError("frames", f"expected at least 2 volumes (X, Y, Z), got shape {stack.shape}")
+    return stack.std(axis=0)
+
+
+def endpoint_motion(i0, i1) -> np.ndarray:
+    """``|I1 - I0|``, ``(X, Y, Z)``: where the series moves when only the endpoints are known."""
+    return np.abs(_as_numpy(i1).astype(np.float32) - _as_numpy(i0).astype(np.float32))
+
+
+def _box_filter(image: np.ndarray, width: int) -> np.ndarray:
+    """Mean over a ``width`` x ``width`` window (in plane), same size."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    return F.avg_pool2d(tensor, width, stride=1, padding=width // 2, count_include_pad=False)[0, 0].numpy()[
+        : image.shape[0], : image.shape[1]]
+
+
+def _span(low: int, high: int, size: int, limit: int, multiple: int) -> tuple[int, int]:
+    """Grow ``[low, high)`` symmetrically to at least ``size`` and a multiple of ``multiple``, inside ``[0, limit)``."""
+    want = min(limit, max(high - low, size))
+    want = min(limit, -(-want // multiple) * multiple) if want < limit else limit
+    centre = (low + high) / 2
+    start = round(centre - want / 2)
+    start = min(max(start, 0), limit - want)
+    return int(start), int(start + want)
+
+
+def find_roi(
+    motion: np.ndarray,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    training_spacing: Sequence[float] | None = None,
+    threshold: float = 0.2,
+    percentile: float = 99.5,
+    margin_mm: float = 15.0,
+    min_size: int = 32,
+    multiple: int = 8,
+    smooth: int = 5,
+    tolerance: float = 1.25,
+) -> MotionROI:
+    """The in-plane box around the moving region of ``motion`` (module docstring).
+
+    Args:
+        motion: ``(X, Y, Z)`` motion map (:func:`motion_map`, :func:`endpoint_motion`).
+        spacing: the series' voxel size in mm.
+        training_spacing: the in-plane voxel size (mm) the network was trained at; None never resamples.
+        threshold: a voxel moves when its smoothed motion exceeds this fraction of the map's ``percentile``.
+        margin_mm: added around the moving voxels on each side.
+        min_size: smallest box side in voxels of the network's grid (after the zoom).
+        multiple: box sides in the network's grid are rounded up to a multiple of this (the network pads to 8).
+        smooth: in-plane box-filter width (voxels) applied to the slice-maximum of the map first.
+        tolerance: resample only when the spacing differs from ``training_spacing`` by more than this factor.
+
+    Returns:
+        a :class:`MotionROI`; the whole plane when nothing moves above the threshold (the box cannot be placed).
+    """
+    motion = _as_numpy(motion)
+    if motion.ndim != 3:
+        raise InputError("motion", f"expected an (X, Y, Z) map, got shape {motion.shape}")
+    if not np.isfinite(motion).all():
+        raise InputError("motion", "holds NaN or infinite values")
+    shape = tuple(int(s) for s in motion.shape)
+    zoom = (1.0, 1.0)
+    if training_spacing is not None:
+        ratios = [float(spacing[k]) / float(training_spacing[k]) for k in range(2)]
+        if any(max(r, 1 / r) > tolerance for r in ratios):
+            zoom = (ratios[0], ratios[1])
+    plane = _box_filter(motion.max(axis=2), max(1, smooth))
+    level = np.percentile(plane, percentile)
+    moving = plane > threshold * level if level > 0 else np.zeros_like(plane, dtype=bool)
+    if not moving.any():
+        return MotionROI((0, shape[0], 0, shape[1]), zoom, shape)
+    xs, ys = np.nonzero(moving)
+    bounds = []
+    for axis, (low, high) in enumerate(((xs.min(), xs.max() + 1), (ys.min(), ys.max() + 1))):
+        margin = int(np.ceil(margin_mm / float(spacing[axis])))
+        # sizes in the network's grid -> in the series' voxels
+        size = int(np.ceil(min_size / zoom[axis]))
+        step = max(1, round(multiple / zoom[axis]))
+        bounds.append(_span(max(0, low - margin), min(shape[axis], high + margin), size, shape[axis], step))
+    return MotionROI((*bounds[0], *bounds[1]), zoom, shape)
+
+
+def _resize(volume: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """``(X, Y, Z)`` -> ``(size[0], size[1], Z)``, bilinear in plane (identity when the size is unchanged)."""
+    if tuple(volume.shape[:2]) == tuple(size):
+        return volume
+    planes = volume.permute(2, 0, 1)[:, None]  # (Z, 1, X, Y)
+    return F.interpolate(planes, size=tuple(size), mode="bilinear", align_corners=False)[:, 0].permute(1, 2, 0)
+
+
+def crop(volume, roi: MotionROI) -> torch.Tensor:
+    """The box of ``volume`` ``(X, Y, Z)`` resampled by the zoom: ``roi.network_size``, float32 tensor."""
+    volume = torch.as_tensor(_as_numpy(volume), dtype=torch.float32)
+    if tuple(volume.shape) != roi.shape:
+        raise InputError("volume", f"shape {tuple(volume.shape)} differs from the series' {roi.shape}")
+    x0, x1, y0, y1 = roi.box
+    return _resize(volume[x0:x1, y0:y1].contiguous(), roi.network_size[:2])
+
+
+def seam_weight(roi: MotionROI, feather: int = 8) -> torch.Tensor:
+    """``(X, Y, 1)`` weight of the network's result: 1 inside the box, a cosine ramp from 1 to 0 over ``feather``
+    voxels towards each inner edge of the box (edges on the image border need no ramp), 0 outside."""
+    weight = torch.zeros(roi.shape[0], roi.shape[1], 1)
+    x0, x1, y0, y1 = roi.box
+    profiles = []
+    for low, high, limit in ((x0, x1, roi.shape[0]), (y0, y1, roi.shape[1])):
+        n = high - low
+        position = torch.arange(n, dtype=torch.float32)
+        ramp = torch.ones(n)
+        if feather > 0:
+            width = min(feather, n // 2)
+            if width > 0:
+                rise = 0.5 - 0.5 * torch.cos(torch.pi * (position + 0.5) / width)
+                if low > 0:
+                    ramp = torch.minimum(ramp, torch.where(position < width, rise, torch.ones(n)))
+                if high < limit:
+                    fall = rise.flip(0)
+                    ramp = torch.minimum(ramp, torch.where(position >= n - width, fall, torch.ones(n)))
+        profiles.append(ramp)
+    weight[x0:x1, y0:y1, 0] = profiles[0][:, None] * profiles[1][None, :]
+    return weight
+
+
+def paste(result, blend, roi: MotionROI, feather: int = 8) -> torch.Tensor:
+    """The full-size volume: ``result`` (the network's output on :func:`crop`'s grid) resampled back into the box and
+    blended into ``blend`` (the endpoints' blend at full size) with :func:`seam_weight`.
+
+    Returns:
+        ``(X, Y, Z)`` float32 tensor, equal to ``blend`` outside the box.
+
+    Raises:
+        InputError: a shape that does not fit ``roi``, or a non-finite ``result``.
+    """
+    result = torch.as_tensor(_as_numpy(result), dtype=torch.float32)
+    blend = torch.as_tensor(_as_numpy(blend), dtype=torch.float32)
+    if tuple(result.shape) != roi.network_size:
+        raise InputError("result", f"shape {tuple(result.shape)} differs from the cropped grid {roi.network_size}")
+    if tuple(blend.shape) != roi.shape:
+        raise InputError("blend", f"shape {tuple(blend.shape)} differs from the series' {roi.shape}")
+    if not torch.isfinite(result).all():
+        raise InputError("result", "holds NaN or infinite values")
+    x0, x1, y0, y1 = roi.box
+    inside = torch.zeros_like(blend)
+    inside[x0:x1, y0:y1] = _resize(result, roi.size)
+    weight = seam_weight(roi, feather)
+    return torch.where(weight > 0, weight * inside + (1 - weight) * blend, blend)

@@ -1,0 +1,110 @@
+"""Full field of view: a static textured body around a beating heart; the box finds the heart, the paste keeps the
+blend of the static surroundings exactly and has no seam."""
+
+import numpy as np
+import pytest
+import torch
+
+from scripts.inference.motion_roi import (
+    MotionROI,
+    crop,
+    endpoint_motion,
+    find_roi,
+    motion_map,
+    paste,
+    seam_weight,
+)
+from scripts.utils.errors import InputError
+
+SHAPE = (128, 112, 4)
+HEART = (70.0, 50.0)  # centre (voxels)
+
+
+def phantom(num_frames=10, seed=0):
+    """(T, X, Y, Z): a static body (smooth texture in an ellipse) and a bright disk whose radius beats 8..14."""
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(np.arange(SHAPE[0]), np.arange(SHAPE[1]), indexing="ij")
+    body = ((x - 64) / 60) ** 2 + ((y - 56) / 52) ** 2 < 1
+    texture = torch.nn.functional.avg_pool2d(torch.from_numpy(rng.random((1, *SHAPE[:2]), dtype=np.float32)), 5, 1, 2)
+    static = (0.3 + 0.4 * texture[0].numpy()) * body
+    frames = []
+    for f in range(num_frames):
+        radius = 11 + 3 * np.sin(2 * np.pi * f / num_frames)
+        heart = np.hypot(x - HEART[0], y - HEART[1]) < radius
+        frames.append(np.repeat(np.where(heart, 0.9, static)[..., None], SHAPE[2], axis=2).astype(np.float32))
+    return np.stack(frames)
+
+
+def test_the_box_holds_the_beating_heart_and_not_the_body():
+    frames = phantom()
+    roi = find_roi(motion_map(frames), spacing=(1.5, 1.5, 8.0), margin_mm=9.0)
+    x0, x1, y0, y1 = roi.box
+    # the heart's largest radius 14 plus the 6-voxel margin must be inside
+    assert x0 <= HEART[0] - 20 and x1 >= HEART[0] + 20 and y0 <= HEART[1] - 20 and y1 >= HEART[1] + 20
+    assert x1 - x0 <= 56 and y1 - y0 <= 56  # the static body around it is left out
+    assert (x1 - x0) % 8 == 0 and (y1 - y0) % 8 == 0 and roi.zoom == (1.0, 1.0)
+    assert all(type(bound) is int for bound in roi.box)
+    endpoints = find_roi(endpoint_motion(frames[0], frames[2]), spacing=(1.5, 1.5, 8.0), margin_mm=9.0)
+    assert endpoints.box[0] <= HEART[0] - 14 and endpoints.box[1] >= HEART[0] + 14
+
+
+def test_paste_equals_the_blend_far_from_the_heart_and_is_finite():
+    frames = phantom()
+    roi = find_roi(motion_map(frames[::2]), spacing=(1.5, 1.5, 8.0))
+    blend = 0.5 * frames[0] + 0.5 * frames[2]
+    result = torch.rand(roi.network_size)  # whatever the network returns in the box
+    out = paste(result, blend, roi, feather=6)
+    assert out.shape == SHAPE and torch.isfinite(out).all()
+    x0, x1, y0, y1 = roi.box
+    outside = torch.ones(SHAPE[:2], dtype=torch.bool)
+    outside[x0:x1, y0:y1] = False
+    assert torch.equal(out[outside], torch.from_numpy(blend)[outside])
+    assert torch.equal(out[:20], torch.from_numpy(blend)[:20])  # far from the heart
+    centre = (int(HEART[0]) - x0, int(HEART[1]) - y0)
+    assert torch.equal(out[int(HEART[0]), int(HEART[1])], result[centre])  # the network's own voxels inside
+
+
+def test_crop_and_paste_of_the_blend_give_the_blend_back():
+    frames = phantom()
+    blend = 0.7 * frames[1] + 0.3 * frames[3]
+    roi = find_roi(motion_map(frames), spacing=(1.5, 1.5, 8.0))
+    assert torch.allclose(paste(crop(blend, roi), blend, roi), torch.from_numpy(blend), atol=1e-6)
+
+
+def test_a_finer_series_is_resampled_to_the_training_spacing_and_back():
+    frames = phantom()
+    roi = find_roi(motion_map(frames), spacing=(1.0, 1.0, 8.0), training_spacing=(1.5, 1.5), margin_mm=9.0)
+    assert roi.zoom == pytest.approx((2 / 3, 2 / 3))
+    cropped = crop(frames[0], roi)
+    assert tuple(cropped.shape) == roi.network_size
+    assert roi.network_size[0] == round(roi.size[0] * 2 / 3) and roi.network_size[2] == SHAPE[2]
+    out = paste(cropped, frames[0], roi)
+    x0, x1, y0, y1 = roi.box
+    assert torch.equal(out[:x0], torch.from_numpy(frames[0])[:x0])
+    inner = (out - torch.from_numpy(frames[0]))[x0 + 8 : x1 - 8, y0 + 8 : y1 - 8]
+    assert inner.abs().mean() < 0.05  # down and up again: only the heart's edge blurs
+    assert find_roi(motion_map(frames), spacing=(1.4, 1.4, 8.0), training_spacing=(1.5, 1.5)).zoom == (1.0, 1.0)
+
+
+def test_the_seam_weight_ramps_smoothly_from_inside_to_outside():
+    roi = MotionROI((40, 88, 0, 48), (1.0, 1.0), (128, 112, 4))
+    weight = seam_weight(roi, feather=8)[..., 0]
+    assert weight[64, 24] == 1 and weight[39].abs().max() == 0 and weight[:, 48:].abs().max() == 0
+    assert weight[64, 0] == 1  # the box touches the image border at y = 0: no ramp there
+    steps = torch.cat([weight.diff(dim=0).abs().flatten(), weight.diff(dim=1).abs().flatten()])
+    assert steps.max() <= np.pi / 16 + 1e-6  # a cosine over 8 voxels, no jump at the seam
+    assert ((weight >= 0) & (weight <= 1)).all()
+
+
+def test_a_still_series_keeps_the_whole_plane_and_bad_inputs_are_named():
+    still = np.stack([np.ones(SHAPE, dtype=np.float32)] * 3)
+    roi = find_roi(motion_map(still))
+    assert roi.box == (0, SHAPE[0], 0, SHAPE[1])
+    with pytest.raises(InputError, match="at least 2 volumes"):
+        motion_map(still[:1])
+    with pytest.raises(InputError, match="NaN"):
+        find_roi(np.full(SHAPE, np.nan, dtype=np.float32))
+    with pytest.raises(InputError, match="differs from the cropped grid"):
+        paste(torch.zeros(3, 3, 4), still[0], roi)
+    with pytest.raises(InputError, match="NaN"):
+        paste(torch.full(roi.network_size, float("nan")), still[0], roi)
