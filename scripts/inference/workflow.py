@@ -35,8 +35,8 @@ import numpy as np
 from scripts.baselines.linear import blend
 from scripts.evaluation.metrics import psnr
 from scripts.inference.inputs import LoadedInput, load_input
-from scripts.inference.region import MotionRegion
 from scripts.inference.interpolator import SeriesInterpolator
+from scripts.inference.region import MotionRegion
 from scripts.inference.times import (
     CineFrame,
     check_upsample,
