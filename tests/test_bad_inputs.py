@@ -271,10 +271,12 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, capsys, monkeypatch
     assert (tmp_path / "out" / "earlier.nii.gz").read_bytes() == b"an earlier result"
 
 
-def test_volume_too_large_for_memory_is_refused_with_advice(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("region, grid", [("False", "volume (96, 96, 8)"), ("True", "volume (72, 64, 8)")])
+def test_volume_too_large_for_memory_is_refused_with_advice(region, grid, tmp_path, capsys, monkeypatch):
+    """The estimate is of the grid the network runs on: the whole volume, or the moving box of the demo case."""
     monkeypatch.setattr(scripts.utils.memory, "available_bytes", lambda device: 64 * 2**20)
-    check_refused(["interpolate"], "volume (96, 96, 8)", r"needs about \d+ MiB on cpu but 64 MiB is free: .*max_batch 1.*"
-                  r"another device.*crop", tmp_path, capsys)
+    check_refused(["interpolate", "--motion_region", region], grid,
+                  r"needs about \d+ MiB on cpu but 64 MiB is free: .*max_batch 1.*another device.*crop", tmp_path, capsys)
 
 
 def _bundle_run(args, cwd):

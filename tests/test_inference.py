@@ -88,23 +88,26 @@ def test_dicom_in_dicom_out_keeps_geometry_with_new_uids(weights, tmp_path):
     source = read_dicom_series(patient)
     out = interpolate(input=str(patient), t=[0.5], output_dir=str(tmp_path / "o"), output_format="both",
                       model=weights)
-    derived = read_dicom_series_3d(Path(out) / "dicom_0.500")
+    derived = read_dicom_series_3d(Path(out) / "dicom", position=2)  # start frame, t = 0.5, end frame
     np.testing.assert_allclose(derived["affine"], source.affine, atol=1e-4)
     nifti = nib.load(Path(out) / "interp_t0.500.nii.gz").get_fdata()
     np.testing.assert_allclose(derived["array"], nifti, atol=derived["slope"])
     in_uids = {pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID for p in patient.rglob("*.dcm")}
-    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in (Path(out) / "dicom_0.500").glob("*.dcm")]
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in (Path(out) / "dicom").glob("*.dcm")]
     assert len({h.SeriesInstanceUID for h in headers}) == 1 and not {h.SeriesInstanceUID for h in headers} & in_uids
-    assert len({h.SOPInstanceUID for h in headers}) == len(headers) == 4
+    assert len({h.SOPInstanceUID for h in headers}) == len(headers) == 4 * 3
     assert all("DERIVED" in h.ImageType and "t=0.500" in h.SeriesDescription for h in headers)
     assert {h.PatientID for h in headers} == {source.dicom_template.PatientID}
 
 
-def read_dicom_series_3d(folder):
-    """A single-frame DICOM series read by ITK (independent of the bundle's reader): RAS affine, (X, Y, Z) voxels."""
+def read_dicom_series_3d(folder, position):
+    """One temporal position of a derived DICOM cine read by ITK (independent of the bundle's reader): RAS affine,
+    (X, Y, Z) voxels."""
     import itk
 
-    image = itk.imread(str(folder))
+    files = [str(p) for p in sorted(folder.glob("*.dcm"))
+             if pydicom.dcmread(p, stop_before_pixels=True).TemporalPositionIdentifier == position]
+    image = itk.imread(files)
     lps = np.eye(4)
     lps[:3, :3] = np.asarray(image.GetDirection()) @ np.diag(np.asarray(image.GetSpacing()))
     lps[:3, 3] = np.asarray(image.GetOrigin())
@@ -208,6 +211,6 @@ def test_oblique_cine_dicom_from_another_vendor_end_to_end(weights, tmp_path, la
     out = interpolate(input=str(Path(data) / "PHANTOM001"), start_frame=0, end_frame=2, num_frames=1,
                       output_dir=str(tmp_path / "o"), output_format="both", model=weights)
     np.testing.assert_allclose(nib.load(Path(out) / "interp_4d.nii.gz").affine, source.affine, atol=1e-5)
-    derived = read_dicom_series_3d(Path(out) / "dicom_0.500")
+    derived = read_dicom_series_3d(Path(out) / "dicom", position=2)
     np.testing.assert_allclose(derived["affine"], source.affine, atol=1e-4)
     assert derived["array"].shape == (32, 28, 4)

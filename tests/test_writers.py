@@ -1,4 +1,5 @@
-"""NIfTI and PNG montage writers: round trips, names, atomicity and refusal to overwrite."""
+"""NIfTI, PNG montage and GIF preview writers, the DICOM pixel encoding: round trips, names, atomicity and refusal
+to overwrite."""
 
 import struct
 
@@ -8,8 +9,10 @@ import numpy as np
 import pytest
 
 from scripts.io import nifti_write as writers
+from scripts.io.dicom_write import StoredEncoding
 from scripts.io.montage import TITLE_BAND_PX, write_montage
-from scripts.io.nifti_write import write_nifti_frames
+from scripts.io.nifti_write import write_nifti_frames, write_nifti_series
+from scripts.io.preview import write_cine_preview
 from scripts.utils.errors import OutputExistsError
 
 OBLIQUE = np.array(
@@ -130,3 +133,54 @@ def test_montage_refuses_to_overwrite(tmp_path):
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["m.png"]
     write_montage(data[..., 0], data, data[..., 0], [0.5], path, zoom=3, overwrite=True)
     assert png_size(path) == (3 * 4 * 3, 4 * 3 + TITLE_BAND_PX)
+
+
+def test_nifti_series_carries_its_time_step(tmp_path):
+    data = frames()
+    path = write_nifti_series(data, OBLIQUE, tmp_path / "s.nii.gz", time_step_ms=22.5)
+    image = nib.load(path)
+    assert image.header.get_zooms()[3] == pytest.approx(22.5) and image.header.get_xyzt_units() == ("mm", "msec")
+    np.testing.assert_array_equal(image.get_fdata(dtype=np.float32), data)
+    np.testing.assert_allclose(image.affine, OBLIQUE, atol=1e-6)
+    with pytest.raises(OutputExistsError):
+        write_nifti_series(data, OBLIQUE, path)
+
+
+def test_preview_shows_the_acquired_frame_beside_each_output_frame(tmp_path):
+    from PIL import Image
+
+    acquired = np.zeros((8, 6, 3, 2), np.float32)
+    acquired[..., 1] = 1.0  # frame 0 black, frame 1 white
+    cine = np.repeat(acquired, 2, axis=3)
+    cine[..., 1], cine[..., 3] = 0.5, 0.75  # new frames (identical consecutive GIF frames would be merged)
+    path = write_cine_preview(acquired, cine, [0, 0, 1, 1], tmp_path / "p.gif", frame_ms=50)
+    gif = Image.open(path)
+    assert gif.n_frames == 4 and gif.info["loop"] == 0 and gif.info["duration"] == 50
+    means = []
+    for m in range(4):
+        gif.seek(m)
+        pixels = np.asarray(gif.convert("L"), dtype=float)
+        width = pixels.shape[1]
+        means.append((pixels[-10:, : width // 2 - 4].mean(), pixels[-10:, width // 2 + 4:].mean()))
+    left, right = zip(*means)
+    assert left[0] == left[1] < left[2] == left[3]  # the acquired frame held while the output advances
+    assert right[0] < right[1] < right[3] < right[2]
+
+
+@pytest.mark.parametrize("template, stored", [
+    ({"BitsStored": 12, "PixelRepresentation": 0}, [0, 1, 4095, 4095, 0]),
+    ({"BitsStored": 16, "PixelRepresentation": 1, "RescaleSlope": 2.0, "RescaleIntercept": -1024.0},
+     [512, 513, 3010, 16012, -88]),
+])
+def test_pixels_are_stored_as_the_input_stores_them(template, stored):
+    from pydicom.dataset import Dataset
+
+    ds = Dataset()
+    for keyword, value in template.items():
+        setattr(ds, keyword, value)
+    encoding = StoredEncoding.of(ds)
+    values = np.array([0.2, 1.4, 999.0 * 5, 31000.0, -1200.0])
+    result = encoding.encode(values)
+    assert result.dtype == (np.uint16 if template["PixelRepresentation"] == 0 else np.int16)
+    np.testing.assert_array_equal(result, stored)
+    assert encoding.identity == ("RescaleSlope" not in template)

@@ -65,6 +65,9 @@ def interpolate(
     num_frames: int | None = None,
     start_frame: int | None = None,
     end_frame: int | None = None,
+    upsample: int | None = None,
+    cyclic: bool | None = None,
+    motion_region: bool | None = None,
     output_dir: str = "output",
     output_format: str = "nifti",
     device: str = "auto",
@@ -82,6 +85,12 @@ def interpolate(
         num_frames: instead of --t, synthesise this many evenly spaced frames.
         start_frame: 0-based start frame of a 4D input (default: the first).
         end_frame: 0-based end frame (default: the last; negative counts from the end).
+        upsample: instead of --t / --num_frames / --start_frame / --end_frame: the whole series K times finer in time,
+            K - 1 new frames between every two consecutive acquired frames (writes upsampled_4d.nii.gz).
+        cyclic: with --upsample, the series is one periodic cycle (cardiac or breathing; the default): new frames
+            also between the last frame and the first. --cyclic False for a series that does not wrap around.
+        motion_region: run the network only in the box where the series moves and keep the blend of the static
+            surroundings (the default); False runs it on the whole field of view.
         output_dir: folder to create for the results (NIfTI, DICOM, montage.png, summary.json).
         output_format: nifti, dicom (DICOM input only) or both.
         device: cpu, cuda, cuda:N or auto.
@@ -101,6 +110,9 @@ def interpolate(
         "num_frames": None if num_frames is None else parse_int(num_frames, "--num_frames", minimum=1),
         "start_frame": None if start_frame is None else parse_int(start_frame, "--start_frame"),
         "end_frame": None if end_frame is None else parse_int(end_frame, "--end_frame"),
+        "upsample": None if upsample is None else parse_int(upsample, "--upsample", minimum=2),
+        "cyclic": None if cyclic is None else parse_bool(cyclic, "--cyclic"),
+        "motion_region": None if motion_region is None else parse_bool(motion_region, "--motion_region"),
         "output_dir": out,
         "output_format": parse_choice(output_format, "--output_format", OUTPUT_FORMATS),
         "anatomy": None if anatomy is None else _anatomy(anatomy),

@@ -2,8 +2,8 @@
 
 :class:`SeriesInterpolator` is ``configs/inference.json``'s ``inferer``: I0 and I1 (in [0, 1]) in, the student run on the
 whole volume at its native grid (I0 and I1 encoded once, every t batched: ``Student.interpolate_series``), the
-synthesised frames in [0, 1] out. The rest of the program (loading, intensity scaling, writers) is
-:mod:`scripts.inference.workflow`.
+synthesised frames in [0, 1] out; or a whole series, pair after pair of consecutive frames (:meth:`upsample`). The rest
+of the program (loading, intensity scaling, writers) is :mod:`scripts.inference.workflow`.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from scripts.inference.times import CineFrame
 from scripts.utils.args import parse_device
 from scripts.utils.checkpoint import load_weights
-from scripts.utils.memory import check_memory
+from scripts.utils.memory import available_bytes, check_memory, estimate_bytes
 
 logger = logging.getLogger(__name__)
-
 
 
 class SeriesInterpolator:
@@ -56,3 +57,67 @@ class SeriesInterpolator:
         with torch.autocast(self.device.type, enabled=self.amp):
             frames = self.network.interpolate_series(i0_t, i1_t, times, max_batch=self.max_batch)
         return frames[:, 0].float().clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy()
+
+    def pairs_per_batch(self, shape: Sequence[int], num_pairs: int) -> int:
+        """How many pairs (one t each) go through the network at once: 1 on CPU (larger batches are slower there),
+        as many as fit in half the free memory of an accelerator."""
+        if self.device.type == "cpu":
+            return 1
+        fits = available_bytes(self.device) // 2 // estimate_bytes(shape, 1, 1)
+        return int(max(1, min(num_pairs, fits, self.max_batch or num_pairs)))
+
+    @torch.no_grad()
+    def upsample(self, frames: np.ndarray, plan: Sequence[CineFrame]) -> np.ndarray:
+        """Synthesise the new frames of ``plan`` from a whole series.
+
+        Each pair of acquired frames is encoded once, with all of its time points batched (``max_batch``); with one
+        time point per pair (``--upsample 2``) several pairs share a batch on an accelerator
+        (:meth:`pairs_per_batch`). A progress bar and the log count the pairs.
+
+        Args:
+            frames: ``(X, Y, Z, T)`` acquired frames in [0, 1].
+            plan: the output frames (:func:`scripts.inference.times.upsample_plan`).
+
+        Returns:
+            ``(X, Y, Z, M)`` in [0, 1], ``M = len(plan)``: the acquired frames as given, the others synthesised.
+        """
+        shape = frames.shape[:3]
+        pairs: dict[tuple[int, int], list[int]] = {}
+        for m, frame in enumerate(plan):
+            if not frame.acquired:
+                pairs.setdefault((frame.previous, frame.next), []).append(m)
+        per_pair = max((len(ms) for ms in pairs.values()), default=1)
+        check_memory(shape, per_pair, self.max_batch, self.device)
+        batch = self.pairs_per_batch(shape, len(pairs)) if per_pair == 1 else 1
+        out = np.empty((*shape, len(plan)), dtype=np.float32)
+        for m, frame in enumerate(plan):
+            if frame.acquired:
+                out[..., m] = frames[..., frame.previous]
+        keys = list(pairs)
+        logger.info("%d pairs of frames, %d new frames each, %d pair(s) per pass on %s", len(keys), per_pair, batch,
+                    self.device)
+        with tqdm(total=len(keys), desc="pairs", unit="pair", disable=None) as bar:
+            for first in range(0, len(keys), batch):
+                chunk = keys[first:first + batch]
+                synthesised = self._pairs(frames, chunk, [[plan[m].fraction for m in pairs[k]] for k in chunk])
+                for key, volumes in zip(chunk, synthesised):
+                    for m, volume in zip(pairs[key], volumes):
+                        out[..., m] = volume
+                bar.update(len(chunk))
+                logger.info("pairs %d/%d", first + len(chunk), len(keys))
+        return out
+
+    def _pairs(self, frames: np.ndarray, pairs: list[tuple[int, int]], ts: list[list[float]]) -> list[np.ndarray]:
+        """For each pair ``(a, b)`` its volumes ``(N, X, Y, Z)`` at its N ``ts`` (in [0, 1])."""
+        def volume(index: int) -> torch.Tensor:
+            return torch.as_tensor(frames[..., index], dtype=torch.float32, device=self.device)[None, None]
+
+        with torch.autocast(self.device.type, enabled=self.amp):
+            if len(pairs) == 1:
+                (a, b), = pairs
+                preds = [self.network.interpolate_series(volume(a), volume(b), ts[0], max_batch=self.max_batch)]
+            else:  # one t per pair: a batch of pairs, each encoded once
+                image = torch.cat([torch.cat([volume(a), volume(b)], dim=1) for a, b in pairs])
+                t = torch.as_tensor([v[0] for v in ts], dtype=torch.float32, device=self.device)
+                preds = list(self.network(image, t)[:, None])
+        return [p[:, 0].float().clamp(0, 1).cpu().numpy() for p in preds]

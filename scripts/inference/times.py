@@ -1,10 +1,14 @@
-"""The time points to synthesise, from ``--t`` or ``--num_frames``, validated."""
+"""The time points to synthesise: from ``--t`` / ``--num_frames`` between two endpoints, or the frames of a whole series
+made ``--upsample`` times finer; validated, and placed in time."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
 
 from scripts.io.time_labels import t_label
 from scripts.utils.errors import InputError
@@ -50,3 +54,74 @@ def resolve_times(t: float | Sequence[float] | str | None, num_frames: int | Non
         raise InputError("--t", f"time points {values} would share an output file name ({labels}: three decimals); "
                                 "give time points at least 0.001 apart")
     return sorted(values)
+
+
+class CineFrame(NamedTuple):
+    """One frame of an output cine, placed between two acquired frames.
+
+    Attributes:
+        previous, next: 0-based acquired frames it lies between (``previous == next`` for an acquired frame kept as
+            it is; ``next < previous`` where a periodic cine wraps from its last frame to its first).
+        fraction: where it lies between them, in [0, 1) (0 for an acquired frame).
+    """
+
+    previous: int
+    next: int
+    fraction: float
+
+    @property
+    def acquired(self) -> bool:
+        return self.previous == self.next
+
+
+def check_upsample(upsample, t, num_frames, start_frame, end_frame) -> int:
+    """``upsample`` as a whole number >= 2; InputError naming ``--upsample`` when it is not or when it is combined
+    with the two-endpoint arguments (``--t``, ``--num_frames``, ``--start_frame``, ``--end_frame``)."""
+    given = [name for name, value in (("--t", t), ("--num_frames", num_frames), ("--start_frame", start_frame),
+                                      ("--end_frame", end_frame)) if value is not None]
+    if given:
+        raise InputError("--upsample", f"works on the whole series; it cannot be combined with {', '.join(given)}")
+    if isinstance(upsample, bool) or not isinstance(upsample, int) or upsample < 2:
+        raise InputError("--upsample", f"must be a whole number >= 2 (frames per acquired frame), got {upsample!r}")
+    return upsample
+
+
+def upsample_plan(num_frames: int, factor: int, cyclic: bool) -> list[CineFrame]:
+    """The frames of a series made ``factor`` times finer in time, in time order.
+
+    Between every two consecutive acquired frames (and, for a ``cyclic`` series, from the last back to the first)
+    ``factor - 1`` new frames at fractions ``1/factor ... (factor-1)/factor``; acquired frames kept. Length
+    ``num_frames * factor`` when cyclic, ``(num_frames - 1) * factor + 1`` otherwise.
+    """
+    plan = []
+    for a in range(num_frames):
+        plan.append(CineFrame(a, a, 0.0))
+        if a + 1 < num_frames or cyclic:
+            b = (a + 1) % num_frames
+            plan.extend(CineFrame(a, b, k / factor) for k in range(1, factor))
+    return plan
+
+
+def endpoints_plan(start: int, end: int, ts: Sequence[float]) -> list[CineFrame]:
+    """The cine of the two-endpoint path: the start frame, the frames at ``ts`` strictly inside (0, 1), the end
+    frame (a t of 0 or 1 is the acquired frame itself)."""
+    inside = [CineFrame(start, end, float(t)) for t in ts if 0.0 < t < 1.0]
+    return [CineFrame(start, start, 0.0), *inside, CineFrame(end, end, 0.0)]
+
+
+def cine_times_ms(plan: Sequence[CineFrame], times: Sequence[float] | None) -> np.ndarray | None:
+    """Time (ms) of each cine frame, linear between its acquired frames' ``times``; across the wrap of a periodic
+    cine, one period is ``T`` mean frame steps. None when the acquired times are unknown or not increasing."""
+    if times is None or len(times) < 2:
+        return None
+    times = np.asarray(times, dtype=np.float64)
+    if not np.all(np.diff(times) > 0):
+        return None
+    period = (times[-1] - times[0]) * len(times) / (len(times) - 1)
+    out = []
+    for frame in plan:
+        t0, t1 = times[frame.previous], times[frame.next]
+        if frame.next < frame.previous:
+            t1 = t1 + period
+        out.append(t0 + frame.fraction * (t1 - t0))
+    return np.array(out)

@@ -1,9 +1,16 @@
-"""The inference program of ``configs/inference.json``: load -> endpoints' intensity scale -> network -> writers.
+"""The inference program of ``configs/inference.json``: load -> intensity scale -> network -> writers.
 
     loader       (:func:`scripts.inference.inputs.load_input`)      the series and its endpoint frames
     scaling      (:class:`scripts.transforms.intensity.EndpointMinMax`) the endpoints' joint min-max -> [0, 1]
     inferer      (:class:`scripts.inference.interpolator.SeriesInterpolator`) the student, I0/I1 encoded once
-    writers      (:mod:`scripts.inference.writers`)                  NIfTI, DICOM, montage; then ``summary.json``
+    writers      (:mod:`scripts.inference.writers`)                  NIfTI, DICOM, montage, preview; then ``summary.json``
+
+Two jobs: frames at ``t`` between two endpoint frames (``t`` / ``num_frames``, ``start_frame`` / ``end_frame``), or
+the whole series made ``upsample`` times finer in time (``upsample`` K: K - 1 new frames between every two consecutive
+acquired frames, and from the last back to the first when ``cyclic``; one intensity scale for the whole series, its
+min-max, so the frames stay comparable). Either way the result is also a cine
+(:class:`~scripts.inference.times.CineFrame` plan): acquired and synthesised frames in time order, which the DICOM
+and preview writers write whole.
 
 Each step is a named object of the config, so a user overrides one without touching the others
 (``--writers#montage#name preview.png``). Everything is checked before the work: the output folder (refused if it
@@ -29,7 +36,15 @@ from scripts.baselines.linear import blend
 from scripts.evaluation.metrics import psnr
 from scripts.inference.inputs import LoadedInput, load_input
 from scripts.inference.interpolator import SeriesInterpolator
-from scripts.inference.times import resolve_times
+from scripts.inference.region import MotionRegion
+from scripts.inference.times import (
+    CineFrame,
+    check_upsample,
+    cine_times_ms,
+    endpoints_plan,
+    resolve_times,
+    upsample_plan,
+)
 from scripts.io.nifti_read import check_affine
 from scripts.io.series import Series4D
 from scripts.networks.tmsdf import DIVISOR
@@ -43,8 +58,10 @@ __all__ = ["OUTPUT_FORMATS", "Interpolation", "InterpolationWorkflow", "demo_sco
 logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("nifti", "dicom", "both")
-# which writers each output format runs (the montage and summary.json are always written)
+# which writers each output format runs (summary.json is always written)
 _FORMAT_WRITERS = {"nifti": ("nifti",), "dicom": ("dicom",), "both": ("nifti", "dicom")}
+# written whatever the format, when the config names them
+_OPTIONAL_WRITERS = ("montage", "preview")
 
 
 @dataclasses.dataclass
@@ -53,12 +70,16 @@ class Interpolation:
 
     Attributes:
         series: the input series (``array`` ``(X, Y, Z, T)`` in the input's units).
-        start, end: the endpoint frames (0-based).
-        times: the N time points in [0, 1], ascending.
+        start, end: the endpoint frames (0-based); with ``upsample``, the first pair of the series.
+        times: the N time points in [0, 1], ascending (with ``upsample``, those of every pair).
         scale: the intensity map between the input's units and [0, 1].
-        frames_unit: ``(X, Y, Z, N)`` float32 synthesised frames in [0, 1].
+        frames_unit: ``(X, Y, Z, N)`` float32 synthesised frames in [0, 1] (with ``upsample``, the first pair's).
         frames: the same in the input's units.
         truth: ``(X, Y, Z, N)`` true frames in the input's units (the demo case), else None.
+        plan: the output cine, acquired and synthesised frames in time order (M frames).
+        cine: ``(X, Y, Z, M)`` float32, the cine in the input's units, acquired frames exactly as read.
+        cine_times: ``(M,)`` ms of each cine frame when the input's frame times are known, else None.
+        upsample: the factor K of a whole-series upsampling, None for the two-endpoint job.
     """
 
     series: Series4D
@@ -69,6 +90,10 @@ class Interpolation:
     frames_unit: np.ndarray
     frames: np.ndarray
     truth: np.ndarray | None = None
+    plan: list[CineFrame] = dataclasses.field(default_factory=list)
+    cine: np.ndarray | None = None
+    cine_times: np.ndarray | None = None
+    upsample: int | None = None
 
     @property
     def i0(self) -> np.ndarray:
@@ -97,6 +122,12 @@ class InterpolationWorkflow:
         output_dir: the folder to create; refused if it exists unless ``overwrite``.
         output_format: ``nifti``, ``dicom`` (DICOM inputs) or ``both``.
         overwrite: replace ``output_dir`` if it exists.
+        upsample: instead of ``t``: the whole series with ``upsample - 1`` new frames between every two consecutive
+            acquired frames (refused together with ``t``, ``num_frames``, ``start_frame``, ``end_frame``).
+        cyclic: with ``upsample``, the series is periodic (a cardiac cycle, a breathing cycle): new frames also
+            between the last acquired frame and the first.
+        region: where the network runs (:class:`~scripts.inference.region.MotionRegion`); None runs it on the
+            whole volume.
     """
 
     def __init__(
@@ -113,13 +144,18 @@ class InterpolationWorkflow:
         output_dir: str | os.PathLike = "output",
         output_format: str = "nifti",
         overwrite: bool = False,
+        upsample: int | None = None,
+        cyclic: bool = True,
+        region: MotionRegion | None = None,
     ):
         self.inferer, self.writers, self.loader = inferer, dict(writers), loader
+        self.region = MotionRegion(enabled=False) if region is None else region
         self.scaling = EndpointMinMax() if scaling is None else scaling
         self.input, self.t, self.num_frames = input, t, num_frames
         self.start_frame, self.end_frame = start_frame, end_frame
         self.output_dir, self.output_format = output_dir, output_format
         self.overwrite = parse_bool(overwrite, "--overwrite")
+        self.upsample, self.cyclic = upsample, cyclic
 
     def _inputs(self) -> list[str]:
         """The input files / folders (what ``--overwrite`` must never delete)."""
@@ -130,6 +166,9 @@ class InterpolationWorkflow:
         """Check, load, synthesise, write; returns ``output_dir``."""
         if self.output_format not in OUTPUT_FORMATS:
             raise InputError("--output_format", f"must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
+        if self.upsample is not None:
+            check_upsample(self.upsample, self.t, self.num_frames, self.start_frame, self.end_frame)
+            self.cyclic = parse_bool(self.cyclic, "--cyclic")
         if Path(self.output_dir).exists():  # before the work, not only when writing
             if not self.overwrite:
                 raise OutputExistsError(self.output_dir)
@@ -140,7 +179,40 @@ class InterpolationWorkflow:
         check_grid(series)
         if self.output_format != "nifti" and series.dicom_template is None:
             raise InputError("--output_format", f"{self.output_format!r} needs a DICOM input; {series.source} is not")
-        t = self.t
+        started = time.perf_counter()
+        result = self._upsample(series) if self.upsample is not None else self._between(loaded)
+        seconds = time.perf_counter() - started
+        check_finite(result.cine, self.inferer.checkpoint)
+        synthesised = sum(not frame.acquired for frame in result.plan)
+        logger.info("synthesised %d frames in %.2f s (%.2f s per frame)", synthesised, seconds,
+                    seconds / max(synthesised, 1))
+        summary = {
+            "input": series.source, "start_frame": result.start, "end_frame": result.end, "t": result.times,
+            "grid": list(series.array.shape[:3]), "spacing_mm": list(series.spacing),
+            "device": str(self.inferer.device), "checkpoint": self.inferer.checkpoint, "seconds": round(seconds, 3),
+            "outputs": {},
+        }
+        if result.upsample is not None:
+            summary.update({"upsample": result.upsample, "cyclic": self.cyclic, "frames_in": series.num_frames,
+                            "frames_out": len(result.plan)})
+            del summary["start_frame"], summary["end_frame"]
+        with atomic_dir(self.output_dir, overwrite=self.overwrite, marker=OUTPUT_MARKER, keep=self._inputs()) as tmp:
+            names = [*_FORMAT_WRITERS[self.output_format], *(n for n in _OPTIONAL_WRITERS if n in self.writers)]
+            for name in names:
+                summary["outputs"][name] = self.writers[name](result, tmp)
+            if result.truth is not None:
+                scale, i0, i1 = result.scale, result.i0, result.i1
+                summary["demo"] = demo_scores(scale.to_unit(i0), scale.to_unit(i1), result.frames_unit,
+                                              scale.to_unit(result.truth), result.times)
+                logger.info("demo: %s", summary["demo"])
+            with atomic_file(tmp / OUTPUT_MARKER) as path:
+                path.write_text(json.dumps(summary, indent=2))
+        logger.info("wrote %s", self.output_dir)
+        return Path(self.output_dir)
+
+    def _between(self, loaded: LoadedInput) -> Interpolation:
+        """Frames at ``t`` between the two endpoint frames, scaled by the endpoints."""
+        series, t = loaded.series, self.t
         if t is None and self.num_frames is None and loaded.truth_times is not None:
             t = loaded.truth_times
         ts = resolve_times(t, self.num_frames)
@@ -148,29 +220,40 @@ class InterpolationWorkflow:
         scale = self.scaling(i0, i1, series.source)
         logger.info("%s: grid %s, frames %d -> %d, t = %s on %s", series.source, i0.shape, loaded.start, loaded.end,
                     [round(v, 4) for v in ts], self.inferer.device)
-        started = time.perf_counter()
-        frames_unit = self.inferer.synthesise(scale.to_unit(i0), scale.to_unit(i1), ts)
-        seconds = time.perf_counter() - started
-        logger.info("synthesised %d frames in %.2f s (%.2f s per frame)", len(ts), seconds, seconds / len(ts))
-        result = Interpolation(series, loaded.start, loaded.end, ts, scale, frames_unit,
-                               scale.from_unit(frames_unit).astype(np.float32), loaded.truth)
-        check_finite(result.frames, self.inferer.checkpoint)
-        summary = {
-            "input": series.source, "start_frame": loaded.start, "end_frame": loaded.end, "t": ts,
-            "grid": list(i0.shape), "spacing_mm": list(series.spacing), "device": str(self.inferer.device),
-            "checkpoint": self.inferer.checkpoint, "seconds": round(seconds, 3), "outputs": {},
-        }
-        with atomic_dir(self.output_dir, overwrite=self.overwrite, marker=OUTPUT_MARKER, keep=self._inputs()) as tmp:
-            for name in (*_FORMAT_WRITERS[self.output_format], "montage"):
-                summary["outputs"][name] = self.writers[name](result, tmp)
-            if result.truth is not None:
-                truth = scale.to_unit(result.truth)
-                summary["demo"] = demo_scores(scale.to_unit(i0), scale.to_unit(i1), frames_unit, truth, ts)
-                logger.info("demo: %s", summary["demo"])
-            with atomic_file(tmp / OUTPUT_MARKER) as path:
-                path.write_text(json.dumps(summary, indent=2))
-        logger.info("wrote %s", self.output_dir)
-        return Path(self.output_dir)
+        endpoints = np.stack([scale.to_unit(i0), scale.to_unit(i1)], axis=-1)
+        frames_unit = self.region.run(lambda f: self.inferer.synthesise(f[..., 0], f[..., 1], ts), endpoints,
+                                      series.spacing, [(0, 1, v) for v in ts], motion=scale.to_unit(series.array))
+        frames = scale.from_unit(frames_unit).astype(np.float32)
+        plan = endpoints_plan(loaded.start, loaded.end, ts)
+        by_t = dict(zip(ts, np.moveaxis(frames, -1, 0)))
+        cine = np.stack([series.array[..., f.previous] if f.acquired else by_t[f.fraction] for f in plan], axis=-1)
+        return Interpolation(series, loaded.start, loaded.end, ts, scale, frames_unit, frames, loaded.truth, plan,
+                             cine, cine_times_ms(plan, series.times))
+
+    def _upsample(self, series: Series4D) -> Interpolation:
+        """The whole series ``upsample`` times finer, on one intensity scale (the whole series' min-max)."""
+        factor = self.upsample
+        if series.num_frames < 2:
+            raise InputError(series.source, "has one frame; upsampling needs at least 2")
+        plan = upsample_plan(series.num_frames, factor, self.cyclic)
+        scale = IntensityScale.of(series.array, series.source)
+        logger.info("%s: grid %s, %d frames -> %d (x%d, %s) on %s", series.source, series.array.shape[:3],
+                    series.num_frames, len(plan), factor, "cyclic" if self.cyclic else "not cyclic",
+                    self.inferer.device)
+        unit = scale.to_unit(series.array).astype(np.float32)
+        new = [m for m, frame in enumerate(plan) if not frame.acquired]
+        cine_unit = np.empty((*unit.shape[:3], len(plan)), dtype=np.float32)
+        cine_unit[..., new] = self.region.run(lambda f: self.inferer.upsample(f, plan)[..., new], unit, series.spacing,
+                                              [(plan[m].previous, plan[m].next, plan[m].fraction) for m in new])
+        acquired = [m for m, frame in enumerate(plan) if frame.acquired]
+        cine_unit[..., acquired] = unit[..., [plan[m].previous for m in acquired]]
+        cine = scale.from_unit(cine_unit).astype(np.float32)
+        cine[..., acquired] = series.array[..., [plan[m].previous for m in acquired]]  # exactly as read
+        first = [m for m, frame in enumerate(plan) if (frame.previous, frame.next) == (plan[1].previous, plan[1].next)
+                 and not frame.acquired]
+        ts = [plan[m].fraction for m in first]
+        return Interpolation(series, plan[1].previous, plan[1].next, ts, scale, cine_unit[..., first], cine[..., first],
+                             None, plan, cine, cine_times_ms(plan, series.times), factor)
 
 
 def check_grid(series: Series4D) -> None:

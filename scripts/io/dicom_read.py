@@ -88,7 +88,7 @@ from scripts.io.dicom_geometry import (
     affine_from_dicom,
     slice_normal,
 )
-from scripts.io.series import Series4D
+from scripts.io.series import Series4D, SourceImage
 from scripts.utils.errors import InputError
 from scripts.utils.memory import available_bytes
 
@@ -250,7 +250,8 @@ def _read_series(folder: Path, frames: Sequence[int] | None) -> Series4D:
     array = _read_pixels([[column[t] for t in frames] for column in grid])
     template = first[0].header
     logger.info("%s: %d x %d x %d voxels, %d of %d time points", folder, *array.shape[:3], len(frames), num_frames)
-    return Series4D(array, affine, str(folder), None if times is None else times[frames], template)
+    sources = [[SourceImage.of(column[t].header, column[t].frame) for t in frames] for column in grid]
+    return Series4D(array, affine, str(folder), None if times is None else times[frames], template, sources)
 
 
 def _check_fits(source: Path | str, need: int, what: str) -> None:

@@ -1,4 +1,12 @@
-"""DICOM writer of derived series: one interpolated frame as a classic single-frame series.
+r"""DICOM writers of derived series: a whole derived cine as one series, or one interpolated frame as a series.
+
+``write_derived_cine`` writes a cine (every slice, every phase, acquired and synthesised) as one classic single-frame
+series a viewer plays: TriggerTime, TemporalPositionIdentifier, NumberOfTemporalPositions and (MR)
+CardiacNumberOfImages per image, ImageType ``DERIVED\SECONDARY``, a SourceImageSequence naming the acquired images
+each frame came from, the input's StudyInstanceUID as it is (even when malformed: a result outside the patient's
+study is lost), SliceLocation as the input wrote it at the same position, and pixels stored as the input stored them
+(its BitsStored, PixelRepresentation, RescaleSlope/Intercept), so acquired frames keep their stored values and an MR
+input without a Modality LUT gets none.
 
 ``write_derived_series`` writes one interpolated frame as a classic single-frame series (one file per slice) that
 David Clunie's ``dciodvfy`` passes without error: patient, study, frame-of-reference and equipment attributes copied
@@ -12,7 +20,9 @@ Every folder is written atomically (:func:`scripts.utils.atomic.atomic_dir`) and
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import datetime
 import logging
 import os
@@ -22,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     CTImageStorage,
     EnhancedCTImageStorage,
@@ -33,6 +44,7 @@ from pydicom.uid import (
 from pydicom.valuerep import format_number_as_ds, validate_value
 
 from scripts.io.dicom_geometry import SliceGeometry, dicom_from_affine
+from scripts.io.series import SourceImage
 from scripts.utils.atomic import atomic_dir
 from scripts.utils.errors import InputError
 
@@ -131,12 +143,13 @@ def _is_valid(element: pydicom.DataElement) -> bool:
     return True
 
 
-def copy_header(template: Dataset, modality: str) -> Dataset:
+def copy_header(template: Dataset, modality: str, keep_study_uid: bool = False) -> Dataset:
     """Patient, study, frame-of-reference, equipment and acquisition attributes of ``template`` that are valid.
 
     An invalid UID (e.g. leading-zero components, common in old scanner files) is replaced by a UID derived from it,
-    the same for every call, so all derived series of one input still share one study and frame of reference.
-    Other invalid values are dropped (written empty when the attribute is Type 2).
+    the same for every call, so all derived series of one input still share one study and frame of reference;
+    with ``keep_study_uid`` the StudyInstanceUID is copied as it is, valid or not, so the result stays in the
+    patient's study. Other invalid values are dropped (written empty when the attribute is Type 2).
     """
     header = Dataset()
     if "SpecificCharacterSet" in template:
@@ -144,7 +157,11 @@ def copy_header(template: Dataset, modality: str) -> Dataset:
     for group in ("patient", "study", "frame of reference", "equipment", "series", modality):
         for keyword in _COPIED[group]:
             element = template.data_element(keyword) if keyword in template else None
-            if element is not None and not element.is_empty and _is_valid(element):
+            keep = keep_study_uid and keyword == "StudyInstanceUID"
+            if element is not None and not element.is_empty and (keep or _is_valid(element)):
+                if keep and not _is_valid(element):
+                    logger.warning("StudyInstanceUID %r of the input is not a valid UID; kept as it is, so the result "
+                                   "stays in the patient's study", element.value)
                 header.add(copy.deepcopy(element))
             elif element is not None and element.VR == "UI" and not element.is_empty:
                 logger.warning("%s %r of the input is not a valid UID; writing a UID derived from it", keyword,
@@ -206,16 +223,17 @@ def slice_dataset(series_header: Dataset, stored: np.ndarray, geometry: SliceGeo
     return ds
 
 
-def set_pixels(ds: Dataset, pixels: np.ndarray) -> None:
-    """Image Pixel module for int16 ``pixels`` ``(frames, rows, columns)`` or ``(rows, columns)``."""
+def set_pixels(ds: Dataset, pixels: np.ndarray, bits_stored: int = 16, signed: bool = True) -> None:
+    """Image Pixel module for 16-bit ``pixels`` ``(frames, rows, columns)`` or ``(rows, columns)`` (int16 when
+    ``signed``, else uint16), of which ``bits_stored`` bits are used."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = int(pixels.shape[-2]), int(pixels.shape[-1])
     ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2").tobytes()
+    ds.BitsStored = int(bits_stored)
+    ds.HighBit = int(bits_stored) - 1
+    ds.PixelRepresentation = int(signed)
+    ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2" if signed else "<u2").tobytes()
 
 
 def display_window(values: np.ndarray) -> tuple[float, float]:
@@ -236,6 +254,22 @@ def check_volume(volume: np.ndarray, dims: int) -> np.ndarray:
     if volume.ndim != dims:
         raise InputError("volume", f"expected {dims} dimensions, got shape {volume.shape}")
     return volume
+
+
+def derived_sop_class(template: Dataset) -> tuple[str, str]:
+    """The classic SOP class and modality of a series derived from ``template``; InputError unless CT or MR."""
+    sop_class = DERIVED_SOP_CLASS.get(str(template.get("SOPClassUID", "")))
+    if sop_class is None:
+        raise InputError("template", f"SOP class {template.get('SOPClassUID')} is not a CT or MR image; "
+                         "derived series are written for CT and MR inputs only")
+    return sop_class, "CT" if sop_class == CTImageStorage else "MR"
+
+
+def slice_thickness(template: Dataset, geometry: SliceGeometry) -> float:
+    """The input's SliceThickness when valid, else the slice spacing (mm)."""
+    element = template.data_element("SliceThickness") if "SliceThickness" in template else None
+    valid = element is not None and not element.is_empty and _is_valid(element)
+    return float(element.value) if valid else geometry.slice_spacing
 
 
 def write_derived_series(
@@ -267,11 +301,7 @@ def write_derived_series(
         OutputExistsError: ``out_dir`` exists and ``overwrite`` is False.
     """
     volume = check_volume(volume, 3)
-    sop_class = DERIVED_SOP_CLASS.get(str(template.get("SOPClassUID", "")))
-    if sop_class is None:
-        raise InputError("template", f"SOP class {template.get('SOPClassUID')} is not a CT or MR image; "
-                         "derived series are written for CT and MR inputs only")
-    modality = "CT" if sop_class == CTImageStorage else "MR"
+    sop_class, modality = derived_sop_class(template)
     geometry = dicom_from_affine(affine, volume.shape[2])
     stored, slope, intercept = encode_int16(volume)
     image_type = ["DERIVED", "SECONDARY", IMAGE_TYPE_3[modality]]
@@ -280,11 +310,160 @@ def write_derived_series(
     header.DerivationDescription = "temporal interpolation between two frames of the input series"
     if modality == "MR" and {"CG", "PPG"} & set(_values(header.get("ScanOptions"))):
         header.TriggerTime = None  # Type 2C under cardiac/peripheral gating; an interpolated frame has no trigger
-    thickness_element = template.data_element("SliceThickness") if "SliceThickness" in template else None
-    valid_thickness = thickness_element is not None and not thickness_element.is_empty and _is_valid(thickness_element)
-    thickness = float(thickness_element.value) if valid_thickness else geometry.slice_spacing
+    thickness = slice_thickness(template, geometry)
     window = display_window(volume)
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         for k in range(volume.shape[2]):
             save_dataset(slice_dataset(header, stored, geometry, k, thickness, window), tmp / f"{k + 1:04d}.dcm")
+    return Path(out_dir)
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredEncoding:
+    """How an input stored its pixels: ``value = stored * slope + intercept``, ``bits_stored`` bits, signed or not."""
+
+    slope: float = 1.0
+    intercept: float = 0.0
+    bits_stored: int = 16
+    signed: bool = True
+
+    @property
+    def identity(self) -> bool:
+        return self.slope == 1.0 and self.intercept == 0.0
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        bits = self.bits_stored
+        return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if self.signed else (0, (1 << bits) - 1)
+
+    @classmethod
+    def of(cls, template: Dataset) -> StoredEncoding:
+        """The encoding of ``template`` (an enhanced file's from its shared, else first per-frame, functional
+        groups); 16 bits stored when the input used more than 16 bits or an odd layout."""
+        transform = template
+        if "RescaleSlope" not in template:
+            for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+                items = template.get(groups) or []
+                if items and items[0].get("PixelValueTransformationSequence"):
+                    transform = items[0].PixelValueTransformationSequence[0]
+                    break
+        slope = float(transform.get("RescaleSlope", 1.0) or 1.0)
+        intercept = float(transform.get("RescaleIntercept", 0.0) or 0.0)
+        bits = int(template.get("BitsStored", 16) or 16)
+        return cls(slope, intercept, bits if 1 < bits <= 16 else 16, bool(int(template.get("PixelRepresentation", 1))))
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        """Stored values (int16 or uint16) of ``values`` in the input's units: rounded, clipped to the stored bits."""
+        values = np.asarray(values, dtype=np.float64)
+        if not np.all(np.isfinite(values)):
+            raise InputError("volume", "contains NaN or infinite values; DICOM pixels cannot store them")
+        lo, hi = self.limits
+        stored = np.clip(np.round((values - self.intercept) / self.slope), lo, hi)
+        return stored.astype(np.int16 if self.signed else np.uint16)
+
+
+def _slice_locations(geometry: SliceGeometry, sources: Sequence[Sequence[SourceImage]] | None) -> list[float | None]:
+    """SliceLocation per slice as the input wrote it at that position (vendors differ in sign and origin), else
+    the position along the slice normal; ``None`` where the input wrote none."""
+    if sources is None:
+        return [float(v) for v in geometry.slice_locations]
+    return [row[0].slice_location for row in sources]
+
+
+@contextlib.contextmanager
+def _validation(mode: int):
+    """pydicom's reading and writing validation set to ``mode`` for the block."""
+    settings = pydicom.config.settings
+    before = settings.reading_validation_mode, settings.writing_validation_mode
+    settings.reading_validation_mode = settings.writing_validation_mode = mode
+    try:
+        yield
+    finally:
+        settings.reading_validation_mode, settings.writing_validation_mode = before
+
+
+def _source_item(source: SourceImage) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = source.sop_class_uid
+    item.ReferencedSOPInstanceUID = source.sop_instance_uid
+    if source.frame is not None:
+        item.ReferencedFrameNumber = source.frame
+    return item
+
+
+def write_derived_cine(
+    cine: np.ndarray,
+    affine: np.ndarray,
+    out_dir: str | os.PathLike,
+    template: Dataset,
+    frame_sources: Sequence[Sequence[int]],
+    sources: Sequence[Sequence[SourceImage]] | None,
+    series_description: str,
+    trigger_times: Sequence[float] | None = None,
+    series_number: int = 9000,
+    derivation: str = "temporal interpolation between acquired frames of the input series",
+    overwrite: bool = False,
+) -> Path:
+    """Write a derived cine, every slice and every frame, as one classic single-frame series, atomically.
+
+    Files ``IM<instance>.dcm``; InstanceNumber runs over the frames of slice 1, then slice 2, ... (slice-major, as
+    scanners number a cine), TemporalPositionIdentifier is the frame (1-based).
+
+    Args:
+        cine: ``(X, Y, Z, M)`` float in the input's units (CT Hounsfield units, MR signal), frames in time order.
+        affine: ``(4, 4)`` voxel-to-RAS mm (nibabel convention) of the volumes.
+        out_dir: the series folder to create.
+        template: a dataset of the input (``Series4D.dicom_template``): patient, study, frame of reference,
+            equipment, acquisition attributes, SOP class and pixel encoding are taken from it.
+        frame_sources: for each of the M frames, the acquired frames (0-based) it came from (one for an acquired
+            frame, two for a synthesised one).
+        sources: ``sources[z][t]`` the acquired images (``Series4D.dicom_sources``) the SourceImageSequence names and
+            whose SliceLocation is repeated; ``None`` writes neither.
+        series_description: SeriesDescription.
+        trigger_times: ``(M,)`` ms (TriggerTime), or None when the input's times are unknown.
+        series_number: SeriesNumber.
+        derivation: DerivationDescription.
+        overwrite: replace an existing ``out_dir``; otherwise an existing one is an OutputExistsError.
+
+    Returns ``out_dir``; raises InputError for a template that is neither CT nor MR, a non-finite cine, or an affine
+    DICOM slices cannot hold.
+    """
+    cine = check_volume(cine, 4)
+    num_slices, num_frames = cine.shape[2], cine.shape[3]
+    if len(frame_sources) != num_frames or (trigger_times is not None and len(trigger_times) != num_frames):
+        raise ValueError(f"frame_sources and trigger_times need one entry per frame ({num_frames})")
+    sop_class, modality = derived_sop_class(template)
+    geometry = dicom_from_affine(affine, num_slices)
+    encoding = StoredEncoding.of(template)
+    stored = encoding.encode(cine)
+    with _validation(pydicom.config.IGNORE):  # copy_header says once what it keeps or replaces
+        header = series_header(copy_header(template, modality, keep_study_uid=True), sop_class, modality,
+                                series_number, series_description, ["DERIVED", "SECONDARY", IMAGE_TYPE_3[modality]],
+                                encoding.slope, encoding.intercept)
+    if modality == "MR" and encoding.identity:  # no Modality LUT in an MR image unless the input had one
+        del header.RescaleSlope, header.RescaleIntercept
+    header.DerivationDescription = derivation
+    window = display_window(cine)
+    thickness = slice_thickness(template, geometry)
+    locations = _slice_locations(geometry, sources)
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp, _validation(pydicom.config.IGNORE):
+        for k in range(num_slices):
+            for m in range(num_frames):
+                ds = slice_dataset(header, stored[..., m], geometry, k, thickness, window)
+                ds.InstanceNumber = k * num_frames + m + 1
+                if locations[k] is None:
+                    del ds.SliceLocation
+                else:
+                    ds.SliceLocation = ds_value(locations[k])
+                if trigger_times is not None:
+                    ds.TriggerTime = ds_value(trigger_times[m])
+                ds.TemporalPositionIdentifier = m + 1
+                ds.NumberOfTemporalPositions = num_frames
+                if modality == "MR":
+                    ds.CardiacNumberOfImages = num_frames
+                if sources is not None:
+                    ds.SourceImageSequence = DicomSequence([_source_item(sources[k][t]) for t in frame_sources[m]])
+                set_pixels(ds, stored[:, :, k, m].T, encoding.bits_stored, encoding.signed)
+                save_dataset(ds, tmp / f"IM{ds.InstanceNumber:05d}.dcm")
+    logger.debug("wrote %s: %d slices x %d frames", out_dir, num_slices, num_frames)
     return Path(out_dir)

@@ -27,12 +27,18 @@ class NiftiOutputs(NamedTuple):
     volumes: list[Path]
 
 
-def _nifti(array: np.ndarray, affine: np.ndarray, dtype: np.dtype) -> nib.Nifti1Image:
-    """A NIfTI image with ``affine`` as both qform and sform (code 1, scanner) and mm units."""
+def _nifti(array: np.ndarray, affine: np.ndarray, dtype: np.dtype, time_step_ms: float | None = None
+           ) -> nib.Nifti1Image:
+    """A NIfTI image with ``affine`` as both qform and sform (code 1, scanner), mm units, and for a 4D array with a
+    known ``time_step_ms`` that step as pixdim[4] in ms."""
     image = nib.Nifti1Image(np.asarray(array, dtype=np.float32), affine)
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
-    image.header.set_xyzt_units(xyz="mm")
+    if time_step_ms is not None and image.ndim == 4:
+        image.header.set_zooms((*image.header.get_zooms()[:3], float(time_step_ms)))
+        image.header.set_xyzt_units(xyz="mm", t="msec")
+    else:
+        image.header.set_xyzt_units(xyz="mm")
     image.set_data_dtype(dtype)
     return image
 
@@ -80,3 +86,23 @@ def write_nifti_frames(
         for k, tmp in enumerate(volume_tmps):
             nib.save(_nifti(frames[..., k], affine, dtype), tmp)
     return NiftiOutputs(series_path, volume_paths)
+
+
+def write_nifti_series(
+    series: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike,
+    time_step_ms: float | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write one 4D series ``(X, Y, Z, T)`` as float32 NIfTI with ``affine`` and, when known, its time step (ms).
+
+    Raises:
+        OutputExistsError: when ``path`` exists and ``overwrite`` is false.
+    """
+    if series.ndim != 4:
+        raise ValueError(f"series must be (X, Y, Z, T), got shape {series.shape}")
+    path = Path(path)
+    with atomic_file(path, overwrite=overwrite) as tmp:
+        nib.save(_nifti(series, np.asarray(affine, dtype=np.float64), np.float32, time_step_ms), tmp)
+    return path

@@ -3,9 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+
+
+class SourceImage(NamedTuple):
+    """One acquired DICOM image: what a derived image's SourceImageSequence names, and where the input placed it.
+
+    Attributes:
+        sop_class_uid, sop_instance_uid: of the file holding the image.
+        frame: 1-based frame number within a multi-frame file, ``None`` for a single-frame file.
+        slice_location: the input's SliceLocation (mm) as written by the scanner, ``None`` when absent.
+    """
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    frame: int | None = None
+    slice_location: float | None = None
+
+    @classmethod
+    def of(cls, header: Any, frame: int | None = None) -> SourceImage:
+        """From a pydicom dataset (``frame``: 0-based index in a multi-frame file, or ``None``)."""
+        try:
+            location = float(header.get("SliceLocation"))
+        except (TypeError, ValueError):
+            location = None
+        return cls(str(header.get("SOPClassUID", "")), str(header.get("SOPInstanceUID", "")),
+                   None if frame is None else frame + 1, location)
 
 
 @dataclasses.dataclass
@@ -22,6 +47,9 @@ class Series4D:
         times: ``(T,)`` acquisition times in ms (e.g. DICOM TriggerTime) when known, else ``None``.
         dicom_template: for a DICOM input, one of its datasets (pixel data removed), so derived DICOM outputs can
             copy the patient, study and equipment attributes; ``None`` otherwise.
+        dicom_sources: for a DICOM input, ``dicom_sources[z][t]`` identifies the acquired image of slice ``z`` (axis-2
+            order) at frame ``t`` (:class:`SourceImage`), so derived images can reference what they came from and
+            repeat the input's SliceLocation; ``None`` otherwise.
     """
 
     array: np.ndarray
@@ -29,6 +57,7 @@ class Series4D:
     source: str
     times: np.ndarray | None = None
     dicom_template: Any = None
+    dicom_sources: list[list[SourceImage]] | None = None
 
     @property
     def spacing(self) -> tuple[float, float, float]:

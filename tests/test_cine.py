@@ -1,0 +1,318 @@
+"""A whole series upsampled (``--upsample``): the interleaved 4D NIfTI, the animated preview, and one playable derived
+DICOM cine per input layout, read back with pydicom, ITK and ``dciodvfy``; the two-endpoint path as one series."""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from dicom_helpers import edit, rotation
+from PIL import Image
+
+from scripts.inference.cli import interpolate
+from scripts.inference.interpolator import SeriesInterpolator
+from scripts.inference.times import CineFrame, cine_times_ms, upsample_plan
+from scripts.io.dicom_geometry import dicom_from_affine, slice_normal
+from scripts.io.dicom_read import LAYOUTS, read_dicom_series
+from scripts.io.series import Series4D
+from scripts.networks import Student
+from scripts.phantoms.dicom_acquisition import write_dicom_acquisition
+from scripts.transforms.intensity import IntensityScale
+from scripts.utils.checkpoint import save_weights
+from scripts.utils.errors import InputError
+from tests.cine_helpers import dciodvfy_errors, files_by_position, headers, itk_geometry
+
+SHAPE, FRAMES = (16, 14, 3), 4
+SPACING = (1.4, 1.3, 8.0)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    return str(save_weights(Student(), tmp_path_factory.mktemp("w") / "student.pt"))
+
+
+def oblique_affine():
+    affine = np.eye(4)
+    affine[:3, :3] = rotation(10.0, -20.0, 30.0) @ np.diag(SPACING)  # double oblique
+    affine[:3, 3] = (-50, 20, 30)
+    return affine
+
+
+def integer_series(seed=1, shape=SHAPE, frames=FRAMES):
+    """MR-like whole-number intensities (what scanners store, no Modality LUT needed)."""
+    rng = np.random.default_rng(seed)
+    return Series4D(np.round(rng.random((*shape, frames)) * 500 + 20).astype(np.float32), oblique_affine(), "synthetic")
+
+
+@pytest.fixture(scope="module")
+def nifti_series(tmp_path_factory):
+    series = integer_series(0, (20, 18, 4), 5)
+    image = nib.Nifti1Image(series.array, series.affine)
+    image.header.set_xyzt_units("mm", "msec")
+    image.header["pixdim"][4] = 40.0
+    path = tmp_path_factory.mktemp("nii") / "cine.nii.gz"
+    nib.save(image, path)
+    return path, series.array
+
+
+# --- the plan of frames ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("frames, factor, cyclic, length", [(5, 2, True, 10), (5, 2, False, 9), (4, 3, True, 12),
+                                                            (4, 3, False, 10)])
+def test_plan_interleaves_new_frames_in_time_order(frames, factor, cyclic, length):
+    plan = upsample_plan(frames, factor, cyclic)
+    assert len(plan) == length
+    assert [f.previous for f in plan if f.acquired] == list(range(frames))
+    assert all(plan[m * factor] == CineFrame(m, m, 0.0) for m in range(frames))
+    positions = [f.previous + f.fraction for f in plan]
+    assert positions == sorted(positions)  # in time order, the wrap last
+    if cyclic:
+        assert plan[-1] == CineFrame(frames - 1, 0, (factor - 1) / factor)
+
+
+def test_cine_times_run_across_the_wrap():
+    plan = upsample_plan(4, 2, True)
+    np.testing.assert_allclose(cine_times_ms(plan, [0, 250, 500, 750]), np.arange(8) * 125.0)
+    assert cine_times_ms(plan, None) is None
+
+
+# --- NIfTI in -------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("factor, cyclic", [(2, True), (3, False)])
+def test_upsampled_nifti_interleaves_acquired_and_synthesised(nifti_series, weights, tmp_path, factor, cyclic):
+    path, data = nifti_series
+    out = Path(interpolate(input=str(path), upsample=factor, cyclic=cyclic, output_dir=str(tmp_path / "o"),
+                           model=weights))
+    image = nib.load(out / "upsampled_4d.nii.gz")
+    frames = data.shape[3]
+    expected = frames * factor if cyclic else (frames - 1) * factor + 1
+    assert image.shape == (*data.shape[:3], expected)
+    assert image.header.get_zooms()[3] == pytest.approx(40.0 / factor)
+    assert image.header.get_xyzt_units()[1] == "msec"
+    cine = image.get_fdata(dtype=np.float32)
+    np.testing.assert_array_equal(cine[..., ::factor], data)  # acquired frames exactly as read
+    # each new frame is the student on its pair, on one intensity scale for the whole series
+    scale = IntensityScale.of(data, "x")
+    inferer = SeriesInterpolator(Student(), weights, device="cpu")
+    last = frames - 1 if cyclic else frames - 2
+    expected_last = inferer.synthesise(scale.to_unit(data[..., last]), scale.to_unit(data[..., (last + 1) % frames]),
+                                       [k / factor for k in range(1, factor)])
+    np.testing.assert_allclose(scale.to_unit(cine[..., last * factor + 1:last * factor + factor]), expected_last,
+                               atol=2e-5)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["upsample"] == factor and summary["frames_out"] == expected and summary["cyclic"] is cyclic
+    assert (out / "montage.png").exists()
+    gif = Image.open(out / "preview.gif")
+    assert gif.n_frames == expected and gif.info["loop"] == 0
+    assert gif.size[0] > 2 * data.shape[0]  # the acquired cine beside the upsampled one
+
+
+def test_batches_of_pairs_match_one_pair_at_a_time(nifti_series, weights, monkeypatch):
+    """One t per pair: several pairs per pass (as on an accelerator) give what one pair per pass gives."""
+    _, data = nifti_series
+    unit = IntensityScale.of(data, "x").to_unit(data).astype(np.float32)
+    plan = upsample_plan(data.shape[3], 2, True)
+    inferer = SeriesInterpolator(Student(), weights, device="cpu")
+    single = inferer.upsample(unit, plan)
+    monkeypatch.setattr(SeriesInterpolator, "pairs_per_batch", lambda self, shape, n: 3)
+    np.testing.assert_allclose(inferer.upsample(unit, plan), single, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"upsample": 2, "t": 0.5}, "--upsample: .*cannot be combined with --t"),
+    ({"upsample": 2, "start_frame": 1}, "--upsample: .*--start_frame"),
+    ({"upsample": 1}, "--upsample: must be at least 2"),
+    ({"upsample": 2.5}, "--upsample: expected a whole number"),
+    ({"upsample": 2, "cyclic": "perhaps"}, "--cyclic: expected True or False"),
+])
+def test_upsample_arguments_are_refused_before_any_work(nifti_series, weights, tmp_path, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        interpolate(input=str(nifti_series[0]), output_dir=str(tmp_path / "o"), model=weights, **kwargs)
+    assert not (tmp_path / "o").exists()
+
+
+def test_memory_check_runs_before_the_pairs(nifti_series, weights, tmp_path, monkeypatch):
+    import scripts.utils.memory
+
+    monkeypatch.setattr(scripts.utils.memory, "available_bytes", lambda device: 1024)
+    monkeypatch.setattr(SeriesInterpolator, "_pairs", lambda *a: pytest.fail("ran before the memory check"))
+    with pytest.raises(InputError, match="needs about"):
+        interpolate(input=str(nifti_series[0]), upsample=2, output_dir=str(tmp_path / "o"), model=weights)
+    assert not (tmp_path / "o").exists()
+
+
+# --- DICOM in, one playable derived cine out -------------------------------------------------------------------------
+
+def write_input(tmp_path, layout, modality="MR", series=None, quirks=()):
+    series = series or integer_series()
+    return write_dicom_acquisition(series, tmp_path / "in", layout=layout, modality=modality, quirks=quirks), series
+
+
+def input_images(patient, affine):
+    """``{(slice, frame): (SOPInstanceUID, frame number or None, SliceLocation)}`` of the input, from its own
+    headers: slice by position along the normal; frame by its rank at that position in TriggerTime, AcquisitionTime,
+    SeriesNumber (a 4D CT's series per phase), InstanceNumber; enhanced: by its frame content."""
+    normal = slice_normal(dicom_from_affine(affine, 1).orientation)
+    found, at_position = {}, {}
+    for ds in headers(patient):
+        if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+            for number, group in enumerate(ds.PerFrameFunctionalGroupsSequence, start=1):
+                content = group.FrameContentSequence[0]
+                found[(content.InStackPositionNumber - 1, content.TemporalPositionIndex - 1)] = (
+                    ds.SOPInstanceUID, number, None)
+            continue
+        where = round(float(np.asarray(ds.ImagePositionPatient, float) @ normal), 3)
+        order = (float(ds.get("TriggerTime") or 0), str(ds.get("AcquisitionTime", "")), int(ds.SeriesNumber),
+                 int(ds.InstanceNumber))
+        at_position.setdefault(where, []).append((order, (ds.SOPInstanceUID, None, ds.get("SliceLocation"))))
+    for z, where in enumerate(sorted(at_position)):
+        for t, (_, image) in enumerate(sorted(at_position[where])):
+            found[(z, t)] = image
+    return found
+
+
+def check_cine(out_dir, patient, series, plan, modality="MR"):
+    """Everything a viewer needs to play the derived cine, checked against the input's own files."""
+    folder = Path(out_dir) / "dicom"
+    num_slices, num_frames = series.array.shape[2], len(plan)
+    images = input_images(patient, series.affine)
+    inputs = headers(patient)
+    derived = headers(folder)
+    assert len(derived) == num_slices * num_frames
+    assert len({ds.SeriesInstanceUID for ds in derived}) == 1
+    assert not {ds.SeriesInstanceUID for ds in derived} & {ds.SeriesInstanceUID for ds in inputs}
+    assert {ds.StudyInstanceUID for ds in derived} == {inputs[0].StudyInstanceUID}
+    assert all(list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"] for ds in derived)
+    geometry = dicom_from_affine(series.affine, num_slices)
+    normal = slice_normal(geometry.orientation)
+    expected_times = cine_times_ms(plan, read_dicom_series(patient).times)  # None: the input has no frame times
+    for ds in derived:
+        z = int(np.argmin(np.abs(geometry.positions @ normal - np.asarray(ds.ImagePositionPatient, float) @ normal)))
+        m = int(ds.TemporalPositionIdentifier) - 1
+        np.testing.assert_allclose(ds.ImagePositionPatient, geometry.positions[z], atol=0.01)
+        np.testing.assert_allclose(ds.ImageOrientationPatient, geometry.orientation, atol=1e-6)
+        assert ds.NumberOfTemporalPositions == num_frames and ds.InstanceNumber == z * num_frames + m + 1
+        if expected_times is not None:
+            assert float(ds.TriggerTime) == pytest.approx(expected_times[m], abs=1e-3)
+        else:  # no frame times in the input (4D CT phases, ungated stacks), none made up
+            assert "TriggerTime" not in ds
+        if modality == "MR":
+            assert ds.CardiacNumberOfImages == num_frames
+            assert "RescaleSlope" not in ds  # stored as the input stored them: no Modality LUT
+        frame = plan[m]
+        wanted = [frame.previous] if frame.acquired else [frame.previous, frame.next]
+        refs = [(r.ReferencedSOPInstanceUID, r.get("ReferencedFrameNumber")) for r in ds.SourceImageSequence]
+        assert refs == [images[(z, t)][:2] for t in wanted]
+        location = images[(z, 0)][2]
+        assert (location is None and "SliceLocation" not in ds) or float(ds.SliceLocation) == float(location)
+    # ITK (GDCM series reader): every temporal position is a volume on the input's grid
+    for files in files_by_position(folder).values():
+        origin, direction, spacing, _ = itk_geometry(files)
+        np.testing.assert_allclose(origin, geometry.positions[0], atol=0.01)
+        np.testing.assert_allclose(direction[:, :2].T.reshape(-1), geometry.orientation, atol=1e-6)
+        np.testing.assert_allclose(spacing, [SPACING[0], SPACING[1], SPACING[2]], atol=1e-4)
+    if shutil.which("dciodvfy"):
+        allowed = dciodvfy_errors(next(p for p in Path(patient).rglob("*") if p.is_file()))
+        for path in sorted(folder.glob("*.dcm"))[:3]:
+            assert dciodvfy_errors(path) <= allowed, path
+    return derived
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_upsampled_dicom_is_one_playable_cine_in_the_input_study(weights, tmp_path, layout):
+    patient, series = write_input(tmp_path, layout)
+    out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="both",
+                      model=weights)
+    check_cine(out, patient, series, upsample_plan(FRAMES, 2, True))
+    # the bundle's reader takes the derived cine back: acquired frames as stored, new ones as in the NIfTI
+    back = read_dicom_series(Path(out) / "dicom")
+    nifti = nib.load(Path(out) / "upsampled_4d.nii.gz").get_fdata(dtype=np.float32)
+    np.testing.assert_allclose(back.affine, series.affine, atol=1e-4)
+    np.testing.assert_array_equal(back.array[..., ::2], series.array)
+    np.testing.assert_allclose(back.array, nifti, atol=0.5)  # whole numbers, as the input stores them
+
+
+def test_ct_cine_keeps_the_inputs_rescale(weights, tmp_path):
+    series = integer_series()
+    series.array -= 1000  # Hounsfield units
+    patient, _ = write_input(tmp_path, "series_per_phase", "CT", series)  # a 4D CT
+    out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="dicom",
+                      model=weights)
+    derived = check_cine(out, patient, series, upsample_plan(FRAMES, 2, True), modality="CT")
+    source = headers(patient)[0]
+    assert {(float(ds.RescaleSlope), float(ds.RescaleIntercept)) for ds in derived} == {
+        (float(source.RescaleSlope), float(source.RescaleIntercept))}
+    np.testing.assert_array_equal(read_dicom_series(Path(out) / "dicom").array[..., ::2], series.array)
+
+
+@pytest.mark.parametrize("layout, quirks", [
+    ("single_series", ("empty_functional_groups", "frame_of_reference_per_image", "invalid_uids")),  # GE cine
+    ("series_per_slice", ("ungated_slices",)),  # Siemens real-time stack
+    ("enhanced", ("enhanced_file_per_phase",)),
+])
+def test_real_export_quirks_give_a_playable_cine(weights, tmp_path, monkeypatch, layout, quirks):
+    monkeypatch.setattr(pydicom.config.settings, "reading_validation_mode", pydicom.config.IGNORE)
+    patient, series = write_input(tmp_path, layout, quirks=quirks)
+    out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="dicom",
+                      model=weights)
+    check_cine(out, patient, series, upsample_plan(FRAMES, 2, True))
+
+
+def test_vendor_slice_location_and_malformed_study_uid_are_kept(weights, tmp_path, monkeypatch, caplog):
+    """A GE-style SliceLocation (opposite sign, own origin) is repeated at the same position; a StudyInstanceUID with
+    leading-zero components stays as it is, so the result lands in the patient's study."""
+    patient, series = write_input(tmp_path, "single_series")
+    bad_study = "1.2.840.0113619.2.5.01"
+    monkeypatch.setattr(pydicom.config.settings, "writing_validation_mode", pydicom.config.WARN)
+
+    def vendor(ds):
+        ds.SliceLocation = round(-float(ds.SliceLocation) + 17.25, 4)
+        ds.StudyInstanceUID = bad_study
+
+    edit([p for p in Path(patient).rglob("*") if p.is_file()], vendor)
+    caplog.set_level(logging.WARNING)
+    read_dicom_series(patient)
+    reading = sum("Invalid value for VR UI" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="dicom",
+                      model=weights)
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("kept as it is" in m for m in said) == 1  # said once, not once per written file
+    assert sum("Invalid value for VR UI" in m for m in said) <= reading  # none per written file
+    derived = check_cine(out, patient, series, upsample_plan(FRAMES, 2, True))
+    assert {ds.StudyInstanceUID for ds in derived} == {bad_study}
+
+
+def test_two_endpoints_give_one_cine_series(weights, tmp_path):
+    patient, series = write_input(tmp_path, "single_series")
+    out = interpolate(input=str(patient), t="[0.25,0.5,0.75]", start_frame=1, end_frame=3,
+                      output_dir=str(tmp_path / "o"), output_format="both", model=weights)
+    plan = [CineFrame(1, 1, 0.0), CineFrame(1, 3, 0.25), CineFrame(1, 3, 0.5), CineFrame(1, 3, 0.75),
+            CineFrame(3, 3, 0.0)]
+    check_cine(out, patient, series, plan)
+    back = read_dicom_series(Path(out) / "dicom")
+    np.testing.assert_array_equal(back.array[..., [0, 4]], series.array[..., [1, 3]])
+    nifti = nib.load(Path(out) / "interp_4d.nii.gz").get_fdata(dtype=np.float32)
+    np.testing.assert_allclose(back.array[..., 1:4], nifti, atol=0.5)
+
+
+def test_command_line_flags(nifti_series, weights, tmp_path):
+    import subprocess
+    import sys
+
+    from scripts.utils.paths import ROOT
+
+    path, data = nifti_series
+    run = subprocess.run([sys.executable, "-m", "scripts", "interpolate", "--input", str(path), "--upsample", "2",
+                          "--cyclic", "False", "--model", weights, "--output_dir", str(tmp_path / "o")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert nib.load(tmp_path / "o" / "upsampled_4d.nii.gz").shape[3] == (data.shape[3] - 1) * 2 + 1
+

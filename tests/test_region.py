@@ -1,0 +1,84 @@
+"""The motion-region step: the network runs in the box where the series moves, the blend stays exact outside it."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from scripts.inference.cli import interpolate
+from scripts.inference.motion_roi import motion_map
+from scripts.inference.region import MotionRegion
+from scripts.phantoms.cardiac import cardiac_phantom
+
+SPACING = (1.4, 1.4, 8.0)
+
+
+@pytest.fixture(scope="module")
+def full_fov():
+    """A full field-of-view cine: a beating heart inside a static body, 160 x 160 x 4, 8 frames, in [0, 1]."""
+    case = cardiac_phantom(3, shape=(160, 160, 4), frames=8, spacing=SPACING)
+    array = case.array.astype(np.float32)
+    return case, (array - array.min()) / (array.max() - array.min())
+
+
+def _constant(value):
+    return lambda frames: np.full((*frames.shape[:3], 1), value, dtype=np.float32)
+
+
+def test_disabled_step_runs_the_network_on_the_whole_volume(full_fov):
+    _, unit = full_fov
+    seen = []
+    out = MotionRegion(enabled=False).run(lambda f: seen.append(f.shape) or f[..., :1], unit[..., :2], SPACING,
+                                          [(0, 1, 0.5)])
+    assert seen == [unit[..., :2].shape]
+    np.testing.assert_array_equal(out, unit[..., :1])
+
+
+def test_outside_the_box_is_the_blend_inside_the_network(full_fov):
+    _, unit = full_fov
+    region = MotionRegion(training_spacing=(1.5, 1.5), tolerance=1.5)
+    roi = region.find(unit, SPACING)
+    assert roi is not None and roi.zoom == (1.0, 1.0)
+    x0, x1, y0, y1 = roi.box
+    assert (x1 - x0) * (y1 - y0) < 0.5 * unit.shape[0] * unit.shape[1]  # the static body is left out
+    moving = motion_map(np.moveaxis(unit, -1, 0)).max(axis=2)
+    inside = np.zeros(moving.shape, bool)
+    inside[x0:x1, y0:y1] = True
+    assert np.percentile(moving[~inside], 99) < 0.5 * np.percentile(moving[inside], 99)  # the box holds the motion
+    out = region.run(_constant(0.123), unit[..., [2, 4]], SPACING, [(0, 1, 0.25)], motion=unit)[..., 0]
+    blend = 0.75 * unit[..., 2] + 0.25 * unit[..., 4]
+    np.testing.assert_allclose(out[~inside], blend[~inside], atol=1e-6)
+    centre = (slice(x0 + 8, x1 - 8), slice(y0 + 8, y1 - 8))
+    np.testing.assert_allclose(out[centre], 0.123, atol=1e-6)  # the network's result, unseamed, inside
+    assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+
+
+def test_resampled_crop_when_the_spacing_differs(full_fov):
+    _, unit = full_fov
+    region = MotionRegion(training_spacing=(2.8, 2.8), tolerance=1.5)  # the series is twice as fine
+    grids = []
+    out = region.run(lambda f: grids.append(f.shape) or np.full((*f.shape[:3], 1), 0.5, np.float32),
+                     unit[..., :2], SPACING, [(0, 1, 0.5)], motion=unit)
+    roi = region.find(unit, SPACING)
+    assert roi.zoom == (0.5, 0.5) and grids == [(*roi.network_size, 2)]
+    assert out.shape == (*unit.shape[:3], 1)
+
+
+def test_interpolate_keeps_the_blend_outside_the_moving_box(full_fov, tmp_path):
+    """Through the user's command: with the step (default) the voxels far from the heart are the blend; without it
+    the network changes them."""
+    case, _ = full_fov
+    path = tmp_path / "fov.nii.gz"
+    nib.save(nib.Nifti1Image(case.array.astype(np.float32), case.affine), path)
+    with_region = interpolate(input=str(path), t="[0.5]", start_frame=2, end_frame=4, device="cpu",
+                              output_dir=str(tmp_path / "on"))
+    without = interpolate(input=str(path), t="[0.5]", start_frame=2, end_frame=4, device="cpu",
+                          motion_region=False, output_dir=str(tmp_path / "off"))
+    blend = 0.5 * (case.array[..., 2] + case.array[..., 4])
+    on = nib.load(f"{with_region}/interp_4d.nii.gz").get_fdata()[..., 0]
+    off = nib.load(f"{without}/interp_4d.nii.gz").get_fdata()[..., 0]
+    corner = (slice(0, 12), slice(0, 12))
+    np.testing.assert_allclose(on[corner], blend[corner], rtol=1e-5, atol=1e-3 * np.ptp(case.array))
+    assert np.abs(off[corner] - blend[corner]).max() > np.abs(on[corner] - blend[corner]).max()
+    assert json.loads((tmp_path / "on" / "summary.json").read_text())["t"] == [0.5]
