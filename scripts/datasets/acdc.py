@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from scripts.datasets.cycle_triplets import CycleTripletDataset
-from scripts.datasets.protocol import load_protocol_series
+from scripts.datasets.protocol import dataset_root, load_protocol_series
 from scripts.datasets.triplets import TripletCase, TripletDataset, frames_between
 from scripts.io.nifti_read import nifti_4d_shape
 from scripts.utils.errors import InputError
@@ -44,7 +44,6 @@ PATIENT = re.compile(r"patient(\d{3,})")
 LAYOUT = "dataset_dir/patientNNN/patientNNN_4d.nii.gz with dataset_dir/patientNNN/Info.cfg (ACDC training layout)"
 
 
-SPLITS = ("train", "test", "all")
 
 
 def parse_info_cfg(path: str | os.PathLike) -> dict:
@@ -123,11 +122,7 @@ def acdc_cases(
         InputError: naming ``dataset_dir`` when it is not a folder, holds no ``patientNNN`` folder, or none in
             ``split``; naming ``split`` when it is not one of the three.
     """
-    if split not in SPLITS:
-        raise InputError("split", f"must be one of {SPLITS}, got {split!r}")
-    root = Path(dataset_dir)
-    if not root.is_dir():
-        raise InputError(root, f"is not a folder; expected {LAYOUT}")
+    root = dataset_root(dataset_dir, split, LAYOUT)
     numbered = sorted(
         (int(match.group(1)), entry)
         for entry in root.iterdir()
@@ -188,17 +183,10 @@ def acdc_case(
     )
 
 
-def acdc_dataset(
-    dataset_dir: str | os.PathLike,
-    split: str = "train",
-    spatial_size: Sequence[int] = (128, 128, 32),
-    cache: bool = True,
-    augment: bool = False,
-    per_frame: bool = False,
-    train_range: Sequence[int] = (1, 90),
-    test_range: Sequence[int] = (91, 100),
-    cycle: Mapping[str, object] | None = None,
-) -> TripletDataset | CycleTripletDataset:
+def acdc_dataset(dataset_dir: str | os.PathLike, split: str = "train", spatial_size: Sequence[int] = (128, 128, 32),
+                 cache: bool = True, augment: bool = False, per_frame: bool = False,
+                 train_range: Sequence[int] = (1, 90), test_range: Sequence[int] = (91, 100),
+                 cycle: Mapping[str, object] | None = None) -> TripletDataset | CycleTripletDataset:
     """The ACDC (I0 = ED, I1 = ES, It, t) dataset of one split, for bundle configs (``_target_``).
 
     Args:

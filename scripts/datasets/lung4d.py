@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from monai.transforms import Resize
 
+from scripts.datasets.protocol import dataset_root
 from scripts.datasets.triplets import TripletCase, TripletDataset, frames_between
 from scripts.io.dicom_read import read_dicom_series
 from scripts.transforms.intensity import normalise_frames
@@ -45,7 +46,6 @@ __all__ = ["lung4d_cases", "lung4d_protocol_series", "lung4d_case", "lung4d_data
 logger = logging.getLogger(__name__)
 
 LAYOUT = "dataset_dir/<patient>/<study>/<series per phase>/*.dcm (TCIA 4D-Lung layout)"
-SPLITS = ("train", "test", "all")
 HU_WINDOW = (-1400.0, 200.0)
 START_PHASE, END_PHASE = 0, 5
 NUM_TRAIN = 68
@@ -63,11 +63,7 @@ def lung4d_cases(dataset_dir: str | os.PathLike, split: str = "all", num_train: 
         InputError: naming ``dataset_dir`` when it is not a folder, has no ``<patient>/<study>`` folder, or none in
             ``split``; naming ``split`` when it is not one of the three.
     """
-    if split not in SPLITS:
-        raise InputError("split", f"must be one of {SPLITS}, got {split!r}")
-    root = Path(dataset_dir)
-    if not root.is_dir():
-        raise InputError(root, f"is not a folder; expected {LAYOUT}")
+    root = dataset_root(dataset_dir, split, LAYOUT)
     cases = sorted(study for patient in root.iterdir() if patient.is_dir() and not patient.name.startswith(".")
                    for study in patient.iterdir() if study.is_dir() and not study.name.startswith("."))
     if not cases:
@@ -116,15 +112,9 @@ def lung4d_case(
     )
 
 
-def lung4d_dataset(
-    dataset_dir: str | os.PathLike,
-    split: str = "train",
-    spatial_size: Sequence[int] = (128, 128, 128),
-    cache: bool = True,
-    augment: bool = False,
-    per_frame: bool = False,
-    num_train: int = NUM_TRAIN,
-) -> TripletDataset:
+def lung4d_dataset(dataset_dir: str | os.PathLike, split: str = "train", spatial_size: Sequence[int] = (128, 128, 128),
+                   cache: bool = True, augment: bool = False, per_frame: bool = False,
+                   num_train: int = NUM_TRAIN) -> TripletDataset:
     """The 4D-Lung (I0 = phase 0, I1 = phase 5, It, t) dataset of one split, for bundle configs (``_target_``).
 
     Args:

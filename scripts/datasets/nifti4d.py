@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from scripts.datasets.cycle_triplets import CycleTripletDataset
-from scripts.datasets.protocol import load_protocol_series
+from scripts.datasets.protocol import SPLITS, load_protocol_series
 from scripts.datasets.triplets import TripletCase, TripletDataset, frames_between
 from scripts.io.nifti_read import frame_endpoints, nifti_4d_shape
 from scripts.utils.errors import InputError
@@ -39,7 +39,6 @@ __all__ = ["nifti4d_cases", "nifti4d_case", "nifti4d_dataset"]
 logger = logging.getLogger(__name__)
 
 SUFFIXES = (".nii.gz", ".nii")
-SPLITS = ("train", "test", "all")
 
 
 def _case_name(path: Path) -> str | None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from monai.transforms import CenterSpatialCrop, SpatialPad
 
 from scripts.io.nifti_read import read_nifti_4d
 from scripts.transforms.intensity import normalise_frames
+from scripts.utils.errors import InputError
 
 
 def protocol_frames(
@@ -42,3 +44,21 @@ def load_protocol_series(path: str | os.PathLike, spatial_size: Sequence[int], p
     A module-level function, so ``functools.partial`` of it is a picklable case loader.
     """
     return protocol_frames(read_nifti_4d(path).array, spatial_size, path, per_frame=per_frame)
+
+
+SPLITS = ("train", "test", "all")
+
+
+def dataset_root(dataset_dir: str | os.PathLike, split: str, layout: str) -> Path:
+    """``dataset_dir`` as a folder, after checking ``split`` is one of :data:`SPLITS`.
+
+    Raises:
+        InputError: naming ``split`` when it is not a split, or the folder (with the expected ``layout``) when it is
+            not a folder.
+    """
+    if split not in SPLITS:
+        raise InputError("split", f"must be one of {SPLITS}, got {split!r}")
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise InputError(root, f"is not a folder; expected {layout}")
+    return root
