@@ -63,6 +63,10 @@ def test_resampled_crop_when_the_spacing_differs(full_fov):
     roi = region.find(unit, SPACING)
     assert roi.zoom == (0.5, 0.5) and grids == [(*roi.network_size, 2)]
     assert out.shape == (*unit.shape[:3], 1)
+    x0, x1, y0, y1 = roi.box
+    np.testing.assert_allclose(out[x0 + 8:x1 - 8, y0 + 8:y1 - 8, :, 0], 0.5, atol=1e-6)  # resampled back into the box
+    blend = 0.5 * (unit[..., 0] + unit[..., 1])
+    np.testing.assert_allclose(out[:x0, :, :, 0], blend[:x0], atol=1e-6)
 
 
 def test_interpolate_keeps_the_blend_outside_the_moving_box(full_fov, tmp_path):

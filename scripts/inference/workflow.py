@@ -222,7 +222,7 @@ class InterpolationWorkflow:
                     [round(v, 4) for v in ts], self.inferer.device)
         endpoints = np.stack([scale.to_unit(i0), scale.to_unit(i1)], axis=-1)
         frames_unit = self.region.run(lambda f: self.inferer.synthesise(f[..., 0], f[..., 1], ts), endpoints,
-                                      series.spacing, [(0, 1, v) for v in ts], motion=scale.to_unit(series.array))
+                                      series.spacing, [(0, 1, v) for v in ts], motion=series.array)
         frames = scale.from_unit(frames_unit).astype(np.float32)
         plan = endpoints_plan(loaded.start, loaded.end, ts)
         by_t = dict(zip(ts, np.moveaxis(frames, -1, 0)))
@@ -242,18 +242,17 @@ class InterpolationWorkflow:
                     self.inferer.device)
         unit = scale.to_unit(series.array).astype(np.float32)
         new = [m for m, frame in enumerate(plan) if not frame.acquired]
-        cine_unit = np.empty((*unit.shape[:3], len(plan)), dtype=np.float32)
-        cine_unit[..., new] = self.region.run(lambda f: self.inferer.upsample(f, plan)[..., new], unit, series.spacing,
-                                              [(plan[m].previous, plan[m].next, plan[m].fraction) for m in new])
         acquired = [m for m, frame in enumerate(plan) if frame.acquired]
-        cine_unit[..., acquired] = unit[..., [plan[m].previous for m in acquired]]
-        cine = scale.from_unit(cine_unit).astype(np.float32)
+        new_unit = self.region.run(lambda f: self.inferer.upsample(f, plan)[..., new], unit, series.spacing,
+                                   [(plan[m].previous, plan[m].next, plan[m].fraction) for m in new])
+        cine = np.empty((*unit.shape[:3], len(plan)), dtype=np.float32)
         cine[..., acquired] = series.array[..., [plan[m].previous for m in acquired]]  # exactly as read
-        first = [m for m, frame in enumerate(plan) if (frame.previous, frame.next) == (plan[1].previous, plan[1].next)
-                 and not frame.acquired]
-        ts = [plan[m].fraction for m in first]
-        return Interpolation(series, plan[1].previous, plan[1].next, ts, scale, cine_unit[..., first], cine[..., first],
-                             None, plan, cine, cine_times_ms(plan, series.times), factor)
+        cine[..., new] = scale.from_unit(new_unit)
+        first = [n for n, m in enumerate(new) if (plan[m].previous, plan[m].next) == (plan[1].previous, plan[1].next)]
+        ts = [plan[new[n]].fraction for n in first]
+        return Interpolation(series, plan[1].previous, plan[1].next, ts, scale, new_unit[..., first],
+                             cine[..., [new[n] for n in first]], None, plan, cine, cine_times_ms(plan, series.times),
+                             factor)
 
 
 def check_grid(series: Series4D) -> None:
