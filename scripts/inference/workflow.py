@@ -222,7 +222,7 @@ class InterpolationWorkflow:
                     [round(v, 4) for v in ts], self.inferer.device)
         endpoints = np.stack([scale.to_unit(i0), scale.to_unit(i1)], axis=-1)
         frames_unit = self.region.run(lambda f: self.inferer.synthesise(f[..., 0], f[..., 1], ts), endpoints,
-                                      series.spacing, [(0, 1, v) for v in ts], motion=series.array)
+                                      series.spacing, [(0, 1, v) for v in ts], motion=scale.to_unit(series.array))
         frames = scale.from_unit(frames_unit).astype(np.float32)
         plan = endpoints_plan(loaded.start, loaded.end, ts)
         by_t = dict(zip(ts, np.moveaxis(frames, -1, 0)))
