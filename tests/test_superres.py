@@ -89,3 +89,29 @@ def test_bad_arguments_are_named_before_any_work(tiny_acdc, tmp_path, argument, 
         superres(str(tiny_acdc), **arguments)
     assert caught.value.source == source
     assert not (tmp_path / "sr").exists()
+
+
+
+def test_superres_scores_the_registration_baselines(tiny_acdc, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from scripts.evaluation import methods as methods_mod
+
+    pairs = []
+
+    def zero_fields(i0, i1, **kwargs):  # elastix stand-in: no motion, so its frames must be exactly the blend's
+        pairs.append(i0.shape)
+        return torch.zeros(1, 3, *i0.shape[2:]), torch.zeros(1, 3, *i0.shape[2:])
+
+    monkeypatch.setattr(methods_mod, "elastix_fields", zero_fields)
+    monkeypatch.setitem(sys.modules, "itk", types.SimpleNamespace(ElastixRegistrationMethod=object))
+    superres(str(tiny_acdc), output_dir=str(tmp_path / "sr"), factors=[4], spatial_size=(24, 24, 8), split="test",
+             methods=["blend", "vm_linear", "elastix_linear"])  # patient091: 7 dropped frames, 3 pairs
+    table = json.loads((tmp_path / "sr" / "summary.json").read_text())["x4"]
+    assert list(table) == ["blend", "vm_linear", "elastix_linear"]
+    assert len(pairs) == 3  # one registration per acquired pair, reused for each of its frames
+    assert table["elastix_linear"]["n"] == table["vm_linear"]["n"] == table["blend"]["n"] == 7
+    assert table["elastix_linear"]["per_case"] == pytest.approx(table["blend"]["per_case"], abs=1e-4)
+    # the shipped VoxelMorph moves the endpoints: its frames are not the blend's
+    assert abs(table["vm_linear"]["psnr"] - table["blend"]["psnr"]) > 1e-3

@@ -35,7 +35,15 @@ from tqdm import tqdm
 from scripts.datasets.acdc import acdc_case, acdc_cases
 from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
 from scripts.evaluation.cases import Case
-from scripts.evaluation.methods import Blend, Method, StudentMethod, ready_methods, select_methods
+from scripts.evaluation.methods import (
+    Blend,
+    ElastixLinear,
+    Method,
+    StudentMethod,
+    VoxelMorphLinear,
+    ready_methods,
+    select_methods,
+)
 from scripts.evaluation.metrics import IMAGE_METRICS, image_metrics
 from scripts.evaluation.reports import _canvas, write_metrics_csv, write_summary
 from scripts.utils.args import parse_bool, parse_choice, parse_int, parse_path, parse_shape
@@ -202,7 +210,9 @@ def superres(
         dataset: acdc or nifti4d.
         output_dir: folder to create for metrics.csv, summary.json, summary.md and the plots.
         factors: keep every k-th frame, for each k.
-        methods: blend and/or student (the shipped weights, or ``model``).
+        methods: any of blend, elastix_linear (B-spline registrations of each acquired pair, scaled linearly in t;
+            extra ``itk-elastix``), vm_linear (the shipped VoxelMorph, scaled linearly), student (the shipped weights,
+            or ``model``).
         variants: more students ``{name: {Student flag: value, ..., "weights": file}}``.
         split: train, test or all.
         spatial_size: the protocol grid X, Y, Z (default: the cropped cardiac grid the shipped student was trained on).
@@ -227,9 +237,15 @@ def superres(
         raise InputError("variants", f"expected {{name: {{flag: value, ..., 'weights': file}}}}, got {variants!r}")
     if threads is not None:
         torch.set_num_threads(parse_int(threads, "threads", minimum=1))
+    from scripts.baselines.voxelmorph import voxelmorph_net
     from scripts.networks import Student
 
-    available = {"blend": Blend(), "student": StudentMethod(Student(), model or ROOT / "models" / "model.pt", None)}
+    available = {
+        "blend": Blend(),
+        "elastix_linear": ElastixLinear(max_batch=None),
+        "vm_linear": VoxelMorphLinear(voxelmorph_net(), ROOT / "models" / "voxelmorph.pt", max_batch=None),
+        "student": StudentMethod(Student(), model or ROOT / "models" / "model.pt", None),
+    }
     chosen = select_methods(list(methods), available, variants, max_batch=None)
     cases = series_cases(dataset, dataset_dir, split, spatial_size)
     ready = ready_methods(chosen, torch.device("cpu"))
