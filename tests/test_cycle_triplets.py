@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scripts.datasets.acdc import acdc_dataset
-from scripts.datasets.cycle_triplets import CycleSpec, Triplet, cycle_triplets, draw_triplets
+from scripts.datasets.cycle_triplets import CycleSpec, Triplet, cycle_triplets, draw_triplets, triplet_gap
 from scripts.datasets.nifti4d import nifti4d_dataset
 from scripts.datasets.protocol import load_protocol_series
 from scripts.datasets.registry import make_dataset
@@ -80,6 +80,35 @@ def test_the_mix_takes_the_anchor_share_from_the_protocol_pool():
     assert sorted(many[:4]) == sorted(anchor) and set(many[4:6]) <= set(anchor)  # the small pool is drawn again
     only_cycle = draw_triplets(anchor, cycle, CycleSpec(per_case=None, anchor_fraction=0.0), None)
     assert only_cycle == cycle
+
+
+@pytest.mark.parametrize("num_frames, cyclic", [(30, True), (11, True), (12, False)])
+def test_triplet_gap_is_the_span_that_holds_the_target(num_frames, cyclic):
+    for tr in cycle_triplets(num_frames, cyclic):
+        gap = triplet_gap(tr, num_frames, cyclic)
+        step = 1 if (tr.frame - tr.start) % num_frames == round(tr.t * gap) else -1  # forward or backward
+        assert (tr.start + step * gap) % num_frames == tr.end and tr.t == pytest.approx(
+            ((step * (tr.frame - tr.start)) % num_frames) / gap)
+
+
+def test_gap_power_draws_small_gaps_as_often_as_it_says():
+    cycle = cycle_triplets(30)  # gaps 2..15: 60 (g - 1) triplets of gap g (30 starts, both directions)
+    gaps = [triplet_gap(tr, 30) for tr in cycle]
+    for power in (0, 1, 2):
+        # weights (g - 1)^-p put 1 / sum_g (g - 1)^(1 - p) of the draw on gap 2: 1 %, 7 %, 31 %
+        expected = 1 / sum((g - 1) ** (1 - power) for g in range(2, 16))
+        shares = []
+        for seed in range(20):
+            spec = CycleSpec(per_case=40, anchor_fraction=0.0, gap_power=power)
+            drawn = draw_triplets([], cycle, spec, np.random.default_rng(seed), gaps)
+            assert len(set(drawn)) == 40 and set(drawn) <= set(cycle)  # no repeats
+            shares.append(np.mean([triplet_gap(tr, 30) == 2 for tr in drawn]))
+        assert np.mean(shares) == pytest.approx(expected, abs=0.04)
+    same = CycleSpec(per_case=40, anchor_fraction=0.0)
+    assert draw_triplets([], cycle, same, np.random.default_rng(3)) == draw_triplets(
+        [], cycle, same, np.random.default_rng(3), gaps)  # power 0 draws as before, gaps or not
+    with pytest.raises(ValueError, match="cycle_gaps"):
+        draw_triplets([], cycle, CycleSpec(per_case=10, anchor_fraction=0.0, gap_power=1), np.random.default_rng(0))
 
 
 def make_cine(root, name, frames=8, ed=1, es=4):
@@ -161,6 +190,8 @@ def test_a_finite_nifti4d_series_never_wraps_and_a_cyclic_one_does(tmp_path):
     ({"min_gap": "2"}, "min_gap must be an integer"),
     ({"per_case": 2.5}, "per_case must be a positive integer"),
     ({"both_directions": "yes"}, "both_directions must be true or false"),
+    ({"gap_power": -1}, "gap_power must be a number in [0, 8]"),
+    ({"gap_power": "2"}, "gap_power must be a number in [0, 8]"),
     ("all", "expected a mapping"),
 ])
 def test_bad_cycle_options_are_named(cines, options, words):
