@@ -113,3 +113,44 @@ def test_the_flagged_network_scripts_and_matches_eager():
     image, t = _inputs()
     with torch.no_grad():
         assert torch.allclose(scripted(image, t), net(image, t), atol=1e-6)
+
+
+def test_refinement_only_trains_the_refinement_and_nothing_else():
+    from scripts.networks.refine import refinement_only
+    from scripts.training.adapters import EngineLoss, IntermediatesInferer
+    from scripts.training.losses import TMSDFLoss
+
+    net = refinement_only(Student(channels=(4, 8, 8, 8), blend_candidate=True))
+    trainable = {name for name, p in net.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("refine.") and "project_convs" not in n for n in trainable)
+    assert any(".blend_gate." in n for n in trainable) and any(n.startswith("refine.head.") for n in trainable)
+    before = {name: p.detach().clone() for name, p in net.named_parameters()}
+    groups = param_groups(net, 1e-2)
+    assert sum(len(g["params"]) for g in groups) == len(trainable)  # frozen parameters are not handed to the optimizer
+    optimizer = torch.optim.Adam(groups)
+    image, t = _inputs()
+    target = blend(image[:, :1], image[:, 1:], t)
+    step = IntermediatesInferer(fields=False)(image, net, t)
+    assert step.student.phi0 == [] and step.student.pred.shape == (2, 1, 16, 16, 8)
+    loss = EngineLoss(TMSDFLoss(use_align=False, use_distill=False))(step, target)
+    assert set(step.terms) == {"recon", "loss"}  # no L_align reported for a step that did not compute it
+    loss.backward()
+    optimizer.step()
+    moved = {name for name, p in net.named_parameters() if not torch.equal(p, before[name])}
+    assert moved and moved <= trainable
+
+
+def test_a_prediction_only_step_refuses_the_losses_that_need_fields():
+    from scripts.networks.refine import refinement_only
+    from scripts.training.adapters import IntermediatesInferer
+    from scripts.training.losses import TMSDFLoss
+
+    net = Student(channels=(4, 8, 8, 8))
+    image, t = _inputs()
+    step = IntermediatesInferer(fields=False)(image, net, t)
+    with pytest.raises(ValueError, match="L_align needs the network's fields"):
+        TMSDFLoss()(step.student, image[:, :1])
+    with pytest.raises(ValueError, match="needs the student's fields"):
+        IntermediatesInferer(Teacher(channels=(4, 8, 8, 8)), fields=False)
+    with pytest.raises(ValueError, match="has no refinement"):
+        refinement_only(Student(channels=(4, 8, 8, 8), use_refinement=False))

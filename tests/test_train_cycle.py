@@ -54,3 +54,27 @@ def test_a_short_cycle_run_moves_the_gate_from_zero(tiny_acdc, tmp_path):
     assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
     assert gate.weight.abs().sum() + gate.bias.abs().sum() > 0
     assert (tmp_path / "run" / "model.pt").is_file()
+
+
+def test_the_refinement_stage_trains_the_refinement_alone_on_recon(tiny_acdc, tmp_path):
+    """configs/train_refine.json over the cycle config: motion frozen, L_recon only, no teacher loaded."""
+    torch.manual_seed(4)
+    pretrained = save_weights(Student(blend_candidate=True, **SMALL), tmp_path / "stage_a.pt")
+    files = [str(ROOT / "configs" / c)
+             for c in ("train_teacher.json", "train_student.json", "train_cycle.json", "train_refine.json")]
+    settings = {"spatial_size": [24, 24, 8], "channels": SMALL["channels"], "dataset_dir": str(tiny_acdc),
+                "output_dir": str(tmp_path / "run"), "pretrained_weights": str(pretrained),
+                "teacher_weights": str(tmp_path / "no_teacher_here.pt"), "num_epochs": 1, "epoch_length": 3,
+                "train_dataset_options": {"train_range": [1, 2], "cycle": {"per_case": 4, "gap_power": 2.0}},
+                "val_dataset_options": {"test_range": [91, 91], "cycle": {"per_case": 2}}}
+    wf = ConfigWorkflow(config_file=files, workflow_type="train", logging_file=False, bundle_root=str(ROOT), **settings)
+    wf.initialize()
+    trainer = wf.parser.get_parsed_content("train#trainer")
+    terms = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: terms.append(dict(e.state.output["pred"].terms)))
+    wf.run()
+    assert len(terms) == 3 and all(set(step) == {"recon", "loss"} for step in terms)
+    before = load_weights(Student(blend_candidate=True, **SMALL), pretrained).state_dict()
+    after = load_weights(Student(blend_candidate=True, **SMALL), tmp_path / "run" / "model.pt").state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert changed and all(n.startswith("refine.") and "project_convs" not in n for n in changed)

@@ -13,7 +13,7 @@ from scripts.networks.encoder import conv_block
 from scripts.networks.warping import at_least_float32
 from scripts.utils.checkpoint import load_weights, read_state_dict
 
-__all__ = ["Refinement", "param_groups", "warm_start"]
+__all__ = ["Refinement", "param_groups", "refinement_only", "warm_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,11 +171,38 @@ def warm_start(network: nn.Module, path: str | os.PathLike) -> nn.Module:
     return network
 
 
+def refinement_only(network: nn.Module) -> nn.Module:
+    """Freeze everything but the refinement's units and heads (``requires_grad=False``): the encoder, the deformation
+    fields and the refinement's feature projections (``project_convs``, applied before the warps) stay as they are.
+
+    A refinement stage trains what the motion cannot explain (the mask, the residual, the blend candidate's gate)
+    at a third of the cost of a full student step: the frozen part runs forward only, and only L_recon depends on
+    what is trained (train it with ``use_align`` and ``use_distill`` off and ``IntermediatesInferer(fields=False)``).
+
+    Returns:
+        ``network``, its trainable parameters those of ``network.refine`` but ``project_convs``.
+
+    Raises:
+        ValueError: the network has no refinement.
+    """
+    if getattr(network, "refine", None) is None:
+        raise ValueError(f"{type(network).__name__} has no refinement to train (use_refinement=False)")
+    for name, parameter in network.named_parameters():
+        parameter.requires_grad_(name.startswith("refine.") and not name.startswith("refine.project_convs."))
+    logger.info("refinement only: %d of %d parameters trainable",
+                sum(p.numel() for p in network.parameters() if p.requires_grad),
+                sum(p.numel() for p in network.parameters()))
+    return network
+
+
 def param_groups(network: nn.Module, lr: float, blend_lr_factor: float = 1.0) -> list[dict]:
     """Optimizer parameter groups: the blend-candidate modules (:data:`BLEND_MODULES`) at ``lr * blend_lr_factor``,
-    every other parameter at ``lr`` (a warm-started network's new gate starts at zero and has the most to learn)."""
+    every other trainable parameter at ``lr`` (a warm-started network's new gate starts at zero and has the most to
+    learn); frozen parameters (:func:`refinement_only`) are left out."""
     new, old = [], []
     for name, parameter in network.named_parameters():
+        if not parameter.requires_grad:
+            continue
         (new if any(f".{module}." in f".{name}" for module in BLEND_MODULES) else old).append(parameter)
     groups = [{"params": old, "lr": lr}]
     if new:

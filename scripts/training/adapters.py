@@ -22,6 +22,7 @@ from monai.inferers import Inferer
 from monai.utils import CommonKeys as Keys
 from torch import nn
 
+from scripts.networks.tmsdf import Intermediates
 from scripts.training.losses import TMSDFLoss
 
 
@@ -69,16 +70,27 @@ class IntermediatesInferer(Inferer):
     """Run ``network(inputs, t, intermediates=True)``; with a ``teacher``, also the frozen teacher (eval, no grad).
 
     The network is called through ``forward`` (not ``forward_intermediates``) so a ``DistributedDataParallel``
-    wrapper synchronises its gradients."""
+    wrapper synchronises its gradients.
 
-    def __init__(self, teacher: nn.Module | None = None):
+    Args:
+        teacher: the frozen teacher of stage 2 (its intermediates go to L_distill), or None.
+        fields: compute every scale's fields and warped endpoints (L_align, L_distill need them); False runs the
+            network for its prediction only (a quarter cheaper), for a loss of L_recon alone (refinement stage).
+    """
+
+    def __init__(self, teacher: nn.Module | None = None, fields: bool = True):
         super().__init__()
+        if teacher is not None and not fields:
+            raise ValueError("distillation from a teacher needs the student's fields: fields=True")
+        self.fields = bool(fields)
         self.teacher = teacher
         if teacher is not None:
             teacher.eval()
             teacher.requires_grad_(False)
 
     def __call__(self, inputs: torch.Tensor, network: nn.Module, t: torch.Tensor, teacher_inputs=None) -> StepOutput:
+        if not self.fields:
+            return StepOutput(Intermediates(network(inputs, t), [], [], [], [], [], [], []))
         out = network(inputs, t, intermediates=True)
         if self.teacher is None:
             return StepOutput(out)

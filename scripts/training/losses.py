@@ -43,7 +43,8 @@ class TMSDFLoss(nn.Module):
     (B, 1, X, Y, Z), ``warped0``/``warped1`` lists of full-resolution warped endpoints and ``phi0``/``phi1`` lists of
     displacement fields, coarsest first), the true intermediate volume ``target`` (B, 1, X, Y, Z) in [0, 1] and, in
     stage 2, the frozen teacher's intermediates. Returns a dict of scalar tensors: ``loss`` (the total to
-    back-propagate) and the detached terms ``recon``, ``align``, ``align_sim``, ``align_reg`` and, with a teacher, ``distill``.
+    back-propagate) and the detached terms ``recon``, ``align``, ``align_sim``, ``align_reg`` (not when ``out`` has no
+    fields: a prediction-only step) and, with a teacher, ``distill``.
     """
 
     def __init__(
@@ -91,9 +92,12 @@ class TMSDFLoss(nn.Module):
         return loss
 
     def forward(self, out, target: torch.Tensor, teacher_out=None) -> dict[str, torch.Tensor]:
+        if self.use_align and not out.phi0:
+            raise ValueError("L_align needs the network's fields: run it with intermediates (or use_align=False)")
         terms = {"recon": F.mse_loss(out.pred, target)}
-        terms["align_sim"], terms["align_reg"] = self.align(out, target)
-        terms["align"] = terms["align_sim"] + self.lambda_r * terms["align_reg"]
+        if out.phi0:  # not reported for a prediction-only step (refinement stage), where it is not computed
+            terms["align_sim"], terms["align_reg"] = self.align(out, target)
+            terms["align"] = terms["align_sim"] + self.lambda_r * terms["align_reg"]
         total = target.new_zeros(())
         if self.use_recon:
             total = total + terms["recon"]
