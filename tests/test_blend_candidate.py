@@ -11,12 +11,34 @@ from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
 from scripts.utils.tensors import lerp as blend
 
-SHIPPED = ROOT / "models" / "model.pt"
+SHIPPED = ROOT / "models" / "v0.5.0" / "model.pt"  # release 0.5.0's student: the paper's network, no blend candidate
 
 
 def _inputs(size=(16, 16, 8), seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.rand(2, 2, *size, generator=g), torch.tensor([0.3, 0.7])
+
+
+def test_the_shipped_student_has_the_blend_candidate_and_every_program_builds_it():
+    from monai.bundle import ConfigParser
+
+    load_weights(Student(blend_candidate=True), ROOT / "models" / "model.pt")  # strict
+    for config in ("inference.json", "evaluate.json"):
+        parser = ConfigParser()
+        parser.read_config(ROOT / "configs" / config)
+        assert parser.get_parsed_content("network_def").refine.blend_candidate, config
+
+
+def test_weights_without_the_candidate_run_unchanged_where_the_shipped_network_has_it():
+    """The shipped lung student (paper form) through the cardiac network definition: gate at zero, same output."""
+    from scripts.inference.interpolator import SeriesInterpolator
+
+    lung = ROOT / "models" / "lung_model.pt"
+    flagged = SeriesInterpolator(Student(blend_candidate=True), lung, device="cpu")
+    paper = SeriesInterpolator(Student(), lung, device="cpu")
+    image, _ = _inputs()
+    i0, i1 = image[0, 0].numpy(), image[0, 1].numpy()
+    assert (flagged.synthesise(i0, i1, [0.3, 0.6]) == paper.synthesise(i0, i1, [0.3, 0.6])).all()
 
 
 def test_flag_off_keeps_the_paper_network_and_loads_the_shipped_weights_strictly():

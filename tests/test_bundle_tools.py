@@ -24,7 +24,7 @@ CONFIG = ROOT / "configs" / "inference.json"
 SCHEMA = ROOT / "docs" / "schema" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"  # the published meta_schema_20240725.json
 WEIGHTS = ("models/model.pt", "models/teacher.pt", "models/voxelmorph.pt", "models/lung_model.pt",
-           "models/lung_teacher.pt", "models/v0.2.0/teacher.pt", "models/v0.2.0/model.pt")
+           "models/lung_teacher.pt", "models/v0.2.0/teacher.pt", "models/v0.2.0/model.pt", "models/v0.5.0/model.pt")
 
 
 def _metadata() -> dict:
@@ -252,3 +252,17 @@ def test_train_lung_script_makes_phantoms_then_teacher_student_baseline_and_tabl
     for call in calls[3:6]:
         for name in _option(call, "--config_file").strip("[]").replace("'", "").split(","):
             assert (ROOT / name).is_file(), name
+
+
+def test_train_refine_script_chains_the_whole_cycle_and_refinement_stages_from_release_050(tmp_path):
+    data, runs = tmp_path / "ACDC", tmp_path / "runs"
+    data.mkdir()
+    calls = _run_script(tmp_path, str(ROOT / "tools" / "train_refine.sh"), str(data), str(runs), "7")
+    cycle = "'configs/train_teacher.json','configs/train_student.json','configs/train_cycle.json'"
+    assert [_option(c, "--config_file") for c in calls] == [f"[{cycle}]", f"[{cycle},'configs/train_refine.json']"]
+    assert [_option(c, "--pretrained_weights") for c in calls] == [
+        "models/v0.5.0/model.pt", str(runs / "A" / "student_best.pt")]  # stage B starts from stage A's best
+    assert (ROOT / "models" / "v0.5.0" / "model.pt").is_file()  # shipped with the bundle
+    assert [_option(c, "--num_epochs") for c in calls] == ["11", "7"]
+    assert {_option(c, "--seed") for c in calls} == {"0"} and {_option(c, "--dataset_dir") for c in calls} == {str(data)}
+    assert _run_script(tmp_path, str(ROOT / "tools" / "train_refine.sh"), str(data), str(runs)) == []  # all done

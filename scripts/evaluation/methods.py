@@ -14,7 +14,7 @@ from scripts.baselines.elastix import ELASTIX_PIN, elastix_fields
 from scripts.baselines.linear import blend, linear_scaling
 from scripts.baselines.voxelmorph import velocities
 from scripts.evaluation.cases import Case
-from scripts.utils.checkpoint import load_weights
+from scripts.networks.refine import warm_start
 from scripts.utils.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -113,10 +113,11 @@ def ready_methods(methods: Sequence[Method], device: torch.device) -> list[Metho
 
 
 def load_network(network: torch.nn.Module, weights: str | os.PathLike, device: torch.device) -> torch.nn.Module:
-    """``network`` with ``weights`` loaded, on ``device``, in eval mode; :class:`MethodUnavailable` without the file."""
+    """``network`` with ``weights`` loaded, on ``device``, in eval mode; :class:`MethodUnavailable` without the file.
+    Weights without the refinement's blend candidate load into a network with it, gate at zero (:func:`warm_start`)."""
     if not Path(weights).is_file():
         raise MethodUnavailable(f"weights file {weights} not found")
-    return load_weights(network, weights).to(device).eval()
+    return warm_start(network, weights).to(device).eval()
 
 
 class VoxelMorphLinear(LinearScaling):

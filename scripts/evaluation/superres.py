@@ -244,7 +244,7 @@ def superres(
         "blend": Blend(),
         "elastix_linear": ElastixLinear(max_batch=None),
         "vm_linear": VoxelMorphLinear(voxelmorph_net(), ROOT / "models" / "voxelmorph.pt", max_batch=None),
-        "student": StudentMethod(Student(), model or ROOT / "models" / "model.pt", None),
+        "student": StudentMethod(Student(blend_candidate=True), model or ROOT / "models" / "model.pt", None),
     }
     chosen = select_methods(list(methods), available, variants, max_batch=None)
     cases = series_cases(dataset, dataset_dir, split, spatial_size)

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from scripts.utils.atomic import atomic_file
-from scripts.utils.checkpoint import load_weights
+from scripts.networks.refine import warm_start
 from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
 
@@ -59,7 +59,7 @@ def bundle_network(checkpoint: str | os.PathLike | None = None, bundle_root: str
     parser.read_meta(configs / "metadata.json")
     parser.update({"bundle_root": str(bundle_root), **(overrides or {})})
     checkpoint = checkpoint or parser.get_parsed_content("checkpoint")
-    network = load_weights(parser.get_parsed_content("network_def"), checkpoint)
+    network = warm_start(parser.get_parsed_content("network_def"), checkpoint)
     config = ConfigParser.load_config_file(configs / "inference.json")
     return network.eval(), parser.get("_meta_"), config
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from scripts.inference.times import CineFrame
 from scripts.utils.args import parse_device
-from scripts.utils.checkpoint import load_weights
+from scripts.networks.refine import warm_start
 from scripts.utils.memory import available_bytes, check_memory, estimate_bytes
 
 logger = logging.getLogger(__name__)
@@ -29,7 +29,9 @@ class SeriesInterpolator:
 
     Args:
         network: a :class:`scripts.networks.Student` (any ablation), moved to ``device`` here.
-        checkpoint: its weights (a state dict, read with ``weights_only=True``).
+        checkpoint: its weights (a state dict, read with ``weights_only=True``); weights saved without the refinement's
+            blend candidate load into a network that has it with its gate at zero, so they run exactly as saved
+            (:func:`scripts.networks.refine.warm_start`: the shipped lung student).
         device: ``"cpu"``, ``"cuda"``, a ``torch.device``, or ``"auto"`` (CUDA when available).
         amp: autocast (float16) on CUDA.
         max_batch: how many t values go through the decoder at once (memory vs speed); None lets the network choose
@@ -43,7 +45,7 @@ class SeriesInterpolator:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        self.network = load_weights(network, checkpoint).to(self.device).eval()
+        self.network = warm_start(network, checkpoint).to(self.device).eval()
         self.checkpoint = str(checkpoint)
         self.amp = bool(amp) and self.device.type == "cuda"
         self.max_batch = max_batch
