@@ -130,7 +130,8 @@ def test_the_student_and_region_come_from_the_inference_config():
 
 
 @pytest.mark.parametrize("arguments, source", [
-    ({"grid": "Native"}, "grid"), ({"grid": 1}, "grid"), ({"grid": "native", "motion_region": "maybe"}, "motion_region"),
+    ({"grid": "Native"}, "grid"), ({"grid": 1}, "grid"),
+    ({"grid": "native", "motion_region": "maybe"}, "motion_region"),
     ({"grid": "native", "methods": ["blend", "elastix_linear"]}, "methods"),
     ({"grid": "native", "methods": ["vm_linear"]}, "methods"),
 ])
