@@ -18,8 +18,8 @@ from scripts.utils.paths import ROOT
 
 
 def _moving_square(shape=(64, 56, 4), frames=10, spacing=(1.5, 1.5, 8.0), seed=0):
-    """A static textured background with a bright 4 x 4 square moving 4 voxels along x per frame (rows 26:30):
-    every voxel of its path is covered in at most ``ceil(frames * 4 / path length)`` frames."""
+    """A static textured background with a bright 4 x 4 square moving 4 voxels along x per frame (rows 26:30): each
+    voxel of its path (the returned mask) is covered in one frame, so its temporal standard deviation is the same."""
     rng = np.random.default_rng(seed)
     background = rng.uniform(100, 200, size=shape).astype(np.float32)
     series = np.repeat(background[..., None], frames, axis=-1)
@@ -62,6 +62,20 @@ def test_moving_region_is_the_path_of_the_moving_square():
     np.testing.assert_array_equal(mask, path)
     with pytest.raises(InputError, match="does not move"):
         moving_region(np.repeat(unit[..., :1], 4, axis=-1), "still")
+
+
+def test_moving_region_keeps_motion_above_a_fifth_of_the_strongest():
+    series, _, path = _moving_square()
+    weak, faint = np.zeros_like(path), np.zeros_like(path)
+    for f in range(series.shape[-1]):  # two more squares on their own rows: 30 % and 10 % of the first's contrast
+        x0 = 8 + 4 * f
+        series[x0:x0 + 4, 8:12, :, f] += 0.3 * 750
+        series[x0:x0 + 4, 44:48, :, f] += 0.1 * 750
+        weak[x0:x0 + 4, 8:12, :] = faint[x0:x0 + 4, 44:48, :] = True
+    unit = (series - series.min()) / (series.max() - series.min())
+    mask = moving_region(unit, "squares")
+    np.testing.assert_array_equal(mask, path | weak)
+    assert not (mask & faint).any()
 
 
 def test_native_blend_rows_are_the_blend_at_the_series_own_resolution(tmp_path):
