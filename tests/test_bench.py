@@ -55,7 +55,10 @@ def test_bench_training_reports_steps_ratios_and_iterations_per_hour(capsys):
     for name in ("teacher", "student"):
         ratio = result[f"{name}_step_s"] / result["voxelmorph_step_s"]
         assert result[f"ratio_{name}_step_to_voxelmorph"] == pytest.approx(ratio, rel=0.05, abs=0.01)
+    for name in ("teacher", "student", "refinement"):
         assert result[f"{name}_iterations_per_hour"] == pytest.approx(3600 / result[f"{name}_step_s"], rel=0.01)
+    ratio = result["refinement_step_s"] / result["student_step_s"]
+    assert result["ratio_refinement_step_to_student"] == pytest.approx(ratio, rel=0.05, abs=0.01)
     for key in ("teacher_step_wall_s", "student_step_cpu_s", "voxelmorph_step_cpu_s", "voxelmorph_iterations_per_hour"):
         assert result[key] > 0
     # the student's step runs its frozen teacher too: it cannot cost less than the teacher's own step's forward

@@ -29,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from scripts.baselines.voxelmorph import RegistrationLoss, voxelmorph_net
 from scripts.networks import Student, Teacher
+from scripts.networks.refine import refinement_only
 from scripts.training.adapters import EngineLoss, IntermediatesInferer, TripletBatch
 from scripts.training.losses import TMSDFLoss
 from scripts.utils.args import parse_shape
@@ -162,7 +163,8 @@ def training_step(network: torch.nn.Module, loss: torch.nn.Module, prepare: Call
 
 
 def bench_training(shape: Sequence[int], device: torch.device, repeats: int, amp: bool) -> dict:
-    """Seconds per training iteration of the teacher, the student (frozen teacher) and VoxelMorph at ``shape``."""
+    """Seconds per training iteration of the teacher, the student (frozen teacher), the refinement stage (motion
+    frozen, L_recon only) and VoxelMorph at ``shape``."""
     g = torch.Generator().manual_seed(0)
     batch = {"image": torch.rand(1, 2, *shape, generator=g), "target": torch.rand(1, 1, *shape, generator=g),
              "t": torch.tensor([0.4])}
@@ -171,6 +173,10 @@ def bench_training(shape: Sequence[int], device: torch.device, repeats: int, amp
                                  batch, device, amp)
     student_step = training_step(Student().to(device), tmsdf_loss, TripletBatch("student", with_teacher=True),
                                  IntermediatesInferer(Teacher().to(device)), batch, device, amp)
+    # the refinement stage (configs/train_refine.json): motion frozen, prediction-only steps, L_recon alone
+    refine_step = training_step(refinement_only(Student(blend_candidate=True).to(device)),
+                                EngineLoss(TMSDFLoss(use_align=False, use_distill=False)), TripletBatch("student"),
+                                IntermediatesInferer(fields=False), batch, device, amp)
 
     def vm_prepare(data, dev):
         image = data["image"].to(dev)
@@ -180,12 +186,12 @@ def bench_training(shape: Sequence[int], device: torch.device, repeats: int, amp
         return network(moving, fixed)
 
     vm_step = training_step(voxelmorph_net().to(device), RegistrationLoss(), vm_prepare, vm_infer, batch, device, amp)
-    steps = {"teacher": teacher_step, "student": student_step, "voxelmorph": vm_step}
+    steps = {"teacher": teacher_step, "student": student_step, "refinement": refine_step, "voxelmorph": vm_step}
     wall = {name: seconds(step, device, repeats) for name, step in steps.items()}
     cpu = {name: seconds(step, device, repeats, time.process_time) for name, step in steps.items()}
     # on a CPU the process's CPU time per thread is the step's cost even when other processes share the cores
     cost = wall if device.type == "cuda" else {name: value / torch.get_num_threads() for name, value in cpu.items()}
-    teacher_s, student_s, vm_s = cost["teacher"], cost["student"], cost["voxelmorph"]
+    teacher_s, student_s, refine_s, vm_s = cost["teacher"], cost["student"], cost["refinement"], cost["voxelmorph"]
     return {
         "train_shape": list(shape),
         "device": str(device),
@@ -198,8 +204,11 @@ def bench_training(shape: Sequence[int], device: torch.device, repeats: int, amp
         "voxelmorph_step_s": round(vm_s, 4),
         "ratio_teacher_step_to_voxelmorph": round(teacher_s / vm_s, 2),
         "ratio_student_step_to_voxelmorph": round(student_s / vm_s, 2),
+        "refinement_step_s": round(refine_s, 4),
+        "ratio_refinement_step_to_student": round(refine_s / student_s, 2),
         "teacher_iterations_per_hour": round(3600 / teacher_s),
         "student_iterations_per_hour": round(3600 / student_s),
+        "refinement_iterations_per_hour": round(3600 / refine_s),
         "voxelmorph_iterations_per_hour": round(3600 / vm_s),
     }
 

@@ -14,10 +14,16 @@ Results: ``metrics.csv`` (one row per factor, method, series, frame), ``summary.
 the pooled means (every dropped frame weighing the same), the per-series mean PSNR, and how many series fall below the
 blend; ``summary.md`` (tables), ``psnr_by_case_x<k>.png`` (PSNR per series, one line per method).
 
+``grid="native"`` (``--grid native``) scores the same frames the way ``interpolate --upsample K`` makes them: each
+series at its own resolution and spacing, the student through the motion region, the PSNR also over the moving region
+(:mod:`scripts.evaluation.superres_native`).
+
 Command line::
 
     python -m scripts superres --dataset_dir /data/ACDC/training --output_dir superres \\
         [--factors "[2,4]"] [--variants "{'cycle': {'blend_candidate': True, 'weights': 'runs/cycle/model.pt'}}"]
+    python -m scripts superres --dataset nifti4d --dataset_dir cines/ --split all --grid native \\
+        [--motion_region False] --output_dir superres_native
 """
 
 from __future__ import annotations
@@ -122,14 +128,18 @@ def score_superres(cases: Sequence[tuple[str, callable]], methods: Sequence[Meth
     return rows
 
 
-def summarise_superres(rows: Sequence[Mapping], reference: str = "blend") -> dict:
-    """Per factor and method: pooled mean and std of each metric over the dropped frames, the mean PSNR per series,
-    and (beside ``reference``) the pooled gain and the series below it.
+def summarise_superres(rows: Sequence[Mapping], reference: str = "blend",
+                       metrics: Sequence[str] = IMAGE_METRICS) -> dict:
+    """Per factor and method: pooled mean and std of each of ``metrics`` over the dropped frames, the mean PSNR per
+    series, and (beside ``reference``) the pooled gain and the series below it; with ``psnr_region`` among
+    ``metrics`` (native grid) the same three for the moving region's PSNR.
 
     Returns:
         ``{"x2": {method: {"psnr": .., "psnr_std": .., ..., "n": frames, "per_case": {case: psnr},
-        "gain_db": .., "cases_below": [..]}}}``.
+        "gain_db": .., "cases_below": [..]}}}``; plus ``per_case_region``, ``gain_region_db`` and
+        ``cases_below_region`` with ``psnr_region``.
     """
+    ranked = [m for m in metrics if m.startswith("psnr")]  # psnr -> per_case, psnr_region -> per_case_region
     summary: dict = {}
     for factor in sorted({int(r["factor"]) for r in rows}):
         mine = [r for r in rows if int(r["factor"]) == factor]
@@ -137,37 +147,52 @@ def summarise_superres(rows: Sequence[Mapping], reference: str = "blend") -> dic
         for method in dict.fromkeys(r["method"] for r in mine):
             own = [r for r in mine if r["method"] == method]
             entry = {}
-            for metric in IMAGE_METRICS:
+            for metric in metrics:
                 values = np.array([float(r[metric]) for r in own])
                 entry[metric], entry[f"{metric}_std"] = float(values.mean()), float(values.std())
             entry["n"] = len(own)
             cases = dict.fromkeys(r["subject"] for r in own)
-            entry["per_case"] = {c: float(np.mean([float(r["psnr"]) for r in own if r["subject"] == c])) for c in cases}
+            for metric in ranked:
+                entry[f"per_case{metric[4:]}"] = {
+                    c: float(np.mean([float(r[metric]) for r in own if r["subject"] == c])) for c in cases}
             table[method] = entry
         if reference in table:
             base = table[reference]
             for method, entry in table.items():
-                entry["gain_db"] = entry["psnr"] - base["psnr"]
-                entry["cases_below"] = [c for c, v in entry["per_case"].items() if v < base["per_case"][c]]
+                for metric in ranked:
+                    suffix, per_case = metric[4:], f"per_case{metric[4:]}"
+                    entry[f"gain{suffix}_db"] = entry[metric] - base[metric]
+                    entry[f"cases_below{suffix}"] = [c for c, v in entry[per_case].items() if v < base[per_case][c]]
         summary[f"x{factor}"] = table
     return summary
 
 
 def summary_markdown(summary: Mapping) -> str:
-    """The pooled table and the per-series PSNR table of every factor, in markdown."""
+    """The pooled table and the per-series PSNR table of every factor, in markdown (with the moving region's PSNR
+    beside the whole volume's where the rows have it)."""
     lines = []
     for factor, table in summary.items():
+        region = all("psnr_region" in e for e in table.values())
         header = "| method | PSNR (dB) | SSIM | NCC | NMSE | gain over blend (dB) | series below blend | frames |"
-        lines += [f"### {factor}", "", header, "|---|---|---|---|---|---|---|---|"]
+        if region:
+            header = header.replace(" frames |", " moving region PSNR (dB) | its gain over blend (dB) | "
+                                                 "series below blend in it | frames |")
+        lines += [f"### {factor}", "", header, "|---|---|---|---|---|---|---|" + "---|" * (1 + 3 * region)]
         for method, e in table.items():
             below = len(e.get("cases_below", []))
-            lines.append(f"| {method} | {e['psnr']:.2f} ± {e['psnr_std']:.2f} | {e['ssim']:.3f} | {e['ncc']:.3f} | "
-                         f"{e['nmse']:.4f} | {e.get('gain_db', 0.0):+.2f} | {below} of {len(e['per_case'])} | "
-                         f"{e['n']} |")
+            cells = (f"| {method} | {e['psnr']:.2f} ± {e['psnr_std']:.2f} | {e['ssim']:.3f} | {e['ncc']:.3f} | "
+                     f"{e['nmse']:.4f} | {e.get('gain_db', 0.0):+.2f} | {below} of {len(e['per_case'])} | ")
+            if region:
+                cells += (f"{e['psnr_region']:.2f} ± {e['psnr_region_std']:.2f} | {e.get('gain_region_db', 0.0):+.2f}"
+                          f" | {len(e.get('cases_below_region', []))} of {len(e['per_case'])} | ")
+            lines.append(f"{cells}{e['n']} |")
         cases = list(next(iter(table.values()))["per_case"])
-        lines += ["", "| series | " + " | ".join(table) + " |", "|---|" + "---|" * len(table)]
+        lines += ["", *(["PSNR per series (dB), whole volume / moving region:", ""] if region else []),
+                  "| series | " + " | ".join(table) + " |", "|---|" + "---|" * len(table)]
         for case in cases:
-            lines.append(f"| {case} | " + " | ".join(f"{table[m]['per_case'][case]:.2f}" for m in table) + " |")
+            values = [f"{table[m]['per_case'][case]:.2f}" + (f" / {table[m]['per_case_region'][case]:.2f}"
+                                                            if region else "") for m in table]
+            lines.append(f"| {case} | " + " | ".join(values) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -202,6 +227,8 @@ def superres(
     cyclic: bool = True,
     threads: int | None = None,
     overwrite: bool = False,
+    grid: str = "protocol",
+    motion_region: bool = True,
 ) -> str:
     """Benchmark temporal super-resolution x2, x4 of whole series (module docstring); writes ``output_dir``.
 
@@ -211,8 +238,8 @@ def superres(
         output_dir: folder to create for metrics.csv, summary.json, summary.md and the plots.
         factors: keep every k-th frame, for each k.
         methods: any of blend, elastix_linear (B-spline registrations of each acquired pair, scaled linearly in t;
-            extra ``itk-elastix``), vm_linear (the shipped VoxelMorph, scaled linearly), student (the shipped weights,
-            or ``model``).
+            extra ``itk-elastix``; protocol grid only), vm_linear (the shipped VoxelMorph, scaled linearly; protocol
+            grid only), student (the shipped weights, or ``model``).
         variants: more students ``{name: {Student flag: value, ..., "weights": file}}``.
         split: train, test or all.
         spatial_size: the protocol grid X, Y, Z (default: the cropped cardiac grid the shipped student was trained on).
@@ -220,7 +247,15 @@ def superres(
         cyclic: the series are periodic: the frames after the last acquired one are synthesised towards frame 0.
         threads: torch CPU threads (default: torch's).
         overwrite: replace output_dir if it exists.
+        grid: ``protocol`` (every series resampled to ``spatial_size``, the methods pair by pair) or ``native`` (as
+            ``interpolate --upsample K`` runs: each series at its own resolution and spacing, one min-max over all
+            its frames, the student through the motion region of configs/inference.json; PSNR also over the moving
+            region, the voxels whose temporal standard deviation over the true series exceeds 20 % of its 99.5th
+            percentile; :mod:`scripts.evaluation.superres_native`).
+        motion_region: native grid: run the student in the moving box with the blend around it (the product's
+            default), or on the whole volume (False).
     """
+    grid = parse_choice(grid, "grid", ("protocol", "native"))
     factors = list(factors) if isinstance(factors, (list, tuple)) else [factors]
     if not factors or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in factors):
         raise InputError("factors", f"expected integers >= 2 (keep every k-th frame), got {factors!r}")
@@ -230,6 +265,7 @@ def superres(
     spatial_size = parse_shape(spatial_size, "spatial_size")
     model = None if model is None else parse_path(model, "model")
     cyclic, overwrite = parse_bool(cyclic, "cyclic"), parse_bool(overwrite, "overwrite")
+    motion_region = parse_bool(motion_region, "motion_region")
     if isinstance(methods, str) or not all(isinstance(m, str) for m in methods):
         raise InputError("methods", f"expected a list of names such as ['blend', 'student'], got {methods!r}")
     if variants is not None and (not isinstance(variants, Mapping)
@@ -246,14 +282,26 @@ def superres(
         "vm_linear": VoxelMorphLinear(voxelmorph_net(), ROOT / "models" / "voxelmorph.pt", max_batch=None),
         "student": StudentMethod(Student(blend_candidate=True), model or ROOT / "models" / "model.pt", None),
     }
-    chosen = select_methods(list(methods), available, variants, max_batch=None)
-    cases = series_cases(dataset, dataset_dir, split, spatial_size)
+    if grid == "native":
+        from scripts.evaluation import superres_native as native
+
+        network, region = native.product_steps(motion_region)
+        available["student"] = StudentMethod(network, model or ROOT / "models" / "model.pt", None)
+        chosen = native.native_methods(select_methods(list(methods), available, variants, max_batch=None), region)
+        cases = native.native_series(dataset, dataset_dir, split, factors)
+        score, fields, metrics = native.score_native, (*FIELDS, "psnr_region"), (*IMAGE_METRICS, "psnr_region")
+        settings = {"grid": "native", "motion_region": motion_region, "moving_region": native.MOVING_REGION}
+        preface = f"grid native, motion region {'on' if motion_region else 'off'}; {native.MOVING_REGION}\n\n"
+    else:
+        chosen = select_methods(list(methods), available, variants, max_batch=None)
+        cases = series_cases(dataset, dataset_dir, split, spatial_size)
+        score, fields, metrics, settings, preface = score_superres, FIELDS, IMAGE_METRICS, {}, ""
     ready = ready_methods(chosen, torch.device("cpu"))
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
-        rows = score_superres(cases, ready, factors, cyclic)
-        summary = summarise_superres(rows)
-        write_metrics_csv(rows, tmp / "metrics.csv", FIELDS)
-        write_summary(tmp, summary, summary_markdown(summary))
+        rows = score(cases, ready, factors, cyclic)
+        summary = summarise_superres(rows, metrics=metrics)
+        write_metrics_csv(rows, tmp / "metrics.csv", fields)
+        write_summary(tmp, {**summary, **settings}, preface + summary_markdown(summary))
         for factor, table in summary.items():
             write_psnr_by_case(table, tmp / f"psnr_by_case_{factor}.png",
                                f"temporal super-resolution {factor}: PSNR of the dropped frames per series")
