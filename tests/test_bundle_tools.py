@@ -254,15 +254,18 @@ def test_train_lung_script_makes_phantoms_then_teacher_student_baseline_and_tabl
             assert (ROOT / name).is_file(), name
 
 
-def test_train_refine_script_chains_the_whole_cycle_and_refinement_stages_from_release_050(tmp_path):
+def test_train_refine_script_chains_three_stages_from_release_050(tmp_path):
     data, runs = tmp_path / "ACDC", tmp_path / "runs"
     data.mkdir()
-    calls = _run_script(tmp_path, str(ROOT / "tools" / "train_refine.sh"), str(data), str(runs), "7")
+    calls = _run_script(tmp_path, str(ROOT / "tools" / "train_refine.sh"), str(data), str(runs))
     cycle = "'configs/train_teacher.json','configs/train_student.json','configs/train_cycle.json'"
-    assert [_option(c, "--config_file") for c in calls] == [f"[{cycle}]", f"[{cycle},'configs/train_refine.json']"]
+    assert [_option(c, "--config_file") for c in calls] == [
+        f"[{cycle}]", f"[{cycle},'configs/train_refine.json']", f"[{cycle}]"]
     assert [_option(c, "--pretrained_weights") for c in calls] == [
-        "models/v0.5.0/model.pt", str(runs / "A" / "student_best.pt")]  # stage B starts from stage A's best
+        "models/v0.5.0/model.pt", str(runs / "A" / "student_best.pt"), str(runs / "B" / "student_best.pt")]
     assert (ROOT / "models" / "v0.5.0" / "model.pt").is_file()  # shipped with the bundle
-    assert [_option(c, "--num_epochs") for c in calls] == ["11", "7"]
+    assert [_option(c, "--num_epochs") for c in calls] == ["11", "4", "5"]
+    assert _option(calls[2], "--train_dataset_options#cycle#gap_power") == "2.0"
+    assert "'gap_power': 2.0" in _option(calls[2], "--val_dataset_options")
     assert {_option(c, "--seed") for c in calls} == {"0"} and {_option(c, "--dataset_dir") for c in calls} == {str(data)}
     assert _run_script(tmp_path, str(ROOT / "tools" / "train_refine.sh"), str(data), str(runs)) == []  # all done
