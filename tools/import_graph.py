@@ -24,8 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "scripts"
-LAYERS = ("utils", "io", "transforms", "phantoms", "datasets", "networks", "training", "baselines", "evaluation",
-          "inference", "research")
+LAYERS = ("utils", "io", "transforms", "phantoms", "datasets", "networks", "training", "baselines", "inference",
+          "evaluation", "research")
 """The subpackages of ``scripts``, lowest layer first."""
 TOP = "cli"
 """The layer of the command lines (``__main__`` modules), above every other."""

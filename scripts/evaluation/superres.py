@@ -41,6 +41,7 @@ from tqdm import tqdm
 from scripts.datasets.acdc import acdc_case, acdc_cases
 from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
 from scripts.evaluation.cases import Case
+from scripts.evaluation.dropped_frames import acquired_pairs
 from scripts.evaluation.methods import (
     Blend,
     ElastixLinear,
@@ -62,18 +63,6 @@ __all__ = ["acquired_pairs", "score_superres", "series_cases", "summarise_superr
 logger = logging.getLogger(__name__)
 
 FIELDS = ("factor", "subject", "frame", "t", "method", *IMAGE_METRICS)
-
-
-def acquired_pairs(num_frames: int, factor: int, cyclic: bool = True) -> list[tuple[int, int, list[int]]]:
-    """The acquired neighbours of every dropped frame when every ``factor``-th frame is kept.
-
-    Returns:
-        ``[(a, c, [dropped frames between a and c]), ...]`` in order; with ``cyclic`` the last pair runs from the last
-        acquired frame to frame 0 (``c`` is given as ``T``, one cycle on), otherwise its frames are left out.
-    """
-    kept = list(range(0, num_frames, factor))
-    ends = [*kept[1:], num_frames] if cyclic else kept[1:]
-    return [(a, c, list(range(a + 1, c))) for a, c in zip(kept, ends) if c - a > 1]
 
 
 def series_cases(dataset: str, dataset_dir: str | os.PathLike, split: str,

@@ -33,9 +33,9 @@ from tqdm import tqdm
 from scripts.baselines.linear import blend
 from scripts.datasets.acdc import acdc_cases, series_file
 from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
+from scripts.evaluation.dropped_frames import acquired_pairs
 from scripts.evaluation.methods import Blend, Method, MethodUnavailable, StudentMethod
 from scripts.evaluation.metrics import image_metrics
-from scripts.evaluation.superres import acquired_pairs
 from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.motion_roi import motion_map
 from scripts.inference.region import MotionRegion

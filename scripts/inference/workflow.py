@@ -31,9 +31,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+from monai.metrics import PSNRMetric
 
 from scripts.baselines.linear import blend
-from scripts.evaluation.metrics import psnr
 from scripts.inference.inputs import LoadedInput, load_input
 from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.region import MotionRegion
@@ -280,6 +281,10 @@ def demo_scores(i0: np.ndarray, i1: np.ndarray, frames: np.ndarray, truth: np.nd
     Args:
         i0, i1: ``(X, Y, Z)`` endpoints in [0, 1]; frames, truth: ``(X, Y, Z, N)`` in [0, 1]; ts: the N times.
     """
-    ours = [float(psnr(frames[..., n], truth[..., n])[0]) for n in range(len(ts))]
-    blends = [float(psnr(blend(i0, i1, v), truth[..., n])[0]) for n, v in enumerate(ts)]
+    def psnr(pred: np.ndarray, true: np.ndarray) -> float:
+        return float(PSNRMetric(max_val=1.0)(torch.as_tensor(pred, dtype=torch.float64)[None, None],
+                                            torch.as_tensor(true, dtype=torch.float64)[None, None]).item())
+
+    ours = [psnr(frames[..., n], truth[..., n]) for n in range(len(ts))]
+    blends = [psnr(blend(i0, i1, v), truth[..., n]) for n, v in enumerate(ts)]
     return {"psnr_student": float(np.mean(ours)), "psnr_blend": float(np.mean(blends))}
