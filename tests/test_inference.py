@@ -214,3 +214,17 @@ def test_oblique_cine_dicom_from_another_vendor_end_to_end(weights, tmp_path, la
     derived = read_dicom_series_3d(Path(out) / "dicom", position=2)
     np.testing.assert_allclose(derived["affine"], source.affine, atol=1e-4)
     assert derived["array"].shape == (32, 28, 4)
+
+
+def test_demo_scores_are_the_evaluations_psnr():
+    from scripts.evaluation.metrics import psnr
+    from scripts.inference.workflow import demo_scores
+
+    g = np.random.default_rng(0)
+    i0, i1 = g.random((8, 8, 4)), g.random((8, 8, 4))
+    truth, frames = g.random((8, 8, 4, 2)), g.random((8, 8, 4, 2))
+    scores = demo_scores(i0, i1, frames, truth, [0.25, 0.75])
+    ours = np.mean([float(psnr(frames[..., n], truth[..., n])[0]) for n in range(2)])
+    blends = np.mean([float(psnr((1 - t) * i0 + t * i1, truth[..., n])[0]) for n, t in enumerate([0.25, 0.75])])
+    assert scores["psnr_student"] == pytest.approx(ours, abs=1e-9)
+    assert scores["psnr_blend"] == pytest.approx(blends, abs=1e-9)

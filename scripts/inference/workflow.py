@@ -281,9 +281,9 @@ def demo_scores(i0: np.ndarray, i1: np.ndarray, frames: np.ndarray, truth: np.nd
     Args:
         i0, i1: ``(X, Y, Z)`` endpoints in [0, 1]; frames, truth: ``(X, Y, Z, N)`` in [0, 1]; ts: the N times.
     """
-    def psnr(pred: np.ndarray, true: np.ndarray) -> float:
-        return float(PSNRMetric(max_val=1.0)(torch.as_tensor(pred, dtype=torch.float64)[None, None],
-                                            torch.as_tensor(true, dtype=torch.float64)[None, None]).item())
+    def psnr(pred, true) -> float:  # over every voxel, whatever the leading axes (the blend keeps a batch axis)
+        return float(PSNRMetric(max_val=1.0)(torch.as_tensor(pred, dtype=torch.float64).reshape(1, 1, -1),
+                                            torch.as_tensor(true, dtype=torch.float64).reshape(1, 1, -1)).item())
 
     ours = [psnr(frames[..., n], truth[..., n]) for n in range(len(ts))]
     blends = [psnr(blend(i0, i1, v), truth[..., n]) for n, v in enumerate(ts)]
