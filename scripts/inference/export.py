@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from scripts.utils.atomic import atomic_file
 from scripts.networks.refine import warm_start
+from scripts.utils.atomic import atomic_file
 from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
 

@@ -17,8 +17,8 @@ import torch
 from tqdm import tqdm
 
 from scripts.inference.times import CineFrame
-from scripts.utils.args import parse_device
 from scripts.networks.refine import warm_start
+from scripts.utils.args import parse_device
 from scripts.utils.memory import available_bytes, check_memory, estimate_bytes
 
 logger = logging.getLogger(__name__)
