@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from scripts.datasets.acdc import acdc_case, acdc_cases
 from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
+from scripts.evaluation import superres_native as native
 from scripts.evaluation.cases import Case
 from scripts.evaluation.dropped_frames import acquired_pairs
 from scripts.evaluation.methods import (
@@ -228,7 +229,7 @@ def superres(
         factors: keep every k-th frame, for each k.
         methods: any of blend, elastix_linear (B-spline registrations of each acquired pair, scaled linearly in t;
             extra ``itk-elastix``; protocol grid only), vm_linear (the shipped VoxelMorph, scaled linearly; protocol
-            grid only), student (the shipped weights, or ``model``).
+            grid only), student (configs/inference.json's ``network_def`` with the shipped weights, or ``model``).
         variants: more students ``{name: {Student flag: value, ..., "weights": file}}``.
         split: train, test or all.
         spatial_size: the protocol grid X, Y, Z (default: the cropped cardiac grid the shipped student was trained on).
@@ -263,19 +264,15 @@ def superres(
     if threads is not None:
         torch.set_num_threads(parse_int(threads, "threads", minimum=1))
     from scripts.baselines.voxelmorph import voxelmorph_net
-    from scripts.networks import Student
 
+    network, region = native.product_steps(motion_region)  # the student as configs/inference.json defines it
     available = {
         "blend": Blend(),
         "elastix_linear": ElastixLinear(max_batch=None),
         "vm_linear": VoxelMorphLinear(voxelmorph_net(), ROOT / "models" / "voxelmorph.pt", max_batch=None),
-        "student": StudentMethod(Student(blend_candidate=True), model or ROOT / "models" / "model.pt", None),
+        "student": StudentMethod(network, model or ROOT / "models" / "model.pt", None),
     }
     if grid == "native":
-        from scripts.evaluation import superres_native as native
-
-        network, region = native.product_steps(motion_region)
-        available["student"] = StudentMethod(network, model or ROOT / "models" / "model.pt", None)
         chosen = native.native_methods(select_methods(list(methods), available, variants, max_batch=None), region)
         cases = native.native_series(dataset, dataset_dir, split, factors)
         score, fields, metrics = native.score_native, (*FIELDS, "psnr_region"), (*IMAGE_METRICS, "psnr_region")
