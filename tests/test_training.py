@@ -137,6 +137,21 @@ def test_finetune_starts_from_pretrained_weights(dataset, tmp_path):
     assert wf.parser.get_parsed_content("learning_rate") < 1e-4
 
 
+def test_finetune_builds_the_network_its_starting_weights_came_from(dataset, tmp_path):
+    """The documented fine-tuning of the shipped student starts from models/model.pt, which has the refinement's blend
+    candidate: the network is built with it (a strict load of the paper's network refused it); weights without it
+    (the paper's network) still build the paper's network."""
+    configs = ["train_teacher.json", "train_student.json", "finetune.yaml"]
+    shipped = _workflow(configs, dataset_dir=str(dataset), output_dir=str(tmp_path / "ft"), channels=[16, 32, 64, 64])
+    network = shipped.parser.get_parsed_content("network")
+    assert network.refine.blend_candidate
+    for name, value in read_state_dict(ROOT / "models" / "model.pt").items():
+        assert torch.equal(network.state_dict()[name].cpu(), value), name
+    paper = save_weights(Student(channels=TINY["channels"]), tmp_path / "paper.pt")
+    wf = _workflow(configs, dataset_dir=str(dataset), output_dir=str(tmp_path / "ft2"), pretrained_weights=str(paper))
+    assert not wf.parser.get_parsed_content("network").refine.blend_candidate
+
+
 def test_finetune_from_checkpoint_of_other_shape_is_refused(dataset, tmp_path):
     wrong = save_weights(Student(channels=[8, 8, 8, 8]), tmp_path / "wrong.pt")
     wf = _workflow(["train_teacher.json", "train_student.json", "finetune.yaml"], dataset_dir=str(dataset), output_dir=str(tmp_path / "ft"),

@@ -13,7 +13,7 @@ from scripts.networks.encoder import conv_block
 from scripts.networks.warping import at_least_float32
 from scripts.utils.checkpoint import load_weights, read_state_dict
 
-__all__ = ["Refinement", "param_groups", "refinement_only", "warm_start"]
+__all__ = ["Refinement", "has_blend_candidate", "param_groups", "refinement_only", "warm_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +169,12 @@ def warm_start(network: nn.Module, path: str | os.PathLike) -> nn.Module:
     logger.info("warm-started %s from %s (%d new blend-candidate tensors at zero)", type(network).__name__, path,
                 len(fresh))
     return network
+
+
+def has_blend_candidate(path: str | os.PathLike) -> bool:
+    """Whether the weights in ``path`` were saved from a network with ``blend_candidate=True`` (they hold the
+    :data:`BLEND_MODULES`): fine-tuning builds the network the weights came from (``configs/finetune.yaml``)."""
+    return any(key.split(".")[-2] in BLEND_MODULES for key in read_state_dict(path))
 
 
 def refinement_only(network: nn.Module) -> nn.Module:
