@@ -8,7 +8,7 @@ import torch
 from scripts.networks import DFM, MSDF, Student, Teacher, TimeModulation
 from scripts.networks.time_modulation import sinusoidal_embedding
 from scripts.networks.tmsdf import pad_to_multiple
-from scripts.networks.warping import resize_field, warp
+from scripts.networks.warping import resize_field, warp, warp_cubic
 
 ROUNDING = 1e-5  # grid_sample's normalised coordinates: an identity warp is exact to float32 rounding
 SMALL = dict(channels=(8, 16, 16, 16), def_channels=(8, 8, 16, 16), refine_channels=(8, 8, 16, 16))
@@ -70,6 +70,23 @@ def test_intermediates_warp_endpoints_at_full_size_with_resized_fields():
         for k, (warped, phi) in enumerate([(out.warped0[i], out.phi0[i]), (out.warped1[i], out.phi1[i])]):
             expected = warp(x[:, k : k + 1], resize_field(phi, (16, 16, 8)))
             torch.testing.assert_close(warped, expected, atol=1e-5, rtol=0)
+
+
+def test_cubic_image_warp_changes_only_the_full_resolution_image_warp():
+    """image_warp="cubic": the endpoints reach the refinement through warp_cubic; fields and features are those of the
+    bilinear network with the same weights."""
+    cubic = perturb(Student(**SMALL, image_warp="cubic")).eval()
+    bilinear = Student(**SMALL).eval()
+    bilinear.load_state_dict(cubic.state_dict())
+    x = torch.rand(1, 2, 16, 16, 8)
+    with torch.no_grad():
+        out, reference = cubic.forward_intermediates(x, 0.4), bilinear.forward_intermediates(x, 0.4)
+    torch.testing.assert_close(out.phi0[3], reference.phi0[3])
+    torch.testing.assert_close(out.warped0[3], warp_cubic(x[:, :1], out.phi0[3]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(out.warped1[3], warp_cubic(x[:, 1:], out.phi1[3]), atol=1e-6, rtol=0)
+    assert (out.pred - reference.pred).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="image_warp: expected one of bilinear, cubic, got 'bicubic'"):
+        Student(**SMALL, image_warp="bicubic")
 
 
 def test_wrong_inputs_are_refused():

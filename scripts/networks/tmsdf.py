@@ -20,13 +20,16 @@ from torch.nn import functional as F
 from scripts.networks.encoder import Encoder
 from scripts.networks.msdf import MSDF
 from scripts.networks.refine import Refinement
-from scripts.networks.warping import NUM_STEPS, integrate_velocity, resize_field, warp
+from scripts.networks.warping import NUM_STEPS, integrate_velocity, resize_field, warp, warp_cubic
 from scripts.utils.tensors import lerp
 
 __all__ = ["Intermediates", "TMSDFNet", "Teacher", "Student"]
 
 DIVISOR = 8
 """Spatial sizes are padded to a multiple of this (three 2x down-samplings)."""
+
+IMAGE_WARPS = ("bilinear", "cubic")
+"""How the endpoints are warped to t at full resolution (``TMSDFNet(image_warp=...)``)."""
 
 
 class Intermediates(NamedTuple):
@@ -125,6 +128,9 @@ class TMSDFNet(nn.Module):
         num_steps: scaling-and-squaring steps.
         blend_candidate: the refinement may choose the unwarped endpoints' blend, voxel by voxel
             (:class:`~scripts.networks.refine.Refinement`; not in the paper, off by default).
+        image_warp: how the endpoints are warped to t at full resolution: ``"bilinear"`` (the paper, MONAI ``Warp``)
+            or ``"cubic"`` (cubic convolution in plane, :func:`~scripts.networks.warping.warp_cubic`: a sub-voxel
+            warp no longer blurs the image). Fields and features are warped bilinearly either way.
     """
 
     __constants__ = ["num_inputs", "linear_scaling"]  # class attributes that torch.jit.script reads
@@ -144,8 +150,12 @@ class TMSDFNet(nn.Module):
         use_refinement: bool = True,
         num_steps: int = NUM_STEPS,
         blend_candidate: bool = False,
+        image_warp: str = "bilinear",
     ):
         super().__init__()
+        if image_warp not in IMAGE_WARPS:
+            raise ValueError(f"image_warp: expected one of {', '.join(IMAGE_WARPS)}, got {image_warp!r}")
+        self.cubic_image_warp = image_warp == "cubic"
         coarse_first = tuple(channels)[::-1]
         self.num_steps = num_steps
         self.encoder = Encoder(1, channels)
@@ -250,7 +260,10 @@ class TMSDFNet(nn.Module):
         q0, q1 = ends.q0, ends.q1
         warped: list[torch.Tensor] = []
         if refine is None or q0 is None or q1 is None:
-            warped_full = warp(images, phis[-1])
+            warped_full = warp_cubic(images, phis[-1]) if self.cubic_image_warp else warp(images, phis[-1])
+        elif self.cubic_image_warp:
+            warped = [warp(torch.cat([a, b], dim=0), phi) for a, b, phi in zip(q0, q1, phis)]
+            warped_full = warp_cubic(images, phis[-1])
         else:  # the finest scale warps the image and its projected features in one pass
             moving = [torch.cat([a, b], dim=0) for a, b in zip(q0, q1)]
             moving[-1] = torch.cat([images, moving[-1]], dim=1)
