@@ -29,6 +29,21 @@ def test_the_shipped_student_has_the_blend_candidate_and_every_program_builds_it
         assert parser.get_parsed_content("network_def").refine.blend_candidate, config
 
 
+def test_the_cardiac_student_runs_with_the_cubic_image_warp_and_the_lung_student_as_it_was_trained():
+    from monai.bundle import ConfigParser
+
+    def built(configs, **overrides):
+        parser = ConfigParser()
+        parser.read_config([ROOT / "configs" / c for c in configs])
+        parser.update({"bundle_root": str(ROOT), **overrides})
+        return parser.get_parsed_content("network_def")
+
+    assert built(["inference.json"]).cubic_image_warp
+    assert not built(["inference.json"], anatomy="lung").cubic_image_warp  # the lung student: bilinear, as trained
+    assert built(["evaluate.json"]).cubic_image_warp
+    assert not built(["train_teacher.json", "train_student.json"]).cubic_image_warp  # the paper's student
+
+
 def test_weights_without_the_candidate_run_unchanged_where_the_shipped_network_has_it():
     """The shipped lung student (paper form) through the cardiac network definition: gate at zero, same output."""
     from scripts.inference.interpolator import SeriesInterpolator

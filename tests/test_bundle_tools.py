@@ -226,6 +226,7 @@ def test_train_acdc_script_starts_from_shipped_weights_and_merges_the_student_co
     assert [_option(c, "--teacher_weights") for c in calls[3:]] == [
         str(runs / f"teacher_e{e}.pt") for e in (1, 5, 12)]
     assert {_option(c, "--dataset_dir") for c in calls} == {str(data)}
+    assert [_option(c, "--image_warp") for c in calls[3:]] == ["bilinear"] * 3  # release 0.5.0's students, exactly
     assert _run_script(tmp_path, str(ROOT / "tools" / "train_acdc.sh"), str(data), str(runs)) == []  # all done
 
 

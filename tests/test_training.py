@@ -144,7 +144,7 @@ def test_finetune_builds_the_network_its_starting_weights_came_from(dataset, tmp
     configs = ["train_teacher.json", "train_student.json", "finetune.yaml"]
     shipped = _workflow(configs, dataset_dir=str(dataset), output_dir=str(tmp_path / "ft"), channels=[16, 32, 64, 64])
     network = shipped.parser.get_parsed_content("network")
-    assert network.refine.blend_candidate
+    assert network.refine.blend_candidate and network.cubic_image_warp  # as configs/inference.json runs it
     for name, value in read_state_dict(ROOT / "models" / "model.pt").items():
         assert torch.equal(network.state_dict()[name].cpu(), value), name
     paper = save_weights(Student(channels=TINY["channels"]), tmp_path / "paper.pt")

@@ -15,7 +15,8 @@
 # Then copy:  cp $R/T3/teacher_best.pt models/teacher.pt; cp $R/S3/model.pt models/v0.5.0/model.pt
 #             python -m tools.update_large_files
 # The student runs on the teacher's config merged with what differs for it (configs/train_student.json), and
-# configs/finetune.yaml adds the warm start (--pretrained_weights).
+# configs/finetune.yaml adds the warm start (--pretrained_weights); these students warp bilinearly, as the paper does
+# (--image_warp bilinear; fine-tuning the shipped student warps with cubic convolution, as it runs).
 set -euo pipefail -f
 D=$(realpath "${1:?usage: bash tools/train_acdc.sh ACDC_TRAINING_DIR [RUNS_DIR]}")
 R=$(realpath -m "${2:-$(dirname "$0")/../runs/acdc}")
@@ -41,7 +42,7 @@ student() {  # student STAGE EPOCHS LR VAL_INTERVAL WARM_START TEACHER
     python -m monai.bundle run \
         --config_file "['configs/train_teacher.json','configs/train_student.json','configs/finetune.yaml']" "${COMMON[@]}" \
         --num_epochs "$2" --learning_rate "$3" --val_interval "$4" --pretrained_weights "$5" --teacher_weights "$6" \
-        --output_dir "$R/$1"
+        --image_warp bilinear --output_dir "$R/$1"
 }
 once T3_e1 teacher 1
 once T3_e5 teacher 5
