@@ -228,3 +228,13 @@ def test_demo_scores_are_the_evaluations_psnr():
     blends = np.mean([float(psnr((1 - t) * i0 + t * i1, truth[..., n])[0]) for n, t in enumerate([0.25, 0.75])])
     assert scores["psnr_student"] == pytest.approx(ours, abs=1e-9)
     assert scores["psnr_blend"] == pytest.approx(blends, abs=1e-9)
+
+
+def test_amp_reads_false_from_a_command_line_as_false_and_refuses_other_words():
+    from scripts.inference.interpolator import SeriesInterpolator
+    from scripts.networks import Student
+
+    lung = ROOT / "models" / "lung_model.pt"
+    assert SeriesInterpolator(Student(), lung, device="cpu", amp="false").amp is False
+    with pytest.raises(InputError, match="amp: expected True or False, got 'maybe'"):
+        SeriesInterpolator(Student(), lung, device="cpu", amp="maybe")

@@ -86,3 +86,17 @@ def test_interpolate_keeps_the_blend_outside_the_moving_box(full_fov, tmp_path):
     np.testing.assert_allclose(on[corner], blend[corner], rtol=1e-5, atol=1e-3 * np.ptp(case.array))
     assert np.abs(off[corner] - blend[corner]).max() > np.abs(on[corner] - blend[corner]).max()
     assert json.loads((tmp_path / "on" / "summary.json").read_text())["t"] == [0.5]
+
+
+@pytest.mark.parametrize("value, enabled", [(False, False), ("false", False), ("False", False), ("no", False),
+                                            (True, True), ("true", True), (1, True)])
+def test_the_switch_reads_false_from_a_command_line_as_false(value, enabled):
+    """``monai.bundle run ... --motion_region false`` passes the string "false", which bool() would read as True."""
+    assert MotionRegion(value).enabled is enabled
+
+
+def test_a_switch_that_is_not_a_boolean_is_refused_by_name():
+    from scripts.utils.errors import InputError
+
+    with pytest.raises(InputError, match="motion_region: expected True or False, got 'maybe'"):
+        MotionRegion("maybe")

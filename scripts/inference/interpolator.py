@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from scripts.inference.times import CineFrame
 from scripts.networks.refine import warm_start
-from scripts.utils.args import parse_device
+from scripts.utils.args import parse_bool, parse_device
 from scripts.utils.memory import available_bytes, check_memory, estimate_bytes
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class SeriesInterpolator:
         self.device = torch.device(device)
         self.network = warm_start(network, checkpoint).to(self.device).eval()
         self.checkpoint = str(checkpoint)
-        self.amp = bool(amp) and self.device.type == "cuda"
+        self.amp = parse_bool(amp, "amp") and self.device.type == "cuda"
         self.max_batch = max_batch
 
     @torch.no_grad()

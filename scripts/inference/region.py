@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from scripts.inference.motion_roi import MotionROI, crop, find_roi, motion_map, paste
+from scripts.utils.args import parse_bool
 from scripts.utils.tensors import lerp
 
 __all__ = ["MotionRegion"]
@@ -40,7 +41,7 @@ class MotionRegion:
 
     def __init__(self, enabled: bool = True, training_spacing: Sequence[float] | None = None, margin_mm: float = 15.0,
                  feather: int = 8, tolerance: float = 1.25):
-        self.enabled = bool(enabled)
+        self.enabled = parse_bool(enabled, "motion_region")  # "false" from a command line is False
         self.training_spacing = None if training_spacing is None else tuple(float(v) for v in training_spacing)
         self.margin_mm, self.feather, self.tolerance = float(margin_mm), int(feather), float(tolerance)
 
