@@ -30,8 +30,18 @@ def test_bench_prints_every_measurement(capsys):
     assert result["shape"] == [16, 16, 8]
     ratio = result["student_frame_s"] / result["voxelmorph_forward_s"]  # both rounded to 4 decimals in the JSON
     assert result["ratio_frame_to_voxelmorph"] == pytest.approx(ratio, rel=0.02)
-    for key in ("student_series2_s", "series2_peak_memory_gib", "student_frame_gflop", "fraction_of_conv3d_reference"):
+    for key in ("student_series2_s", "series2_peak_memory_gib", "student_frame_gflop", "fraction_of_conv3d_reference",
+                "paper_student_frame_s"):
         assert result[key] > 0
+    paper = result["student_frame_s"] / result["paper_student_frame_s"]
+    assert result["ratio_frame_to_paper_student"] == pytest.approx(paper, rel=0.02)
+
+
+def test_the_inference_rows_time_the_deployed_student():
+    from scripts.evaluation.bench import deployed_student
+
+    network = deployed_student()
+    assert isinstance(network, Student) and network.refine.blend_candidate and network.cubic_image_warp
 
 
 def test_a_student_training_step_trains_the_student_and_leaves_the_teacher_frozen():

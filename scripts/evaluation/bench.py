@@ -1,5 +1,9 @@
 """Benchmark: the student's cost against MONAI ``VoxelMorph`` measured in the same process, as ratios.
 
+The inference rows time the deployed architecture, ``network_def`` of ``configs/inference.json`` (untrained weights
+cost the same), with the paper's network (``Student()``: bilinear warps, no blend candidate) beside it as
+``paper_student_frame_s``.
+
 ``python -m scripts bench [--device cuda] [--shapes "['128,128,32','128,128,128']"]`` prints one JSON object per
 shape: seconds for one student frame, for a 10-frame series (``interpolate_series``) and for one ``VoxelMorph()``
 forward, their ratios, peak memory of the series, the FLOPs of one frame (``torch.utils.flop_counter``) and the
@@ -33,6 +37,7 @@ from scripts.networks.refine import refinement_only
 from scripts.training.adapters import EngineLoss, IntermediatesInferer, TripletBatch
 from scripts.training.losses import TMSDFLoss
 from scripts.utils.args import parse_shape
+from scripts.utils.paths import ROOT
 
 logger = logging.getLogger(__name__)
 
@@ -102,9 +107,19 @@ def conv_reference_flops_per_second(device: torch.device, repeats: int, amp: boo
     return flops(run) / seconds(run, device, repeats)
 
 
+def deployed_student() -> torch.nn.Module:
+    """The student as the product runs it: ``network_def`` of ``configs/inference.json`` (untrained)."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(ROOT / "configs" / "inference.json"))
+    return parser.get_parsed_content("network_def")
+
+
 def bench_shape(shape: Sequence[int], device: torch.device, num_t: int, repeats: int, amp: bool) -> dict:
     """Every measurement for one volume shape (X, Y, Z)."""
-    student = Student().to(device).eval()
+    student = deployed_student().to(device).eval()
+    paper = Student().to(device).eval()
     voxelmorph = VoxelMorph().to(device).eval()
     i0, i1 = (torch.rand(1, 1, *shape, device=device) for _ in range(2))
     pair = torch.cat([i0, i1], dim=1)
@@ -118,6 +133,10 @@ def bench_shape(shape: Sequence[int], device: torch.device, num_t: int, repeats:
         with torch.no_grad(), context():
             return student(pair, t_one)
 
+    def paper_frame():
+        with torch.no_grad(), context():
+            return paper(pair, t_one)
+
     def series():
         with torch.no_grad(), context():
             return student.interpolate_series(i0, i1, ts)
@@ -126,7 +145,8 @@ def bench_shape(shape: Sequence[int], device: torch.device, num_t: int, repeats:
         with torch.no_grad(), context():
             return voxelmorph(i0, i1)
 
-    frame_s, series_s, vm_s = (seconds(f, device, repeats) for f in (one_frame, series, vm_forward))
+    frame_s, paper_s, series_s, vm_s = (seconds(f, device, repeats)
+                                        for f in (one_frame, paper_frame, series, vm_forward))
     frame_flops = flops(one_frame)
     return {
         "shape": list(shape),
@@ -136,6 +156,8 @@ def bench_shape(shape: Sequence[int], device: torch.device, num_t: int, repeats:
         f"student_series{num_t}_s": round(series_s, 4),
         "voxelmorph_forward_s": round(vm_s, 4),
         "ratio_frame_to_voxelmorph": round(frame_s / vm_s, 2),
+        "paper_student_frame_s": round(paper_s, 4),
+        "ratio_frame_to_paper_student": round(frame_s / paper_s, 2),
         f"ratio_series{num_t}_to_voxelmorph": round(series_s / vm_s, 2),
         "frames_per_s": round(1 / frame_s, 2),
         f"series{num_t}_peak_memory_gib": round(peak_memory(series, device) / 2**30, 3),
