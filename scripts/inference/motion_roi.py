@@ -150,11 +150,12 @@ def find_roi(
 
 
 def _resize(volume: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """``(X, Y, Z)`` -> ``(size[0], size[1], Z)``, bilinear in plane (identity when the size is unchanged)."""
+    """``(X, Y, Z)`` -> ``(size[0], size[1], Z)``, bicubic in plane (identity when the size is unchanged; may overshoot
+    at edges by a few percent of the step, the output is clipped to [0, 1] after the paste)."""
     if tuple(volume.shape[:2]) == tuple(size):
         return volume
     planes = volume.permute(2, 0, 1)[:, None]  # (Z, 1, X, Y)
-    return F.interpolate(planes, size=tuple(size), mode="bilinear", align_corners=False)[:, 0].permute(1, 2, 0)
+    return F.interpolate(planes, size=tuple(size), mode="bicubic", align_corners=False)[:, 0].permute(1, 2, 0)
 
 
 def crop(volume, roi: MotionROI) -> torch.Tensor:
@@ -191,8 +192,15 @@ def seam_weight(roi: MotionROI, feather: int = 8) -> torch.Tensor:
 
 
 def paste(result, blend, roi: MotionROI, feather: int = 8) -> torch.Tensor:
-    """The full-size volume: ``result`` (the network's output on :func:`crop`'s grid) resampled back into the box and
+    """The full-size volume: ``result`` (the network's output on :func:`crop`'s grid) put back into the box and
     blended into ``blend`` (the endpoints' blend at full size) with :func:`seam_weight`.
+
+    What is resampled back is the network's *change* to the blend, ``result - crop(blend)``, added to the full-size
+    blend: where the network returns the blend the output is the blend at full resolution, detail included. Resampling
+    the output itself down to the training spacing and up again blurred every fine edge in the box (on phantoms with
+    0.8 mm pixels the moving region fell 1.4-1.7 dB below the blend; with the change resampled, bicubically, it is
+    0.6 dB above).
+    Without a zoom the two are the same (``crop`` is then a plain crop).
 
     Returns:
         ``(X, Y, Z)`` float32 tensor, equal to ``blend`` outside the box.
@@ -209,7 +217,7 @@ def paste(result, blend, roi: MotionROI, feather: int = 8) -> torch.Tensor:
     if not torch.isfinite(result).all():
         raise InputError("result", "holds NaN or infinite values")
     x0, x1, y0, y1 = roi.box
-    inside = torch.zeros_like(blend)
-    inside[x0:x1, y0:y1] = _resize(result, roi.size)
+    inside = blend.clone()
+    inside[x0:x1, y0:y1] += _resize(result - crop(blend, roi), roi.size)
     weight = seam_weight(roi, feather)
     return torch.where(weight > 0, weight * inside + (1 - weight) * blend, blend)
