@@ -24,7 +24,6 @@ from scripts.phantoms.dicom_acquisition import write_dicom_acquisition
 from scripts.transforms.intensity import IntensityScale
 from scripts.utils.checkpoint import save_weights
 from scripts.utils.errors import InputError
-from scripts.utils.paths import ROOT
 from tests.cine_helpers import dciodvfy_errors, files_by_position, headers, itk_geometry
 
 SHAPE, FRAMES = (16, 14, 3), 4
@@ -88,11 +87,9 @@ def test_cine_times_run_across_the_wrap():
 
 def deployed_network():
     """``network_def`` of configs/inference.json (the cardiac student's architecture and image warp)."""
-    from monai.bundle import ConfigParser
+    from scripts.evaluation.superres_native import product_steps
 
-    parser = ConfigParser()
-    parser.read_config(str(ROOT / "configs" / "inference.json"))
-    return parser.get_parsed_content("network_def")
+    return product_steps(motion_region=True)[0]
 
 
 @pytest.mark.parametrize("factor, cyclic", [(2, True), (3, False)])

@@ -37,7 +37,6 @@ from scripts.networks.refine import refinement_only
 from scripts.training.adapters import EngineLoss, IntermediatesInferer, TripletBatch
 from scripts.training.losses import TMSDFLoss
 from scripts.utils.args import parse_shape
-from scripts.utils.paths import ROOT
 
 logger = logging.getLogger(__name__)
 
@@ -109,11 +108,9 @@ def conv_reference_flops_per_second(device: torch.device, repeats: int, amp: boo
 
 def deployed_student() -> torch.nn.Module:
     """The student as the product runs it: ``network_def`` of ``configs/inference.json`` (untrained)."""
-    from monai.bundle import ConfigParser
+    from scripts.evaluation.superres_native import product_steps
 
-    parser = ConfigParser()
-    parser.read_config(str(ROOT / "configs" / "inference.json"))
-    return parser.get_parsed_content("network_def")
+    return product_steps(motion_region=True)[0]
 
 
 def bench_shape(shape: Sequence[int], device: torch.device, num_t: int, repeats: int, amp: bool) -> dict:
