@@ -174,7 +174,7 @@ def warm_start(network: nn.Module, path: str | os.PathLike) -> nn.Module:
 def has_blend_candidate(path: str | os.PathLike) -> bool:
     """Whether the weights in ``path`` were saved from a network with ``blend_candidate=True`` (they hold the
     :data:`BLEND_MODULES`): fine-tuning builds the network the weights came from (``configs/finetune.yaml``)."""
-    return any(key.split(".")[-2] in BLEND_MODULES for key in read_state_dict(path))
+    return any(f".{module}." in f".{key}" for key in read_state_dict(path) for module in BLEND_MODULES)
 
 
 def refinement_only(network: nn.Module) -> nn.Module:
