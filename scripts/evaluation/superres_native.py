@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.metrics import PSNRMetric
 from tqdm import tqdm
 
 from scripts.baselines.linear import blend
@@ -182,8 +183,8 @@ def moving_region(unit: np.ndarray, source: str | Path) -> np.ndarray:
 
 def region_psnr(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
     """PSNR (dB, peak 1) of ``pred`` against ``truth`` (``(X, Y, Z)`` in [0, 1]) over the voxels of ``mask``."""
-    error = (pred[mask].astype(np.float64) - truth[mask].astype(np.float64)) ** 2
-    return float(10.0 * np.log10(1.0 / error.mean())) if error.mean() > 0 else float("inf")
+    voxels = [torch.as_tensor(v[mask], dtype=torch.float64).reshape(1, 1, -1) for v in (pred, truth)]
+    return float(PSNRMetric(max_val=1.0)(*voxels).item())
 
 
 @torch.no_grad()

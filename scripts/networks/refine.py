@@ -20,6 +20,11 @@ logger = logging.getLogger(__name__)
 BLEND_MODULES = ("blend_input", "blend_gate")
 """The modules a refinement gains with ``blend_candidate=True``; weights without them warm-start it."""
 
+
+def _in_blend_module(name: str) -> bool:
+    """Whether a parameter or state-dict key (``refine.blend_gate.weight``) belongs to one of :data:`BLEND_MODULES`."""
+    return any(f".{module}." in f".{name}" for module in BLEND_MODULES)
+
 _EPS = 1e-4  # keeps the mask prior logit(1 - t) finite at t = 0 and t = 1 (|logit| <= 9.2)
 
 
@@ -162,7 +167,7 @@ def warm_start(network: nn.Module, path: str | os.PathLike) -> nn.Module:
     """
     state = {k.removeprefix("module."): v for k, v in read_state_dict(path).items()}
     own = network.state_dict()
-    fresh = {k: v for k, v in own.items() if k not in state and k.split(".")[-2] in BLEND_MODULES}
+    fresh = {k: v for k, v in own.items() if k not in state and _in_blend_module(k)}
     if set(own) != set(state) | set(fresh) or any(state[k].shape != own[k].shape for k in state if k in own):
         return load_weights(network, path)  # raises, naming what does not fit
     network.load_state_dict({**state, **fresh})
@@ -174,7 +179,7 @@ def warm_start(network: nn.Module, path: str | os.PathLike) -> nn.Module:
 def has_blend_candidate(path: str | os.PathLike) -> bool:
     """Whether the weights in ``path`` were saved from a network with ``blend_candidate=True`` (they hold the
     :data:`BLEND_MODULES`): fine-tuning builds the network the weights came from (``configs/finetune.yaml``)."""
-    return any(f".{module}." in f".{key}" for key in read_state_dict(path) for module in BLEND_MODULES)
+    return any(_in_blend_module(key) for key in read_state_dict(path))
 
 
 def refinement_only(network: nn.Module) -> nn.Module:
@@ -209,7 +214,7 @@ def param_groups(network: nn.Module, lr: float, blend_lr_factor: float = 1.0) ->
     for name, parameter in network.named_parameters():
         if not parameter.requires_grad:
             continue
-        (new if any(f".{module}." in f".{name}" for module in BLEND_MODULES) else old).append(parameter)
+        (new if _in_blend_module(name) else old).append(parameter)
     groups = [{"params": old, "lr": lr}]
     if new:
         groups.append({"params": new, "lr": lr * blend_lr_factor})
