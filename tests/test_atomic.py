@@ -29,6 +29,12 @@ def test_file_refuses_overwrite_unless_asked(tmp_path):
     target.write_text("old")
     with pytest.raises(OutputExistsError, match="x.txt: already exists"), atomic_file(target):
         pass
+    with pytest.raises(OutputExistsError), atomic_file(target, overwrite="false"):  # a command line's word
+        pass
+    with pytest.raises(InputError, match="--overwrite: expected True or False, got 'maybe'"), atomic_file(
+            target, overwrite="maybe"):
+        pass
+    assert target.read_text() == "old"
     with atomic_file(target, overwrite=True) as tmp:
         tmp.write_text("new")
     assert target.read_text() == "new"
@@ -44,6 +50,9 @@ def test_dir_whole_or_nothing_and_overwrite(tmp_path):
         (tmp / "one.txt").write_text("1")
     with pytest.raises(OutputExistsError), atomic_dir(out):
         pass
+    with pytest.raises(OutputExistsError), atomic_dir(out, overwrite="no"):  # "no" is not a non-empty, true string
+        pass
+    assert sorted(p.name for p in out.iterdir()) == ["one.txt"]
     with atomic_dir(out, overwrite=True) as tmp:
         (tmp / "two.txt").write_text("2")
     assert sorted(p.name for p in out.iterdir()) == ["two.txt"]

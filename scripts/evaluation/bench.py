@@ -36,7 +36,7 @@ from scripts.networks import Student, Teacher
 from scripts.networks.refine import refinement_only
 from scripts.training.adapters import EngineLoss, IntermediatesInferer, TripletBatch
 from scripts.training.losses import TMSDFLoss
-from scripts.utils.args import parse_shape
+from scripts.utils.args import parse_bool, parse_shape
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +248,7 @@ def bench(device: str = "cpu", shapes: Sequence[str] = ("128,128,32", "128,128,1
         threads: torch CPU threads (default: torch's choice).
         train_shapes: shapes of the training-step measurement ("X,Y,Z" strings; empty to skip it).
     """
+    amp = parse_bool(amp, "--amp")
     if threads is not None:
         torch.set_num_threads(int(threads))
     dev = torch.device(device)

@@ -24,6 +24,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from scripts.utils.args import parse_bool
 from scripts.utils.errors import InputError, OutputExistsError
 
 __all__ = ["OUTPUT_MARKER", "atomic_dir", "atomic_file", "check_parent", "check_replaceable", "interrupted"]
@@ -142,6 +143,7 @@ def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
     The temporary name keeps the target's suffixes (``.nii.gz``, ``.pt``) so writers that dispatch on them work.
     """
     path = Path(path)
+    overwrite = parse_bool(overwrite, "--overwrite")  # "false" from a command line is False
     _check_target(path, overwrite)
     tmp = _temporary(path, tempfile.mkstemp, ".tmp" + "".join(path.suffixes))
     try:
@@ -172,6 +174,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False, marker: str | N
     """
     path = Path(path)
     keep = list(keep)
+    overwrite = parse_bool(overwrite, "--overwrite")  # "false" from a command line is False
     _check_target(path, overwrite)
     if path.exists():
         check_replaceable(path, marker, keep)
