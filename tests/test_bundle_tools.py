@@ -25,7 +25,8 @@ CONFIG = ROOT / "configs" / "inference.json"
 SCHEMA = ROOT / "docs" / "schema" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"  # the published meta_schema_20240725.json
 WEIGHTS = ("models/model.pt", "models/teacher.pt", "models/voxelmorph.pt", "models/lung_model.pt",
-           "models/lung_teacher.pt", "models/v0.2.0/teacher.pt", "models/v0.2.0/model.pt", "models/v0.5.0/model.pt")
+           "models/lung_teacher.pt", "models/v0.2.0/teacher.pt", "models/v0.2.0/model.pt", "models/v0.5.0/model.pt",
+           "models/v0.7.0/teacher.pt")
 
 
 def _metadata() -> dict:
@@ -272,4 +273,35 @@ def test_train_refine_script_chains_three_stages_from_release_050(tmp_path):
     refine = json.loads((ROOT / "configs" / "train_refine.json").read_text())
     assert ast.literal_eval(_option(calls[2], "--val_dataset_options")) == refine["val_dataset_options"]
     assert {_option(c, "--seed") for c in calls} == {"0"} and {_option(c, "--dataset_dir") for c in calls} == {str(data)}
+    # distilled from the teacher the shipped student was distilled from (release 0.7.0's), not the newer one
+    assert {_option(c, "--teacher_weights") for c in calls} == {"models/v0.7.0/teacher.pt"}
+    assert (ROOT / "models" / "v0.7.0" / "teacher.pt").is_file()
     assert _run_script(tmp_path, str(ROOT / "tools" / "train_refine.sh"), str(data), str(runs)) == []  # all done
+
+
+def test_train_teacher_cycle_script_continues_release_070s_teacher_on_whole_cycles(tmp_path):
+    data, runs = tmp_path / "ACDC", tmp_path / "runs"
+    data.mkdir()
+    calls = _run_script(tmp_path, str(ROOT / "tools" / "train_teacher_cycle.sh"), str(data), str(runs))
+    assert len(calls) == 1
+    call = calls[0]
+    assert _option(call, "--config_file") == "['configs/train_teacher.json','configs/train_cycle.json']"
+    assert _option(call, "--pretrained_weights") == "models/v0.7.0/teacher.pt"
+    assert _option(call, "--blend_candidate") == "False"  # the paper's teacher network, as evaluate.json builds it
+    assert _option(call, "--train_dataset_options#cycle#gap_power") == "2.0"
+    refine = json.loads((ROOT / "configs" / "train_refine.json").read_text())
+    assert ast.literal_eval(_option(call, "--val_dataset_options")) == refine["val_dataset_options"]
+    assert _option(call, "--seed") == "0" and _option(call, "--output_dir") == str(runs)
+
+
+def test_the_shipped_teachers_load_strictly_where_the_bundle_uses_them():
+    """The whole-cycle teacher is the paper's network, as evaluate.json and the student's training build it."""
+    from monai.bundle import ConfigParser
+
+    from scripts.utils.checkpoint import load_weights
+
+    for config in (["evaluate.json"], ["train_teacher.json", "train_student.json"]):
+        parser = ConfigParser()
+        parser.read_config([ROOT / "configs" / c for c in config])
+        for weights in ("teacher.pt", "v0.7.0/teacher.pt"):
+            load_weights(parser.get_parsed_content("teacher_def"), ROOT / "models" / weights)  # raises on a mismatch

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the shipped cardiac teacher (models/teacher.pt) and release 0.5.0's student (models/v0.5.0/model.pt,
+# Reproduce release 0.7.0's cardiac teacher (models/v0.7.0/teacher.pt, the warm start of the shipped teacher:
+# tools/train_teacher_cycle.sh) and release 0.5.0's student (models/v0.5.0/model.pt,
 # the warm start of the shipped student: tools/train_refine.sh) from real ACDC, on CPU, seed 0,
 # deterministic; every stage is resumable (run the script again after a kill).
 #
@@ -11,8 +12,8 @@
 #   T3  teacher, lr 1e-3, 12 epochs of 203 iterations; its best weights after epochs 1, 5 and 12 feed the student
 #   S2  student, lr 1e-3, distilled from T3's epoch-1 best for epochs 1-5, then from its epoch-5 best to epoch 9
 #   S3  student, lr 2e-4, warm-started from S2's epoch 9, distilled from T3's final best, $S3_EPOCHS epochs; its last
-#       weights are models/v0.5.0/model.pt (no selection on the test split); T3's best is models/teacher.pt.
-# Then copy:  cp $R/T3/teacher_best.pt models/teacher.pt; cp $R/S3/model.pt models/v0.5.0/model.pt
+#       weights are models/v0.5.0/model.pt (no selection on the test split); T3's best is models/v0.7.0/teacher.pt.
+# Then copy:  cp $R/T3/teacher_best.pt models/v0.7.0/teacher.pt; cp $R/S3/model.pt models/v0.5.0/model.pt
 #             python -m tools.update_large_files
 # The student runs on the teacher's config merged with what differs for it (configs/train_student.json), and
 # configs/finetune.yaml adds the warm start (--pretrained_weights); these students warp bilinearly, as the paper does
