@@ -13,6 +13,7 @@ import pytest
 from dicom_helpers import edit, rotation
 from PIL import Image
 
+from scripts.evaluation.bench import deployed_student
 from scripts.inference.cli import interpolate
 from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.times import CineFrame, cine_times_ms, upsample_plan
@@ -85,13 +86,6 @@ def test_cine_times_run_across_the_wrap():
 
 # --- NIfTI in -------------------------------------------------------------------------------------------------------
 
-def deployed_network():
-    """``network_def`` of configs/inference.json (the cardiac student's architecture and image warp)."""
-    from scripts.evaluation.superres_native import product_steps
-
-    return product_steps(motion_region=True)[0]
-
-
 @pytest.mark.parametrize("factor, cyclic", [(2, True), (3, False)])
 def test_upsampled_nifti_interleaves_acquired_and_synthesised(nifti_series, weights, tmp_path, factor, cyclic):
     path, data = nifti_series
@@ -107,7 +101,7 @@ def test_upsampled_nifti_interleaves_acquired_and_synthesised(nifti_series, weig
     np.testing.assert_array_equal(cine[..., ::factor], data)  # acquired frames exactly as read
     # each new frame is the student on its pair, on one intensity scale for the whole series
     scale = IntensityScale.of(data, "x")
-    inferer = SeriesInterpolator(deployed_network(), weights, device="cpu")  # the network interpolate runs
+    inferer = SeriesInterpolator(deployed_student(), weights, device="cpu")  # the network interpolate runs
     last = frames - 1 if cyclic else frames - 2
     expected_last = inferer.synthesise(scale.to_unit(data[..., last]), scale.to_unit(data[..., (last + 1) % frames]),
                                        [k / factor for k in range(1, factor)])

@@ -25,6 +25,7 @@ def _in_blend_module(name: str) -> bool:
     """Whether a parameter or state-dict key (``refine.blend_gate.weight``) belongs to one of :data:`BLEND_MODULES`."""
     return any(f".{module}." in f".{name}" for module in BLEND_MODULES)
 
+
 _EPS = 1e-4  # keeps the mask prior logit(1 - t) finite at t = 0 and t = 1 (|logit| <= 9.2)
 
 

@@ -118,7 +118,7 @@ def warp_cubic(image: torch.Tensor, ddf: torch.Tensor) -> torch.Tensor:
             for c in range(2):
                 index = (row + iz[c]).reshape(batch, 1, -1).expand(batch, channels, -1)
                 out = out + (wab * wz[c]).reshape(batch, 1, -1) * flat.gather(2, index)
-    return out.reshape(image.shape[0], channels, size[0], size[1], size[2])
+    return out.reshape(batch, channels, size[0], size[1], size[2])
 
 
 def integrate_velocity(velocity: torch.Tensor, num_steps: int = NUM_STEPS) -> torch.Tensor:
