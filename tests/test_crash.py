@@ -24,23 +24,26 @@ SETTINGS = {"spatial_size": [24, 24, 8], "channels": [4, 8, 8, 8], "num_epochs":
             "augment": True, "val_interval": 99, "deterministic": True, "seed": 3}
 
 
-def _train(dataset, output_dir, **env):
-    """``configs/train_teacher.json`` in a subprocess through ``tests/crash_train.py`` (``env`` may set
-    ``CRASH_AT_SAVE``)."""
+def _train(dataset, output_dir, settings=None, **env):
+    """``configs/train_teacher.json`` in a subprocess through ``tests/crash_train.py`` with :data:`SETTINGS` and
+    ``settings`` (``env`` may set ``CRASH_AT_SAVE``)."""
     args = [sys.executable, "tests/crash_train.py", "run", "--config_file", "configs/train_teacher.json",
             "--dataset_dir", str(dataset), "--output_dir", str(output_dir)]
-    for key, value in SETTINGS.items():
+    for key, value in {**SETTINGS, **(settings or {})}.items():
         args += [f"--{key}", json.dumps(value)]
-    return subprocess.run(args, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", **env}, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(args, check=False, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+                          capture_output=True, text=True, timeout=600)
 
 
-def test_kill_mid_save_then_resume_gives_the_uninterrupted_weights(tiny_acdc, tmp_path):
-    reference = _train(tiny_acdc, tmp_path / "reference")
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_kill_mid_save_then_resume_gives_the_uninterrupted_weights(tiny_acdc, tmp_path, ema_decay):
+    """With ``ema_decay`` > 0 the exported weights are the weight average, which must resume with the run."""
+    settings = {"ema_decay": ema_decay}
+    reference = _train(tiny_acdc, tmp_path / "reference", settings)
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     run = tmp_path / "run"
-    crashed = _train(tiny_acdc, run, CRASH_AT_SAVE="2")  # killed half-way through the checkpoint of epoch 2
+    crashed = _train(tiny_acdc, run, settings, CRASH_AT_SAVE="2")  # killed half-way through epoch 2's checkpoint
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
     checkpoints = sorted(run.glob("last_checkpoint_*.pt"))
     assert len(checkpoints) == 1, checkpoints  # the half-written one never took the name
@@ -48,9 +51,9 @@ def test_kill_mid_save_then_resume_gives_the_uninterrupted_weights(tiny_acdc, tm
     assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"]  # saved after epoch 1
     assert not (run / "teacher.pt").exists()
 
-    resumed = _train(tiny_acdc, run)
+    resumed = _train(tiny_acdc, run, settings)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    final = torch.load(sorted(run.glob("last_checkpoint_*.pt"))[-1], weights_only=True)
+    final = torch.load(max(run.glob("last_checkpoint_*.pt")), weights_only=True)
     assert final["trainer"]["iteration"] == 3 * final["trainer"]["epoch_length"]
     assert "deleting" in resumed.stderr + resumed.stdout  # the half-written temporary file was cleaned up
     assert not list(run.glob(".last_checkpoint_*"))
