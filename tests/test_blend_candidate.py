@@ -30,6 +30,7 @@ def test_the_shipped_student_has_the_blend_candidate_and_every_program_builds_it
 
 
 def test_the_cardiac_student_runs_with_the_cubic_image_warp_and_the_lung_student_as_it_was_trained():
+    """The network's own warp; the inference chooses per pair (``warp_choice``, tests/test_warp_choice.py)."""
     from monai.bundle import ConfigParser
 
     def built(configs, **overrides):
@@ -40,7 +41,7 @@ def test_the_cardiac_student_runs_with_the_cubic_image_warp_and_the_lung_student
 
     assert built(["inference.json"]).cubic_image_warp
     assert not built(["inference.json"], anatomy="lung").cubic_image_warp  # the lung student: bilinear, as trained
-    assert built(["evaluate.json"]).cubic_image_warp
+    assert not built(["evaluate.json"]).cubic_image_warp  # the protocol's wide pairs (tests/test_warp_choice.py)
     assert not built(["train_teacher.json", "train_student.json"]).cubic_image_warp  # the paper's student
 
 

@@ -320,7 +320,7 @@ ARGUMENTS = {"input": "x.nii.gz", "t": "0.5", "num_frames": "1", "start_frame": 
 @pytest.mark.parametrize("argument", ARGUMENTS)
 def test_cli_never_runs_or_resolves_an_argument(argument, payload, sandbox, capsys, monkeypatch):
     """Each argument of ``interpolate`` with each payload: the canary never appears and the shipped weights stay."""
-    monkeypatch.setattr(SeriesInterpolator, "synthesise", lambda self, i0, i1, ts: np.stack([i0] * len(ts), -1))
+    monkeypatch.setattr(SeriesInterpolator, "synthesise", lambda self, i0, i1, ts, span=None: np.stack([i0] * len(ts), -1))
     weights = ROOT / "models" / "model.pt"
     stamp = weights.stat().st_mtime_ns
     value = _payloads(ARGUMENTS[argument])[payload]
@@ -366,7 +366,7 @@ def test_bundle_run_refuses_an_unknown_option_before_the_work(tmp_path):
 # --- real runs: overwrite, strict booleans, finite outputs -------------------------------------------------------------
 def _fast_student(monkeypatch, make=None):
     """Replace the network's work by the blend of the endpoints (or ``make``): these tests are about the workflow."""
-    def blend(self, i0, i1, ts):
+    def blend(self, i0, i1, ts, span=None):
         return np.stack([(1 - t) * i0 + t * i1 for t in ts], -1).astype(np.float32)
 
     monkeypatch.setattr(SeriesInterpolator, "synthesise", make or blend)
@@ -410,7 +410,7 @@ def test_input_at_the_float32_limits_gives_finite_frames(tmp_path, monkeypatch):
 
 
 def test_non_finite_frames_are_never_written(tmp_path, monkeypatch, capsys):
-    def nan_frames(self, i0, i1, ts):
+    def nan_frames(self, i0, i1, ts, span=None):
         frames = np.stack([i0] * len(ts), -1).astype(np.float32)
         frames[0, 0, 0, 0] = np.nan
         return frames

@@ -115,3 +115,38 @@ def test_superres_scores_the_registration_baselines(tiny_acdc, tmp_path, monkeyp
     assert table["elastix_linear"]["per_case"] == pytest.approx(table["blend"]["per_case"], abs=1e-4)
     # the shipped VoxelMorph moves the endpoints: its frames are not the blend's
     assert abs(table["vm_linear"]["psnr"] - table["blend"]["psnr"]) > 1e-3
+
+
+
+def test_the_student_warps_each_factor_as_the_product_would(tmp_path):
+    """With the product's warp choice the student is warped bilinearly where the kept frames are a sixth of the cycle
+    or more apart (x4 of 12 frames: 3 kept) and cubically where they are closer (x2 of 14 frames: 7 kept); each
+    prediction matches the network run with that warp."""
+    import numpy as np
+
+    from scripts.evaluation.methods import StudentMethod
+    from scripts.evaluation.superres import score_superres
+    from scripts.inference.warp_choice import WarpBySpan
+    from scripts.networks import Student
+    from scripts.utils.checkpoint import save_weights
+
+    torch.manual_seed(0)
+    network = Student(channels=(4, 8, 8, 8))
+    with torch.no_grad():  # fields far from zero, so the two warps differ
+        for dfgen in network.msdf.dfgen:
+            dfgen.head.bias.normal_(0.0, 0.5)
+    weights = save_weights(network, tmp_path / "w.pt")
+    series = {n: np.random.default_rng(n).random((16, 16, 8, n)).astype(np.float32) for n in (12, 14)}
+
+    def scores(warp_choice, image_warp, num_frames, factor):
+        method = StudentMethod(Student(channels=(4, 8, 8, 8), image_warp=image_warp), weights, None)
+        method.name = "student"
+        method.setup(torch.device("cpu"))
+        rows = score_superres([("s", lambda: series[num_frames])], [method], (factor,), warp_choice=warp_choice)
+        return [r["psnr"] for r in rows], method.network.image_warp
+
+    chosen, warp = scores(WarpBySpan(), "cubic", 12, 4)
+    assert warp == "bilinear" and chosen == scores(None, "bilinear", 12, 4)[0]
+    chosen, warp = scores(WarpBySpan(), "bilinear", 14, 2)
+    assert warp == "cubic" and chosen == scores(None, "cubic", 14, 2)[0]
+    assert chosen != scores(None, "bilinear", 14, 2)[0]

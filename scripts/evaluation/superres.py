@@ -28,6 +28,7 @@ Command line::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections import defaultdict
@@ -54,6 +55,7 @@ from scripts.evaluation.methods import (
 )
 from scripts.evaluation.metrics import IMAGE_METRICS, image_metrics
 from scripts.evaluation.reports import _canvas, write_metrics_csv, write_summary
+from scripts.inference.warp_choice import WarpBySpan, span_fraction
 from scripts.utils.args import parse_bool, parse_choice, parse_int, parse_path, parse_shape
 from scripts.utils.atomic import atomic_dir, atomic_file
 from scripts.utils.errors import InputError
@@ -98,12 +100,20 @@ def _subjects(name: str, series: np.ndarray, factor: int, cyclic: bool) -> list[
 
 @torch.no_grad()
 def score_superres(cases: Sequence[tuple[str, callable]], methods: Sequence[Method], factors: Sequence[int] = (2, 4),
-                   cyclic: bool = True) -> list[dict]:
-    """Score ``methods`` (set up already) on every series and factor: one row per factor, method, series and frame."""
+                   cyclic: bool = True, warp_choice: WarpBySpan | None = None) -> list[dict]:
+    """Score ``methods`` (set up already) on every series and factor: one row per factor, method, series and frame.
+
+    With ``warp_choice`` the method named ``student`` warps as ``interpolate --upsample`` would on the acquired frames
+    (consecutive frames of ``ceil(T / factor)``); variants keep their own warp."""
     rows = []
     for name, load in tqdm(cases, desc="superres", unit="series", disable=None):
         series = load()
         for factor in factors:
+            if warp_choice is not None:
+                acquired = len(range(0, series.shape[-1], factor))
+                for method in methods:
+                    if method.name == "student" and isinstance(method, StudentMethod):
+                        method.network.image_warp = warp_choice(span_fraction(0, 1, acquired))
             psnr = defaultdict(list)
             for subject in _subjects(name, series, factor, cyclic):
                 for method in methods:
@@ -229,7 +239,8 @@ def superres(
         factors: keep every k-th frame, for each k.
         methods: any of blend, elastix_linear (B-spline registrations of each acquired pair, scaled linearly in t;
             extra ``itk-elastix``; protocol grid only), vm_linear (the shipped VoxelMorph, scaled linearly; protocol
-            grid only), student (configs/inference.json's ``network_def`` with the shipped weights, or ``model``).
+            grid only), student (configs/inference.json's ``network_def`` with the shipped weights, or ``model``,
+            warped per factor as ``interpolate --upsample`` warps the kept frames: its ``warp_choice``).
         variants: more students ``{name: {Student flag: value, ..., "weights": file}}``.
         split: train, test or all.
         spatial_size: the protocol grid X, Y, Z (default: the cropped cardiac grid the shipped student was trained on).
@@ -273,7 +284,8 @@ def superres(
         "student": StudentMethod(network, model or ROOT / "models" / "model.pt", None),
     }
     if grid == "native":
-        chosen = native.native_methods(select_methods(list(methods), available, variants, max_batch=None), region)
+        chosen = native.native_methods(select_methods(list(methods), available, variants, max_batch=None), region,
+                                       native.product_warp_choice())
         cases = native.native_series(dataset, dataset_dir, split, factors)
         score, fields, metrics = native.score_native, (*FIELDS, "psnr_region"), (*IMAGE_METRICS, "psnr_region")
         settings = {"grid": "native", "motion_region": motion_region, "moving_region": native.MOVING_REGION}
@@ -281,7 +293,8 @@ def superres(
     else:
         chosen = select_methods(list(methods), available, variants, max_batch=None)
         cases = series_cases(dataset, dataset_dir, split, spatial_size)
-        score, fields, metrics, settings, preface = score_superres, FIELDS, IMAGE_METRICS, {}, ""
+        score = functools.partial(score_superres, warp_choice=native.product_warp_choice())
+        fields, metrics, settings, preface = FIELDS, IMAGE_METRICS, {}, ""
     ready = ready_methods(chosen, torch.device("cpu"))
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
         rows = score(cases, ready, factors, cyclic)

@@ -41,12 +41,14 @@ from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.motion_roi import motion_map
 from scripts.inference.region import MotionRegion
 from scripts.inference.times import CineFrame
+from scripts.inference.warp_choice import WarpBySpan
 from scripts.io.nifti_read import nifti_4d_shape, read_nifti_4d
 from scripts.transforms.intensity import IntensityScale
 from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
 
 __all__ = ["MOVING_REGION", "dropped_plan", "moving_region", "native_methods", "native_series", "product_steps",
+           "product_warp_choice",
            "region_psnr", "score_native"]
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,15 @@ def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "
     return parser.get_parsed_content("network_def"), parser.get_parsed_content("region")
 
 
+def product_warp_choice(config: str | Path = ROOT / "configs" / "inference.json") -> WarpBySpan | None:
+    """The inference config's image warp per pair (``warp_choice``), parsed as the product parses it."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(config))
+    return parser.get_parsed_content("warp_choice") if "warp_choice" in parser else None
+
+
 class NativeBlend:
     """The linear blend ``(1 - t) I_a + t I_b`` of each planned frame's acquired neighbours."""
 
@@ -119,13 +130,15 @@ class NativeStudent:
         region: the motion-region step (:func:`product_steps`).
     """
 
-    def __init__(self, name: str, network: torch.nn.Module, weights: str | Path, region: MotionRegion):
+    def __init__(self, name: str, network: torch.nn.Module, weights: str | Path, region: MotionRegion,
+                 warp_choice: WarpBySpan | None = None):
         self.name, self.network, self.weights, self.region = name, network, weights, region
+        self.warp_choice = warp_choice
 
     def setup(self, device: torch.device) -> None:
         if not Path(self.weights).is_file():
             raise MethodUnavailable(f"weights file {self.weights} not found")
-        self.inferer = SeriesInterpolator(self.network, self.weights, device=device)
+        self.inferer = SeriesInterpolator(self.network, self.weights, device=device, warp_choice=self.warp_choice)
 
     def synthesise(self, acquired: np.ndarray, plan: Sequence[CineFrame], spacing: Sequence[float]) -> np.ndarray:
         """``(X, Y, Z, T')`` acquired frames in [0, 1], spacing in mm -> ``(X, Y, Z, N)`` the N frames of ``plan``."""
@@ -133,9 +146,11 @@ class NativeStudent:
         return self.region.run(lambda f: self.inferer.upsample(f, plan), acquired, spacing, neighbours)
 
 
-def native_methods(chosen: Sequence[Method], region: MotionRegion) -> list[NativeBlend | NativeStudent]:
+def native_methods(chosen: Sequence[Method], region: MotionRegion,
+                   warp_choice: WarpBySpan | None = None) -> list[NativeBlend | NativeStudent]:
     """The native-grid form of the protocol methods ``chosen`` (:func:`~scripts.evaluation.methods.select_methods`):
-    the blend and every student (same network, weights and name); the registration baselines are refused.
+    the blend and every student (same network, weights and name, the image warp per pair ``warp_choice``); the
+    registration baselines are refused.
 
     Raises:
         InputError: naming ``methods`` for a method that runs on the protocol grid only.
@@ -145,7 +160,7 @@ def native_methods(chosen: Sequence[Method], region: MotionRegion) -> list[Nativ
         if isinstance(method, Blend):
             native.append(NativeBlend(method.name))
         elif isinstance(method, StudentMethod):
-            native.append(NativeStudent(method.name, method.network, method.weights, region))
+            native.append(NativeStudent(method.name, method.network, method.weights, region, warp_choice))
         else:
             raise InputError("methods", f"{method.name!r} runs on the protocol grid only; grid 'native' takes "
                                         f"{', '.join(NATIVE_METHODS)} and student variants")

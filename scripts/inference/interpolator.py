@@ -17,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from scripts.inference.times import CineFrame
+from scripts.inference.warp_choice import WarpBySpan, span_fraction
 from scripts.networks.refine import warm_start
 from scripts.utils.args import parse_bool, parse_device
 from scripts.utils.memory import available_bytes, check_memory, estimate_bytes
@@ -36,10 +37,12 @@ class SeriesInterpolator:
         amp: autocast (float16) on CUDA.
         max_batch: how many t values go through the decoder at once (memory vs speed); None lets the network choose
             (one at a time on CPU, where that is fastest; all at once on a GPU).
+        warp_choice: the image warp for each pair from the share of the series it spans
+            (:class:`~scripts.inference.warp_choice.WarpBySpan`); None keeps the network's own.
     """
 
     def __init__(self, network: torch.nn.Module, checkpoint: str | os.PathLike, device="auto", amp: bool = False,
-                 max_batch: int | None = None):
+                 max_batch: int | None = None, warp_choice: WarpBySpan | None = None):
         if not isinstance(device, torch.device):
             device = parse_device(device, "--device")  # gpu0, or cuda without a GPU: one line, not a traceback
         if device == "auto":
@@ -49,11 +52,24 @@ class SeriesInterpolator:
         self.checkpoint = str(checkpoint)
         self.amp = parse_bool(amp, "amp") and self.device.type == "cuda"
         self.max_batch = max_batch
+        self.warp_choice = warp_choice
+
+    def choose_warp(self, fraction: float | None) -> None:
+        """Set the network's image warp for pairs spanning ``fraction`` of their series (None: leave it)."""
+        if self.warp_choice is None or fraction is None:
+            return
+        name = self.warp_choice(fraction)
+        if name != self.network.image_warp:
+            logger.info("image warp %s for pairs spanning %.3g of the series (%s)", name, fraction, self.warp_choice)
+            self.network.image_warp = name
 
     @torch.no_grad()
-    def synthesise(self, i0: np.ndarray, i1: np.ndarray, ts: Sequence[float]) -> np.ndarray:
-        """(X, Y, Z) endpoints in [0, 1] and N time points -> (X, Y, Z, N) synthesised volumes in [0, 1]."""
+    def synthesise(self, i0: np.ndarray, i1: np.ndarray, ts: Sequence[float], span: float | None = None) -> np.ndarray:
+        """(X, Y, Z) endpoints in [0, 1] and N time points -> (X, Y, Z, N) synthesised volumes in [0, 1]; ``span``:
+        the share of their series the endpoints span (:func:`~scripts.inference.warp_choice.span_fraction`), which
+        chooses the image warp (``warp_choice``)."""
         check_memory(i0.shape, len(ts), self.max_batch, self.device)
+        self.choose_warp(span)
         i0_t, i1_t = (torch.as_tensor(v, dtype=torch.float32, device=self.device)[None, None] for v in (i0, i1))
         times = torch.as_tensor(ts, dtype=torch.float32, device=self.device)
         with torch.autocast(self.device.type, enabled=self.amp):
@@ -74,7 +90,8 @@ class SeriesInterpolator:
 
         Each pair of acquired frames is encoded once, with all of its time points batched (``max_batch``); with one
         time point per pair (``--upsample 2``) several pairs share a batch on an accelerator
-        (:meth:`pairs_per_batch`). A progress bar and the log count the pairs.
+        (:meth:`pairs_per_batch`). A progress bar and the log count the pairs. Every pair is two consecutive frames,
+        ``1 / T`` of the series, which chooses the image warp (``warp_choice``).
 
         Args:
             frames: ``(X, Y, Z, T)`` acquired frames in [0, 1].
@@ -84,6 +101,7 @@ class SeriesInterpolator:
             ``(X, Y, Z, M)`` in [0, 1], ``M = len(plan)``: the acquired frames as given, the others synthesised.
         """
         shape = frames.shape[:3]
+        self.choose_warp(span_fraction(0, 1, frames.shape[-1]))  # every pair is two consecutive frames
         pairs: dict[tuple[int, int], list[int]] = {}
         for m, frame in enumerate(plan):
             if not frame.acquired:

@@ -46,6 +46,7 @@ from scripts.inference.times import (
     resolve_times,
     upsample_plan,
 )
+from scripts.inference.warp_choice import span_fraction
 from scripts.io.nifti_read import check_affine
 from scripts.io.series import Series4D
 from scripts.networks.tmsdf import DIVISOR
@@ -191,7 +192,7 @@ class InterpolationWorkflow:
             "input": series.source, "start_frame": result.start, "end_frame": result.end, "t": result.times,
             "grid": list(series.array.shape[:3]), "spacing_mm": list(series.spacing),
             "device": str(self.inferer.device), "checkpoint": self.inferer.checkpoint, "seconds": round(seconds, 3),
-            "outputs": {},
+            "image_warp": self.inferer.network.image_warp, "outputs": {},
         }
         if result.upsample is not None:
             summary.update({"upsample": result.upsample, "cyclic": self.cyclic, "frames_in": series.num_frames,
@@ -222,7 +223,8 @@ class InterpolationWorkflow:
         logger.info("%s: grid %s, frames %d -> %d, t = %s on %s", series.source, i0.shape, loaded.start, loaded.end,
                     [round(v, 4) for v in ts], self.inferer.device)
         endpoints = np.stack([scale.to_unit(i0), scale.to_unit(i1)], axis=-1)
-        frames_unit = self.region.run(lambda f: self.inferer.synthesise(f[..., 0], f[..., 1], ts), endpoints,
+        span = span_fraction(loaded.start, loaded.end, series.num_frames)
+        frames_unit = self.region.run(lambda f: self.inferer.synthesise(f[..., 0], f[..., 1], ts, span), endpoints,
                                       series.spacing, [(0, 1, v) for v in ts], motion=scale.to_unit(series.array))
         frames = scale.from_unit(frames_unit).astype(np.float32)
         plan = endpoints_plan(loaded.start, loaded.end, ts)

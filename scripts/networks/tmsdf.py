@@ -134,6 +134,7 @@ class TMSDFNet(nn.Module):
     """
 
     __constants__ = ["num_inputs", "linear_scaling"]  # class attributes that torch.jit.script reads
+    __jit_unused_properties__ = ["image_warp"]  # Python only; scripted code reads cubic_image_warp
     num_inputs: int = 0
     linear_scaling: bool = False
 
@@ -153,9 +154,8 @@ class TMSDFNet(nn.Module):
         image_warp: str = "bilinear",
     ):
         super().__init__()
-        if image_warp not in IMAGE_WARPS:
-            raise ValueError(f"image_warp: expected one of {', '.join(IMAGE_WARPS)}, got {image_warp!r}")
-        self.cubic_image_warp = image_warp == "cubic"
+        self.cubic_image_warp = False
+        self.image_warp = image_warp
         coarse_first = tuple(channels)[::-1]
         self.num_steps = num_steps
         self.encoder = Encoder(1, channels)
@@ -167,6 +167,18 @@ class TMSDFNet(nn.Module):
             if use_refinement
             else None
         )
+
+    @property
+    def image_warp(self) -> str:
+        """How the endpoints are warped to t at full resolution, one of :data:`IMAGE_WARPS`; settable (the weights do
+        not depend on it), e.g. by the inference's choice per pair (:class:`~scripts.inference.warp_choice.WarpBySpan`)."""
+        return "cubic" if self.cubic_image_warp else "bilinear"
+
+    @image_warp.setter
+    def image_warp(self, name: str) -> None:
+        if name not in IMAGE_WARPS:
+            raise ValueError(f"image_warp: expected one of {', '.join(IMAGE_WARPS)}, got {name!r}")
+        self.cubic_image_warp = name == "cubic"
 
     # --- inputs -------------------------------------------------------------------------------------
     def middle_input(self, image: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
