@@ -119,8 +119,8 @@ def test_superres_scores_the_registration_baselines(tiny_acdc, tmp_path, monkeyp
 
 
 def test_the_student_warps_each_factor_as_the_product_would(tmp_path):
-    """With the product's warp choice the student is warped bilinearly where the kept frames are a sixth of the cycle
-    or more apart (x4 of 12 frames: 3 kept) and cubically where they are closer (x2 of 14 frames: 7 kept); each
+    """With the product's warp choice the student is warped bilinearly where the kept frames are more than a sixth of
+    the cycle apart (x4 of 12 frames: 3 kept) and cubically where they are closer (x2 of 14 frames: 7 kept); each
     prediction matches the network run with that warp."""
     import numpy as np
 

@@ -27,30 +27,30 @@ def span_fraction(start: int, end: int, num_frames: int) -> float:
 
 
 class WarpBySpan:
-    """The image warp for a pair spanning a share ``fraction`` of its series: ``near`` below ``wide_from``, ``wide``
-    from it on.
+    """The image warp for a pair spanning a share ``fraction`` of its series: ``near`` up to ``wide_above``,
+    ``wide`` beyond it.
 
     Args:
-        near: the warp of pairs spanning less than ``wide_from`` of the series (the cardiac student: ``"cubic"``).
-        wide: the warp of pairs spanning ``wide_from`` or more.
-        wide_from: in (0, 1]; 1/6 for the shipped cardiac student (module docstring).
+        near: the warp of pairs spanning at most ``wide_above`` of the series (the cardiac student: ``"cubic"``).
+        wide: the warp of pairs spanning more than ``wide_above``.
+        wide_above: in (0, 1); 1/6 for the shipped cardiac student (module docstring).
 
     Raises:
         InputError: naming the setting when a warp is not one of :data:`~scripts.networks.tmsdf.IMAGE_WARPS` or
-            ``wide_from`` is not in (0, 1].
+            ``wide_above`` is not in (0, 1).
     """
 
-    def __init__(self, near: str = "cubic", wide: str = "bilinear", wide_from: float = 1 / 6):
+    def __init__(self, near: str = "cubic", wide: str = "bilinear", wide_above: float = 1 / 6):
         for name, value in (("near", near), ("wide", wide)):
             if value not in IMAGE_WARPS:
                 raise InputError(f"warp_choice {name}", f"must be one of {', '.join(IMAGE_WARPS)}, got {value!r}")
-        if isinstance(wide_from, bool) or not isinstance(wide_from, (int, float)) or not 0.0 < wide_from <= 1.0:
-            raise InputError("warp_choice wide_from", f"must be a share of the series in (0, 1], got {wide_from!r}")
-        self.near, self.wide, self.wide_from = near, wide, float(wide_from)
+        if isinstance(wide_above, bool) or not isinstance(wide_above, (int, float)) or not 0.0 < wide_above < 1.0:
+            raise InputError("warp_choice wide_above", f"must be a share of the series in (0, 1), got {wide_above!r}")
+        self.near, self.wide, self.wide_above = near, wide, float(wide_above)
 
     def __call__(self, fraction: float) -> str:
         """The warp for a pair spanning ``fraction`` of its series (:func:`span_fraction`)."""
-        return self.wide if fraction >= self.wide_from - 1e-9 else self.near
+        return self.wide if fraction > self.wide_above + 1e-9 else self.near
 
     def __repr__(self) -> str:
-        return f"WarpBySpan(near={self.near!r}, wide={self.wide!r}, wide_from={self.wide_from:.4g})"
+        return f"WarpBySpan(near={self.near!r}, wide={self.wide!r}, wide_above={self.wide_above:.4g})"
