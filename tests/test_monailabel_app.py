@@ -56,11 +56,11 @@ def series(tmp_path_factory):
     return path, array
 
 
-def expected(weights, i0: np.ndarray, i1: np.ndarray, t: float) -> np.ndarray:
+def expected(weights, i0: np.ndarray, i1: np.ndarray, t: float, image_warp: str = "bilinear") -> np.ndarray:
     """The student's volume at t for endpoints in scanner units: joint min-max, network, clamp, back to units."""
     from scripts.networks import Student
 
-    network = load_weights(Student(**NETWORK_ARGS), weights).eval()
+    network = load_weights(Student(**NETWORK_ARGS, image_warp=image_warp), weights).eval()
     lo, hi = min(i0.min(), i1.min()), max(i0.max(), i1.max())
     image = torch.from_numpy(np.stack([i0, i1])[None] - lo) / (hi - lo)
     with torch.no_grad():
@@ -90,6 +90,24 @@ def test_4d_series_to_phase_at_t(task, weights, series):
     assert result["t"] == 0.25 and (result["start_frame"], result["end_frame"]) == (1, 3)
     lo, hi = result["intensity_range"]
     assert (lo, hi) == pytest.approx((array[..., [1, 3]].min(), array[..., [1, 3]].max()))
+
+
+def test_the_image_warp_follows_the_span_of_the_endpoints(interpolation, weights, series, tmp_path):
+    """As ``interpolate``: cubic between frames up to a sixth of the series apart, bilinear beyond (the 4-frame
+    series of the other tests is always beyond)."""
+    _, array = series
+    long = np.concatenate([array, array[..., ::-1]], axis=-1)  # 8 frames: consecutive frames are an eighth apart
+    path = tmp_path / "long.nii.gz"
+    nib.save(nib.Nifti1Image(long, AFFINE), path)
+    overrides = {**OVERRIDES, "checkpoint": str(weights)}
+    overrides["network_def"] = {**overrides["network_def"], "image_warp": "cubic"}
+    task = interpolation.Interpolation(ROOT, config_overrides=overrides)
+    for end, warp in ((1, "cubic"), (3, "bilinear")):
+        result_file, result = task({"image": str(path), "t": 0.5, "start_frame": 0, "end_frame": end, "device": "cpu"})
+        volume, _ = _read(result_file)
+        os.remove(result_file)
+        assert result["image_warp"] == warp
+        np.testing.assert_allclose(volume, expected(weights, long[..., 0], long[..., end], 0.5, warp), atol=ATOL)
 
 
 def test_two_volumes_and_default_t(task, weights, series, tmp_path):

@@ -126,6 +126,7 @@ class LoadEndpointsd:
 
     def __call__(self, data: dict[str, Any]) -> dict[str, Any]:
         from scripts.inference.inputs import read_series
+        from scripts.inference.warp_choice import span_fraction
         from scripts.io.nifti_read import frame_endpoints
         from scripts.transforms.intensity import IntensityScale
 
@@ -139,6 +140,7 @@ class LoadEndpointsd:
             image=scale.to_unit(endpoints).astype(np.float32),
             image_meta_dict={"affine": series.affine, "filename_or_obj": series.source},
             intensity_scale=scale,
+            span=span_fraction(start, end, series.num_frames),  # chooses the image warp, as interpolate does
             result={"t": data["t"], "start_frame": start, "end_frame": end,
                     "intensity_range": [scale.lo, scale.hi], "grid": list(series.array.shape[:3])},
         )
@@ -221,7 +223,9 @@ class Interpolation(BasicInferTask):
     def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cuda"):
         """Set ``pred`` to the student's volume at ``t``: ``(X, Y, Z)`` float32 in [0, 1] (``synthesise``)."""
         i0, i1 = data[self.input_key]
-        data[self.output_label_key] = self.interpolator(device).synthesise(i0, i1, [data["t"]])[..., 0]
+        interpolator = self.interpolator(device)
+        data[self.output_label_key] = interpolator.synthesise(i0, i1, [data["t"]], data["span"])[..., 0]
+        data["result"]["image_warp"] = interpolator.network.image_warp
         return data
 
     def clear_cache(self):
