@@ -14,7 +14,7 @@ from dicom_helpers import edit, rotation
 from PIL import Image
 
 from scripts.evaluation.bench import deployed_student
-from scripts.evaluation.superres_native import product_warp_choice
+from scripts.evaluation.superres_native import product_steps
 from scripts.inference.cli import interpolate
 from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.times import CineFrame, cine_times_ms, upsample_plan
@@ -103,7 +103,7 @@ def test_upsampled_nifti_interleaves_acquired_and_synthesised(nifti_series, weig
     # each new frame is the student on its pair, on one intensity scale for the whole series
     scale = IntensityScale.of(data, "x")
     inferer = SeriesInterpolator(deployed_student(), weights, device="cpu",  # the network interpolate runs
-                                 warp_choice=product_warp_choice())
+                                 warp_choice=product_steps(True).warp_choice)
     last = frames - 1 if cyclic else frames - 2
     expected_last = inferer.synthesise(scale.to_unit(data[..., last]), scale.to_unit(data[..., (last + 1) % frames]),
                                        [k / factor for k in range(1, factor)], span=1 / frames)  # consecutive frames

@@ -139,10 +139,10 @@ def test_the_student_warps_each_factor_as_the_product_would(tmp_path):
     series = {n: np.random.default_rng(n).random((16, 16, 8, n)).astype(np.float32) for n in (12, 14)}
 
     def scores(warp_choice, image_warp, num_frames, factor):
-        method = StudentMethod(Student(channels=(4, 8, 8, 8), image_warp=image_warp), weights, None)
+        method = StudentMethod(Student(channels=(4, 8, 8, 8), image_warp=image_warp), weights, None, warp_choice)
         method.name = "student"
         method.setup(torch.device("cpu"))
-        rows = score_superres([("s", lambda: series[num_frames])], [method], (factor,), warp_choice=warp_choice)
+        rows = score_superres([("s", lambda: series[num_frames])], [method], (factor,))
         return [r["psnr"] for r in rows], method.network.image_warp
 
     chosen, warp = scores(WarpBySpan(), "cubic", 12, 4)

@@ -133,14 +133,15 @@ def test_the_student_runs_as_the_product_runs_it(tmp_path, monkeypatch, motion_r
     assert summary["motion_region"] is motion_region and set(summary["x2"]) == {"blend", "student"}
 
 
-def test_the_student_and_region_come_from_the_inference_config():
+def test_the_student_region_and_warp_choice_come_from_the_inference_config():
     config = json.loads((ROOT / "configs" / "inference.json").read_text())
-    network, region = product_steps(False)
+    network, region, warp_choice = product_steps(False)
+    assert warp_choice.wide_above == config["warp_choice"]["wide_above"] and warp_choice.near == network.image_warp
     assert type(network).__name__ == config["network_def"]["_target_"].rsplit(".", 1)[1]
     assert not region.enabled
     assert region.margin_mm == config["region"]["margin_mm"] and region.tolerance == config["region"]["tolerance"]
     assert region.training_spacing == (1.5, 1.5)
-    assert product_steps(True)[1].enabled
+    assert product_steps(True).region.enabled
 
 
 @pytest.mark.parametrize("arguments, source", [

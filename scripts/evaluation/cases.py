@@ -29,6 +29,8 @@ class Case:
         ts: (N,) times in (0, 1).
         frames: the N frame indices of the targets in the series.
         truth: (N, 3, X, Y, Z) true displacements I0 -> target in voxels (``Warp`` semantics), or None.
+        span: the share of the series between I0 and I1 (:func:`~scripts.inference.warp_choice.span_fraction`), or
+            None where the subject does not know its series.
     """
 
     case: str
@@ -38,6 +40,7 @@ class Case:
     ts: torch.Tensor
     frames: list[int]
     truth: torch.Tensor | None = None
+    span: float | None = None
 
     def chunks(self, max_batch: int | None) -> list[slice]:
         """The targets in slices of at most ``max_batch`` (all at once when None)."""
@@ -110,4 +113,4 @@ def eval_cases(dataset, truth_dir: str | os.PathLike | None = None) -> Iterator[
 def case_to(subject: Case, device: torch.device) -> Case:
     move = lambda x: None if x is None else x.to(device)  # noqa: E731
     return Case(subject.case, move(subject.i0), move(subject.i1), move(subject.targets), move(subject.ts),
-                   subject.frames, move(subject.truth))
+                   subject.frames, move(subject.truth), subject.span)

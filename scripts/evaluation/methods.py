@@ -14,6 +14,7 @@ from scripts.baselines.elastix import ELASTIX_PIN, elastix_fields
 from scripts.baselines.linear import blend, linear_scaling
 from scripts.baselines.voxelmorph import velocities
 from scripts.evaluation.cases import Case
+from scripts.inference.warp_choice import WarpBySpan
 from scripts.networks.refine import warm_start
 from scripts.utils.errors import InputError
 
@@ -201,13 +202,24 @@ class TeacherMethod(NetworkMethod):
 
 
 class StudentMethod(NetworkMethod):
-    """The student (ours, or an ablation variant): I0 and I1 encoded once per subject for every t."""
+    """The student (ours, or an ablation variant): I0 and I1 encoded once per subject for every t.
+
+    With ``warp_choice`` (:class:`~scripts.inference.warp_choice.WarpBySpan`) it warps each subject that knows its
+    ``span`` as the inference would; otherwise with the network's own warp.
+    """
+
+    def __init__(self, network: torch.nn.Module, weights: str | os.PathLike, max_batch: int | None = 4,
+                 warp_choice: WarpBySpan | None = None):
+        super().__init__(network, weights, max_batch)
+        self.warp_choice = warp_choice
 
     def inputs(self, subject: Case, part: slice) -> torch.Tensor:
         return torch.cat(subject.endpoints(part.stop - part.start), dim=1)
 
     @torch.no_grad()
     def predict(self, subject: Case, state) -> torch.Tensor:
+        if self.warp_choice is not None and subject.span is not None:
+            self.network.image_warp = self.warp_choice(subject.span)
         return self.network.interpolate_series(subject.i0, subject.i1, subject.ts, max_batch=self.max_batch)
 
 

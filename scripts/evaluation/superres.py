@@ -28,7 +28,6 @@ Command line::
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections import defaultdict
@@ -55,7 +54,7 @@ from scripts.evaluation.methods import (
 )
 from scripts.evaluation.metrics import IMAGE_METRICS, image_metrics
 from scripts.evaluation.reports import _canvas, write_metrics_csv, write_summary
-from scripts.inference.warp_choice import WarpBySpan, span_fraction
+from scripts.inference.warp_choice import span_fraction
 from scripts.utils.args import parse_bool, parse_choice, parse_int, parse_path, parse_shape
 from scripts.utils.atomic import atomic_dir, atomic_file
 from scripts.utils.errors import InputError
@@ -88,32 +87,28 @@ def _subjects(name: str, series: np.ndarray, factor: int, cyclic: bool) -> list[
     """One :class:`Case` per acquired pair of ``series`` ``(X, Y, Z, T)``."""
     volumes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(series, -1, 0)))[:, None]  # (T, 1, X, Y, Z)
     num_frames = volumes.shape[0]
+    span = span_fraction(0, 1, len(range(0, num_frames, factor)))  # consecutive frames of the kept series
     subjects = []
     for a, c, dropped in acquired_pairs(num_frames, factor, cyclic):
         subjects.append(Case(
             case=name, i0=volumes[a][None], i1=volumes[c % num_frames][None],
             targets=volumes[dropped], ts=torch.tensor([(f - a) / (c - a) for f in dropped], dtype=torch.float32),
-            frames=dropped,
+            frames=dropped, span=span,
         ))
     return subjects
 
 
 @torch.no_grad()
 def score_superres(cases: Sequence[tuple[str, callable]], methods: Sequence[Method], factors: Sequence[int] = (2, 4),
-                   cyclic: bool = True, warp_choice: WarpBySpan | None = None) -> list[dict]:
+                   cyclic: bool = True) -> list[dict]:
     """Score ``methods`` (set up already) on every series and factor: one row per factor, method, series and frame.
 
-    With ``warp_choice`` the method named ``student`` warps as ``interpolate --upsample`` would on the acquired frames
-    (consecutive frames of ``ceil(T / factor)``); variants keep their own warp."""
+    Each subject carries its ``span`` (consecutive frames of the ``ceil(T / factor)`` kept), so a student with a
+    ``warp_choice`` warps as ``interpolate --upsample`` would on the kept frames."""
     rows = []
     for name, load in tqdm(cases, desc="superres", unit="series", disable=None):
         series = load()
         for factor in factors:
-            if warp_choice is not None:
-                acquired = len(range(0, series.shape[-1], factor))
-                for method in methods:
-                    if method.name == "student" and isinstance(method, StudentMethod):
-                        method.network.image_warp = warp_choice(span_fraction(0, 1, acquired))
             psnr = defaultdict(list)
             for subject in _subjects(name, series, factor, cyclic):
                 for method in methods:
@@ -276,16 +271,15 @@ def superres(
         torch.set_num_threads(parse_int(threads, "threads", minimum=1))
     from scripts.baselines.voxelmorph import voxelmorph_net
 
-    network, region = native.product_steps(motion_region)  # the student as configs/inference.json defines it
+    network, region, warp_choice = native.product_steps(motion_region)  # the student as configs/inference.json runs it
     available = {
         "blend": Blend(),
         "elastix_linear": ElastixLinear(max_batch=None),
         "vm_linear": VoxelMorphLinear(voxelmorph_net(), ROOT / "models" / "voxelmorph.pt", max_batch=None),
-        "student": StudentMethod(network, model or ROOT / "models" / "model.pt", None),
+        "student": StudentMethod(network, model or ROOT / "models" / "model.pt", None, warp_choice),
     }
     if grid == "native":
-        chosen = native.native_methods(select_methods(list(methods), available, variants, max_batch=None), region,
-                                       native.product_warp_choice())
+        chosen = native.native_methods(select_methods(list(methods), available, variants, max_batch=None), region)
         cases = native.native_series(dataset, dataset_dir, split, factors)
         score, fields, metrics = native.score_native, (*FIELDS, "psnr_region"), (*IMAGE_METRICS, "psnr_region")
         settings = {"grid": "native", "motion_region": motion_region, "moving_region": native.MOVING_REGION}
@@ -293,8 +287,7 @@ def superres(
     else:
         chosen = select_methods(list(methods), available, variants, max_batch=None)
         cases = series_cases(dataset, dataset_dir, split, spatial_size)
-        score = functools.partial(score_superres, warp_choice=native.product_warp_choice())
-        fields, metrics, settings, preface = FIELDS, IMAGE_METRICS, {}, ""
+        score, fields, metrics, settings, preface = score_superres, FIELDS, IMAGE_METRICS, {}, ""
     ready = ready_methods(chosen, torch.device("cpu"))
     with atomic_dir(output_dir, overwrite=overwrite) as tmp:
         rows = score(cases, ready, factors, cyclic)

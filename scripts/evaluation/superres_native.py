@@ -25,6 +25,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -47,8 +48,7 @@ from scripts.transforms.intensity import IntensityScale
 from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
 
-__all__ = ["MOVING_REGION", "dropped_plan", "moving_region", "native_methods", "native_series", "product_steps",
-           "product_warp_choice",
+__all__ = ["MOVING_REGION", "ProductSteps", "dropped_plan", "moving_region", "native_methods", "native_series", "product_steps",
            "region_psnr", "score_native"]
 
 logger = logging.getLogger(__name__)
@@ -82,25 +82,25 @@ def native_series(dataset: str, dataset_dir: str | Path, split: str,
     return files
 
 
-def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "inference.json"
-                  ) -> tuple[torch.nn.Module, MotionRegion]:
-    """The student network (``network_def``, untrained) and the ``region`` step of the inference config, with its
-    ``motion_region`` switch set, parsed by MONAI's ``ConfigParser`` so the benchmark runs what the product runs."""
+class ProductSteps(NamedTuple):
+    """The parts of the inference config a benchmark runs: the student network (``network_def``, untrained), the
+    motion-region step (``region``) and the image warp per pair (``warp_choice``, None where the config has none)."""
+
+    network: torch.nn.Module
+    region: MotionRegion
+    warp_choice: WarpBySpan | None
+
+
+def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "inference.json") -> ProductSteps:
+    """The :class:`ProductSteps` of the inference config, with its ``motion_region`` switch set, parsed once by MONAI's
+    ``ConfigParser`` so the benchmark runs what the product runs."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(str(config))
     parser["motion_region"] = bool(motion_region)
-    return parser.get_parsed_content("network_def"), parser.get_parsed_content("region")
-
-
-def product_warp_choice(config: str | Path = ROOT / "configs" / "inference.json") -> WarpBySpan | None:
-    """The inference config's image warp per pair (``warp_choice``), parsed as the product parses it."""
-    from monai.bundle import ConfigParser
-
-    parser = ConfigParser()
-    parser.read_config(str(config))
-    return parser.get_parsed_content("warp_choice") if "warp_choice" in parser else None
+    warp_choice = parser.get_parsed_content("warp_choice") if "warp_choice" in parser else None
+    return ProductSteps(parser.get_parsed_content("network_def"), parser.get_parsed_content("region"), warp_choice)
 
 
 class NativeBlend:
@@ -128,6 +128,8 @@ class NativeStudent:
         name: the method's name in the results.
         network: a :class:`scripts.networks.Student`; weights: its state dict.
         region: the motion-region step (:func:`product_steps`).
+        warp_choice: the image warp per pair (:class:`~scripts.inference.warp_choice.WarpBySpan`), or None for the
+            network's own.
     """
 
     def __init__(self, name: str, network: torch.nn.Module, weights: str | Path, region: MotionRegion,
@@ -146,11 +148,10 @@ class NativeStudent:
         return self.region.run(lambda f: self.inferer.upsample(f, plan), acquired, spacing, neighbours)
 
 
-def native_methods(chosen: Sequence[Method], region: MotionRegion,
-                   warp_choice: WarpBySpan | None = None) -> list[NativeBlend | NativeStudent]:
+def native_methods(chosen: Sequence[Method], region: MotionRegion) -> list[NativeBlend | NativeStudent]:
     """The native-grid form of the protocol methods ``chosen`` (:func:`~scripts.evaluation.methods.select_methods`):
-    the blend and every student (same network, weights and name, the image warp per pair ``warp_choice``); the
-    registration baselines are refused.
+    the blend and every student (same network, weights, name and image warp per pair); the registration baselines are
+    refused.
 
     Raises:
         InputError: naming ``methods`` for a method that runs on the protocol grid only.
@@ -160,7 +161,7 @@ def native_methods(chosen: Sequence[Method], region: MotionRegion,
         if isinstance(method, Blend):
             native.append(NativeBlend(method.name))
         elif isinstance(method, StudentMethod):
-            native.append(NativeStudent(method.name, method.network, method.weights, region, warp_choice))
+            native.append(NativeStudent(method.name, method.network, method.weights, region, method.warp_choice))
         else:
             raise InputError("methods", f"{method.name!r} runs on the protocol grid only; grid 'native' takes "
                                         f"{', '.join(NATIVE_METHODS)} and student variants")
