@@ -35,6 +35,8 @@ def test_bench_prints_every_measurement(capsys):
         assert result[key] > 0
     paper = result["student_frame_s"] / result["paper_student_frame_s"]
     assert result["ratio_frame_to_paper_student"] == pytest.approx(paper, rel=0.02)
+    neighbour = result["neighbour_refinement_frame_s"] / result["student_frame_s"]
+    assert result["ratio_neighbour_refinement_to_frame"] == pytest.approx(neighbour, rel=0.02, abs=0.01)
 
 
 def test_the_inference_rows_time_the_deployed_student():

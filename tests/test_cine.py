@@ -111,10 +111,21 @@ def test_upsampled_nifti_interleaves_acquired_and_synthesised(nifti_series, weig
                                atol=2e-5)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["upsample"] == factor and summary["frames_out"] == expected and summary["cyclic"] is cyclic
+    assert summary["neighbour_refinement"] is False  # trained on the shipped student's frames: off with --model
     assert (out / "montage.png").exists()
     gif = Image.open(out / "preview.gif")
     assert gif.n_frames == expected and gif.info["loop"] == 0
     assert gif.size[0] > 2 * data.shape[0]  # the acquired cine beside the upsampled one
+
+
+def test_the_neighbour_refinement_changes_the_new_frames_when_asked(nifti_series, weights, tmp_path):
+    path, data = nifti_series
+    runs = {on: Path(interpolate(input=str(path), upsample=2, output_dir=str(tmp_path / str(on)), model=weights,
+                                 neighbour_refinement=on)) for on in (False, True)}
+    cines = {on: nib.load(out / "upsampled_4d.nii.gz").get_fdata(dtype=np.float32) for on, out in runs.items()}
+    np.testing.assert_array_equal(cines[True][..., ::2], cines[False][..., ::2])  # acquired frames untouched
+    assert not np.allclose(cines[True][..., 1::2], cines[False][..., 1::2])
+    assert json.loads((runs[True] / "summary.json").read_text())["neighbour_refinement"] is True
 
 
 def test_batches_of_pairs_match_one_pair_at_a_time(nifti_series, weights, monkeypatch):

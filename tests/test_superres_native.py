@@ -135,7 +135,7 @@ def test_the_student_runs_as_the_product_runs_it(tmp_path, monkeypatch, motion_r
 
 def test_the_student_region_and_warp_choice_come_from_the_inference_config():
     config = json.loads((ROOT / "configs" / "inference.json").read_text())
-    network, region, warp_choice = product_steps(False)
+    network, region, warp_choice, *_ = product_steps(False)
     assert warp_choice.wide_above == config["warp_choice"]["wide_above"] and warp_choice.near == network.image_warp
     assert type(network).__name__ == config["network_def"]["_target_"].rsplit(".", 1)[1]
     assert not region.enabled

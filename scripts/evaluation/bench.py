@@ -33,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from scripts.baselines.voxelmorph import RegistrationLoss, voxelmorph_net
 from scripts.networks import Student, Teacher
+from scripts.networks.neighbours import NeighbourRefinement
 from scripts.networks.refine import refinement_only
 from scripts.training.adapters import EngineLoss, IntermediatesInferer, TripletBatch
 from scripts.training.losses import TMSDFLoss
@@ -142,8 +143,15 @@ def bench_shape(shape: Sequence[int], device: torch.device, num_t: int, repeats:
         with torch.no_grad(), context():
             return voxelmorph(i0, i1)
 
-    frame_s, paper_s, series_s, vm_s = (seconds(f, device, repeats)
-                                        for f in (one_frame, paper_frame, series, vm_forward))
+    neighbours = NeighbourRefinement().to(device).eval()
+    around = torch.rand(1, 5, *shape, device=device)
+
+    def neighbour_frame():  # the neighbour refinement of one frame of an --upsample job
+        with torch.no_grad(), context():
+            return neighbours(around, t_one)
+
+    frame_s, paper_s, series_s, vm_s, neighbour_s = (
+        seconds(f, device, repeats) for f in (one_frame, paper_frame, series, vm_forward, neighbour_frame))
     frame_flops = flops(one_frame)
     return {
         "shape": list(shape),
@@ -156,6 +164,8 @@ def bench_shape(shape: Sequence[int], device: torch.device, num_t: int, repeats:
         "paper_student_frame_s": round(paper_s, 4),
         "ratio_frame_to_paper_student": round(frame_s / paper_s, 2),
         f"ratio_series{num_t}_to_voxelmorph": round(series_s / vm_s, 2),
+        "neighbour_refinement_frame_s": round(neighbour_s, 4),
+        "ratio_neighbour_refinement_to_frame": round(neighbour_s / frame_s, 2),
         "frames_per_s": round(1 / frame_s, 2),
         f"series{num_t}_peak_memory_gib": round(peak_memory(series, device) / 2**30, 3),
         "student_frame_gflop": round(frame_flops / 1e9, 2),

@@ -31,6 +31,7 @@ class Case:
         truth: (N, 3, X, Y, Z) true displacements I0 -> target in voxels (``Warp`` semantics), or None.
         span: the share of the series between I0 and I1 (:func:`~scripts.inference.warp_choice.span_fraction`), or
             None where the subject does not know its series.
+        context: (2, 1, X, Y, Z) the acquired frames before I0 and after I1 (a whole-cine job), or None.
     """
 
     case: str
@@ -41,6 +42,7 @@ class Case:
     frames: list[int]
     truth: torch.Tensor | None = None
     span: float | None = None
+    context: torch.Tensor | None = None
 
     def chunks(self, max_batch: int | None) -> list[slice]:
         """The targets in slices of at most ``max_batch`` (all at once when None)."""
@@ -111,6 +113,6 @@ def eval_cases(dataset, truth_dir: str | os.PathLike | None = None) -> Iterator[
 
 
 def case_to(subject: Case, device: torch.device) -> Case:
-    move = lambda x: None if x is None else x.to(device)  # noqa: E731
+    move = lambda x: None if x is None else x.to(device)
     return Case(subject.case, move(subject.i0), move(subject.i1), move(subject.targets), move(subject.ts),
-                   subject.frames, move(subject.truth), subject.span)
+                   subject.frames, move(subject.truth), subject.span, move(subject.context))

@@ -15,7 +15,9 @@ from scripts.baselines.linear import blend, linear_scaling
 from scripts.baselines.voxelmorph import velocities
 from scripts.evaluation.cases import Case
 from scripts.inference.warp_choice import WarpBySpan
+from scripts.networks.neighbours import stack_inputs
 from scripts.networks.refine import warm_start
+from scripts.utils.checkpoint import load_weights
 from scripts.utils.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ class LinearScaling(Method):
         for part in subject.chunks(self.max_batch):
             ts = subject.ts[part]
             i0, i1 = subject.endpoints(len(ts))
-            grow = lambda f: f.expand(len(ts), -1, -1, -1, -1)  # noqa: E731
+            grow = lambda f: f.expand(len(ts), -1, -1, -1, -1)
             out.append(linear_scaling(i0, i1, grow(f01), grow(f10), ts, self.velocity, self.num_steps))
         return torch.cat(out)
 
@@ -205,13 +207,24 @@ class StudentMethod(NetworkMethod):
     """The student (ours, or an ablation variant): I0 and I1 encoded once per subject for every t.
 
     With ``warp_choice`` (:class:`~scripts.inference.warp_choice.WarpBySpan`) it warps each subject that knows its
-    ``span`` as the inference would; otherwise with the network's own warp.
+    ``span`` as the inference would; otherwise with the network's own warp. With ``neighbours`` (a
+    :class:`~scripts.networks.neighbours.NeighbourRefinement`, weights ``neighbours_weights``) the frames of each subject
+    that carries its acquired ``context`` are refined with it, as ``interpolate --upsample`` refines them.
     """
 
     def __init__(self, network: torch.nn.Module, weights: str | os.PathLike, max_batch: int | None = 4,
-                 warp_choice: WarpBySpan | None = None):
+                 warp_choice: WarpBySpan | None = None, neighbours: torch.nn.Module | None = None,
+                 neighbours_weights: str | os.PathLike | None = None):
         super().__init__(network, weights, max_batch)
         self.warp_choice = warp_choice
+        self.neighbours, self.neighbours_weights = neighbours, neighbours_weights
+
+    def setup(self, device: torch.device) -> None:
+        super().setup(device)
+        if self.neighbours is not None:
+            if self.neighbours_weights is None or not Path(self.neighbours_weights).is_file():
+                raise MethodUnavailable(f"neighbour refinement weights {self.neighbours_weights} not found")
+            self.neighbours = load_weights(self.neighbours, self.neighbours_weights, device).to(device).eval()
 
     def inputs(self, subject: Case, part: slice) -> torch.Tensor:
         return torch.cat(subject.endpoints(part.stop - part.start), dim=1)
@@ -220,7 +233,11 @@ class StudentMethod(NetworkMethod):
     def predict(self, subject: Case, state) -> torch.Tensor:
         if self.warp_choice is not None and subject.span is not None:
             self.network.image_warp = self.warp_choice(subject.span)
-        return self.network.interpolate_series(subject.i0, subject.i1, subject.ts, max_batch=self.max_batch)
+        pred = self.network.interpolate_series(subject.i0, subject.i1, subject.ts, max_batch=self.max_batch)
+        if self.neighbours is None or subject.context is None:
+            return pred
+        frames = [subject.context[:1], subject.i0, subject.i1, subject.context[1:]]
+        return self.neighbours(stack_inputs(pred.float().clamp(0, 1), frames), subject.ts)
 
 
 def select_methods(

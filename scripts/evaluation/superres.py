@@ -28,8 +28,8 @@ Command line::
 
 from __future__ import annotations
 
+import copy
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,11 +38,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from scripts.datasets.acdc import acdc_case, acdc_cases
-from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
+from scripts.datasets.dropped_frames import acquired_pairs, series_cases
 from scripts.evaluation import superres_native as native
 from scripts.evaluation.cases import Case
-from scripts.evaluation.dropped_frames import acquired_pairs
 from scripts.evaluation.methods import (
     Blend,
     ElastixLinear,
@@ -55,6 +53,7 @@ from scripts.evaluation.methods import (
 from scripts.evaluation.metrics import IMAGE_METRICS, image_metrics
 from scripts.evaluation.reports import _canvas, write_metrics_csv, write_summary
 from scripts.inference.warp_choice import span_fraction
+from scripts.networks.neighbours import neighbour_indices
 from scripts.utils.args import parse_bool, parse_choice, parse_int, parse_path, parse_shape
 from scripts.utils.atomic import atomic_dir, atomic_file
 from scripts.utils.errors import InputError
@@ -67,33 +66,21 @@ logger = logging.getLogger(__name__)
 FIELDS = ("factor", "subject", "frame", "t", "method", *IMAGE_METRICS)
 
 
-def series_cases(dataset: str, dataset_dir: str | os.PathLike, split: str,
-                 spatial_size: Sequence[int]) -> list[tuple[str, callable]]:
-    """``[(case name, load)]`` of a dataset's split; ``load()`` gives the protocol series ``(X, Y, Z, T)`` in [0, 1].
-
-    Raises:
-        InputError: naming the kind when it is not ``acdc`` or ``nifti4d`` (whole cycles), or as the dataset does.
-    """
-    if dataset == "acdc":
-        cases = [acdc_case(folder, spatial_size) for folder in acdc_cases(dataset_dir, split)]
-    elif dataset == "nifti4d":
-        cases = [nifti4d_case(path, spatial_size) for path in nifti4d_cases(dataset_dir, split)]
-    else:
-        raise InputError("dataset", f"must be one of acdc, nifti4d (whole series); got {dataset!r}")
-    return [(case.case_id, case.load) for case in cases]
-
-
 def _subjects(name: str, series: np.ndarray, factor: int, cyclic: bool) -> list[Case]:
     """One :class:`Case` per acquired pair of ``series`` ``(X, Y, Z, T)``."""
     volumes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(series, -1, 0)))[:, None]  # (T, 1, X, Y, Z)
     num_frames = volumes.shape[0]
-    span = span_fraction(0, 1, len(range(0, num_frames, factor)))  # consecutive frames of the kept series
+    kept = list(range(0, num_frames, factor))
+    span = span_fraction(0, 1, len(kept))  # consecutive frames of the kept series
     subjects = []
     for a, c, dropped in acquired_pairs(num_frames, factor, cyclic):
+        index = a // factor
+        around = neighbour_indices(index, (index + 1) % len(kept) if cyclic else index + 1, len(kept), cyclic)
+        context = None if around is None else torch.stack([volumes[kept[around[0]]], volumes[kept[around[1]]]])
         subjects.append(Case(
             case=name, i0=volumes[a][None], i1=volumes[c % num_frames][None],
             targets=volumes[dropped], ts=torch.tensor([(f - a) / (c - a) for f in dropped], dtype=torch.float32),
-            frames=dropped, span=span,
+            frames=dropped, span=span, context=context,
         ))
     return subjects
 
@@ -235,7 +222,9 @@ def superres(
         methods: any of blend, elastix_linear (B-spline registrations of each acquired pair, scaled linearly in t;
             extra ``itk-elastix``; protocol grid only), vm_linear (the shipped VoxelMorph, scaled linearly; protocol
             grid only), student (configs/inference.json's ``network_def`` with the shipped weights, or ``model``,
-            warped per factor as ``interpolate --upsample`` warps the kept frames: its ``warp_choice``).
+            warped per factor as ``interpolate --upsample`` warps the kept frames: its ``warp_choice``; refined with
+            the acquired frames around each pair by the config's neighbour refinement, as ``--upsample`` refines
+            them, unless ``model`` is given), student_pairwise (the same student without the neighbour refinement).
         variants: more students ``{name: {Student flag: value, ..., "weights": file}}``.
         split: train, test or all.
         spatial_size: the protocol grid X, Y, Z (default: the cropped cardiac grid the shipped student was trained on).
@@ -271,15 +260,19 @@ def superres(
         torch.set_num_threads(parse_int(threads, "threads", minimum=1))
     from scripts.baselines.voxelmorph import voxelmorph_net
 
-    network, region, warp_choice = native.product_steps(motion_region)  # the student as configs/inference.json runs it
+    steps = native.product_steps(motion_region)  # the student as configs/inference.json runs it
+    weights = model or ROOT / "models" / "model.pt"
     available = {
         "blend": Blend(),
         "elastix_linear": ElastixLinear(max_batch=None),
         "vm_linear": VoxelMorphLinear(voxelmorph_net(), ROOT / "models" / "voxelmorph.pt", max_batch=None),
-        "student": StudentMethod(network, model or ROOT / "models" / "model.pt", None, warp_choice),
+        "student": StudentMethod(steps.network, weights, None, steps.warp_choice,
+                                 *((steps.neighbours, steps.neighbours_weights) if model is None else ())),
+        "student_pairwise": StudentMethod(copy.deepcopy(steps.network), weights, None, steps.warp_choice),
     }
     if grid == "native":
-        chosen = native.native_methods(select_methods(list(methods), available, variants, max_batch=None), region)
+        chosen = native.native_methods(select_methods(list(methods), available, variants, max_batch=None),
+                                       steps.region)
         cases = native.native_series(dataset, dataset_dir, split, factors)
         score, fields, metrics = native.score_native, (*FIELDS, "psnr_region"), (*IMAGE_METRICS, "psnr_region")
         settings = {"grid": "native", "motion_region": motion_region, "moving_region": native.MOVING_REGION}

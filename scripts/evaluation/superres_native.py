@@ -34,8 +34,8 @@ from tqdm import tqdm
 
 from scripts.baselines.linear import blend
 from scripts.datasets.acdc import acdc_cases, series_file
+from scripts.datasets.dropped_frames import acquired_pairs
 from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
-from scripts.evaluation.dropped_frames import acquired_pairs
 from scripts.evaluation.methods import Blend, Method, MethodUnavailable, StudentMethod
 from scripts.evaluation.metrics import image_metrics
 from scripts.inference.interpolator import SeriesInterpolator
@@ -57,7 +57,7 @@ MOVING_FRACTION, MOVING_PERCENTILE = 0.2, 99.5
 MOVING_REGION = ("moving region: the voxels whose temporal standard deviation over the true full series exceeds "
                  f"{MOVING_FRACTION:.0%} of its {MOVING_PERCENTILE}th percentile")
 # the methods that run on the native grid; the registration baselines are protocol-grid only
-NATIVE_METHODS = ("blend", "student")
+NATIVE_METHODS = ("blend", "student", "student_pairwise")
 
 
 def native_series(dataset: str, dataset_dir: str | Path, split: str,
@@ -84,11 +84,15 @@ def native_series(dataset: str, dataset_dir: str | Path, split: str,
 
 class ProductSteps(NamedTuple):
     """The parts of the inference config a benchmark runs: the student network (``network_def``, untrained), the
-    motion-region step (``region``) and the image warp per pair (``warp_choice``, None where the config has none)."""
+    motion-region step (``region``), the image warp per pair (``warp_choice``, None where the config has none) and the
+    neighbour refinement with its weights file (``inferer#neighbours``, untrained, and ``neighbour_checkpoint``; None
+    where the config runs none)."""
 
     network: torch.nn.Module
     region: MotionRegion
     warp_choice: WarpBySpan | None
+    neighbours: torch.nn.Module | None = None
+    neighbours_weights: Path | None = None
 
 
 def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "inference.json") -> ProductSteps:
@@ -100,7 +104,10 @@ def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "
     parser.read_config(str(config))
     parser["motion_region"] = bool(motion_region)
     warp_choice = parser.get_parsed_content("warp_choice") if "warp_choice" in parser else None
-    return ProductSteps(parser.get_parsed_content("network_def"), parser.get_parsed_content("region"), warp_choice)
+    neighbours = parser.get_parsed_content("inferer#neighbours") if "inferer#neighbours" in parser else None
+    weights = None if neighbours is None else Path(parser.get_parsed_content("neighbour_checkpoint"))
+    return ProductSteps(parser.get_parsed_content("network_def"), parser.get_parsed_content("region"), warp_choice,
+                        neighbours, weights)
 
 
 class NativeBlend:
@@ -130,17 +137,22 @@ class NativeStudent:
         region: the motion-region step (:func:`product_steps`).
         warp_choice: the image warp per pair (:class:`~scripts.inference.warp_choice.WarpBySpan`), or None for the
             network's own.
+        neighbours, neighbours_weights: the neighbour refinement and its weights, or None (the student alone).
     """
 
     def __init__(self, name: str, network: torch.nn.Module, weights: str | Path, region: MotionRegion,
-                 warp_choice: WarpBySpan | None = None):
+                 warp_choice: WarpBySpan | None = None, neighbours: torch.nn.Module | None = None,
+                 neighbours_weights: str | Path | None = None):
         self.name, self.network, self.weights, self.region = name, network, weights, region
         self.warp_choice = warp_choice
+        self.neighbours, self.neighbours_weights = neighbours, neighbours_weights
 
     def setup(self, device: torch.device) -> None:
-        if not Path(self.weights).is_file():
-            raise MethodUnavailable(f"weights file {self.weights} not found")
-        self.inferer = SeriesInterpolator(self.network, self.weights, device=device, warp_choice=self.warp_choice)
+        for path in (self.weights, *([self.neighbours_weights] if self.neighbours is not None else [])):
+            if path is None or not Path(path).is_file():
+                raise MethodUnavailable(f"weights file {path} not found")
+        self.inferer = SeriesInterpolator(self.network, self.weights, device=device, warp_choice=self.warp_choice,
+                                          neighbours=self.neighbours, neighbours_checkpoint=self.neighbours_weights)
 
     def synthesise(self, acquired: np.ndarray, plan: Sequence[CineFrame], spacing: Sequence[float]) -> np.ndarray:
         """``(X, Y, Z, T')`` acquired frames in [0, 1], spacing in mm -> ``(X, Y, Z, N)`` the N frames of ``plan``."""
@@ -161,7 +173,8 @@ def native_methods(chosen: Sequence[Method], region: MotionRegion) -> list[Nativ
         if isinstance(method, Blend):
             native.append(NativeBlend(method.name))
         elif isinstance(method, StudentMethod):
-            native.append(NativeStudent(method.name, method.network, method.weights, region, method.warp_choice))
+            native.append(NativeStudent(method.name, method.network, method.weights, region, method.warp_choice,
+                                        method.neighbours, method.neighbours_weights))
         else:
             raise InputError("methods", f"{method.name!r} runs on the protocol grid only; grid 'native' takes "
                                         f"{', '.join(NATIVE_METHODS)} and student variants")

@@ -68,6 +68,7 @@ def interpolate(
     upsample: int | None = None,
     cyclic: bool | None = None,
     motion_region: bool | None = None,
+    neighbour_refinement: bool | None = None,
     output_dir: str = "output",
     output_format: str = "nifti",
     device: str = "auto",
@@ -91,6 +92,9 @@ def interpolate(
             also between the last frame and the first. --cyclic False for a series that does not wrap around.
         motion_region: run the network only in the box where the series moves and keep the blend of the static
             surroundings (the default); False runs it on the whole field of view.
+        neighbour_refinement: with --upsample, correct each pair's new frames with the acquired frames before and
+            after the pair (the cardiac default; trained on the shipped cardiac student's frames, so off by default
+            with --model); False for the student alone.
         output_dir: folder to create for the results (NIfTI, DICOM, montage.png, summary.json).
         output_format: nifti, dicom (DICOM input only) or both.
         device: cpu, cuda, cuda:N or auto.
@@ -113,6 +117,8 @@ def interpolate(
         "upsample": None if upsample is None else parse_int(upsample, "--upsample", minimum=2),
         "cyclic": None if cyclic is None else parse_bool(cyclic, "--cyclic"),
         "motion_region": None if motion_region is None else parse_bool(motion_region, "--motion_region"),
+        "neighbour_refinement": (model is None if neighbour_refinement is None
+                                 else parse_bool(neighbour_refinement, "--neighbour_refinement")),
         "output_dir": out,
         "output_format": parse_choice(output_format, "--output_format", OUTPUT_FORMATS),
         "anatomy": None if anatomy is None else _anatomy(anatomy),

@@ -2,8 +2,9 @@
 
 :class:`SeriesInterpolator` is ``configs/inference.json``'s ``inferer``: I0 and I1 (in [0, 1]) in, the student run on the
 whole volume at its native grid (I0 and I1 encoded once, every t batched: ``Student.interpolate_series``), the
-synthesised frames in [0, 1] out; or a whole series, pair after pair of consecutive frames (:meth:`upsample`). The rest
-of the program (loading, intensity scaling, writers) is :mod:`scripts.inference.workflow`.
+synthesised frames in [0, 1] out; or a whole series, pair after pair of consecutive frames (:meth:`upsample`), each
+pair's frames then corrected with the acquired frames around the pair (the neighbour refinement,
+:mod:`scripts.networks.neighbours`), where the config gives one. The rest of the program (loading, intensity scaling, writers) is :mod:`scripts.inference.workflow`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from tqdm import tqdm
 
 from scripts.inference.times import CineFrame
 from scripts.inference.warp_choice import WarpBySpan, span_fraction
+from scripts.networks.neighbours import neighbour_indices, stack_inputs
 from scripts.networks.refine import warm_start
 from scripts.utils.args import parse_bool, parse_device
+from scripts.utils.checkpoint import load_weights
+from scripts.utils.errors import InputError
 from scripts.utils.memory import available_bytes, check_memory, estimate_bytes
 
 logger = logging.getLogger(__name__)
@@ -39,10 +43,14 @@ class SeriesInterpolator:
             (one at a time on CPU, where that is fastest; all at once on a GPU).
         warp_choice: the image warp for each pair from the share of the series it spans
             (:class:`~scripts.inference.warp_choice.WarpBySpan`); None keeps the network's own.
+        neighbours: the neighbour refinement (:class:`~scripts.networks.neighbours.NeighbourRefinement`) that
+            :meth:`upsample` applies to every pair with an acquired frame on either side, or None (the student alone).
+        neighbours_checkpoint: its weights (read with ``weights_only=True``); required with ``neighbours``.
     """
 
     def __init__(self, network: torch.nn.Module, checkpoint: str | os.PathLike, device="auto", amp: bool = False,
-                 max_batch: int | None = None, warp_choice: WarpBySpan | None = None):
+                 max_batch: int | None = None, warp_choice: WarpBySpan | None = None,
+                 neighbours: torch.nn.Module | None = None, neighbours_checkpoint: str | os.PathLike | None = None):
         if not isinstance(device, torch.device):
             device = parse_device(device, "--device")  # gpu0, or cuda without a GPU: one line, not a traceback
         if device == "auto":
@@ -53,6 +61,11 @@ class SeriesInterpolator:
         self.amp = parse_bool(amp, "amp") and self.device.type == "cuda"
         self.max_batch = max_batch
         self.warp_choice = warp_choice
+        self.neighbours = None
+        if neighbours is not None:
+            if neighbours_checkpoint is None:
+                raise InputError("neighbours_checkpoint", "the neighbour refinement needs its weights file")
+            self.neighbours = load_weights(neighbours, neighbours_checkpoint).to(self.device).eval()
 
     def choose_warp(self, fraction: float | None) -> None:
         """Set the network's image warp for pairs spanning ``fraction`` of their series (None: leave it)."""
@@ -91,7 +104,10 @@ class SeriesInterpolator:
         Each pair of acquired frames is encoded once, with all of its time points batched (``max_batch``); with one
         time point per pair (``--upsample 2``) several pairs share a batch on an accelerator
         (:meth:`pairs_per_batch`). A progress bar and the log count the pairs. Every pair is two consecutive frames,
-        ``1 / T`` of the series, which chooses the image warp (``warp_choice``).
+        ``1 / T`` of the series, which chooses the image warp (``warp_choice``). With ``neighbours``, the frames of
+        every pair that has an acquired frame before and after it (every pair of a periodic series of 4 or more
+        frames, whose plan wraps from the last frame to the first; the inner pairs of an open one) are refined with
+        them (:meth:`refine`).
 
         Args:
             frames: ``(X, Y, Z, T)`` acquired frames in [0, 1].
@@ -114,18 +130,39 @@ class SeriesInterpolator:
             if frame.acquired:
                 out[..., m] = frames[..., frame.previous]
         keys = list(pairs)
-        logger.info("%d pairs of frames, %d new frames each, %d pair(s) per pass on %s", len(keys), per_pair, batch,
-                    self.device)
+        cyclic = any(frame.next < frame.previous for frame in plan)
+        logger.info("%d pairs of frames, %d new frames each, %d pair(s) per pass on %s%s", len(keys), per_pair, batch,
+                    self.device, ", refined with their neighbours" if self.neighbours is not None else "")
         with tqdm(total=len(keys), desc="pairs", unit="pair", disable=None) as bar:
             for first in range(0, len(keys), batch):
                 chunk = keys[first:first + batch]
                 synthesised = self._pairs(frames, chunk, [[plan[m].fraction for m in pairs[k]] for k in chunk])
                 for key, volumes in zip(chunk, synthesised):
+                    volumes = self.refine(frames, key, [plan[m].fraction for m in pairs[key]], volumes, cyclic)
                     for m, volume in zip(pairs[key], volumes):
                         out[..., m] = volume
                 bar.update(len(chunk))
                 logger.info("pairs %d/%d", first + len(chunk), len(keys))
         return out
+
+    @torch.no_grad()
+    def refine(self, frames: np.ndarray, pair: tuple[int, int], ts: Sequence[float], volumes: np.ndarray,
+               cyclic: bool) -> np.ndarray:
+        """The student's frames ``volumes`` ``(N, X, Y, Z)`` of ``pair`` at ``ts``, refined with the acquired frames
+        around the pair (``frames`` ``(X, Y, Z, T)`` in [0, 1]); returned as they are without ``neighbours`` or where
+        the pair has no frame on one side (:func:`~scripts.networks.neighbours.neighbour_indices`)."""
+        if self.neighbours is None:
+            return volumes
+        around = neighbour_indices(*pair, frames.shape[-1], cyclic)
+        if around is None:
+            return volumes
+        context = [torch.as_tensor(frames[..., k], dtype=torch.float32, device=self.device)[None, None]
+                   for k in (around[0], *pair, around[1])]
+        student = torch.as_tensor(volumes, dtype=torch.float32, device=self.device)[:, None]
+        times = torch.as_tensor(ts, dtype=torch.float32, device=self.device)
+        with torch.autocast(self.device.type, enabled=self.amp):
+            refined = self.neighbours(stack_inputs(student, context), times)
+        return refined[:, 0].float().clamp(0, 1).cpu().numpy()
 
     def _pairs(self, frames: np.ndarray, pairs: list[tuple[int, int]], ts: list[list[float]]) -> list[np.ndarray]:
         """For each pair ``(a, b)`` its volumes ``(N, X, Y, Z)`` at its N ``ts`` (in [0, 1])."""

@@ -195,8 +195,9 @@ class InterpolationWorkflow:
             "image_warp": self.inferer.network.image_warp, "outputs": {},
         }
         if result.upsample is not None:
+            refinement = getattr(self.inferer, "neighbours", None) is not None
             summary.update({"upsample": result.upsample, "cyclic": self.cyclic, "frames_in": series.num_frames,
-                            "frames_out": len(result.plan)})
+                            "frames_out": len(result.plan), "neighbour_refinement": refinement})
             del summary["start_frame"], summary["end_frame"]
         with atomic_dir(self.output_dir, overwrite=self.overwrite, marker=OUTPUT_MARKER, keep=self._inputs()) as tmp:
             names = [*_FORMAT_WRITERS[self.output_format], *(n for n in _OPTIONAL_WRITERS if n in self.writers)]

@@ -119,6 +119,12 @@ def loss_terms(output: dict) -> dict[str, float]:
     return {name: float(value) for name, value in output[Keys.PRED].terms.items()}
 
 
+def total_loss(output: dict) -> float:
+    """``output_transform`` for stats/TensorBoard handlers of an engine whose loss is one tensor (the neighbour
+    refinement's): the iteration's loss as a float."""
+    return float(output[Keys.LOSS])
+
+
 def prediction(output: dict) -> torch.Tensor:
     """``output_transform`` picking the synthesised volume (B, 1, X, Y, Z) from a training iteration's output."""
     return output[Keys.PRED].student.pred.detach()

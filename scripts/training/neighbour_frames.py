@@ -1,0 +1,176 @@
+"""Training samples of the neighbour refinement: the frozen student's frames of whole-cine jobs with their context.
+
+For every series of a split and every factor ``k`` (default 2 and 4), the super-resolution job drops all but every
+``k``-th frame of the (periodic) series; each dropped frame is one sample: the frozen student's synthesis ``S`` from
+its acquired pair ``(I_a, I_c)`` at ``t`` (warped as ``interpolate --upsample`` warps the kept frames: the warp
+choice of the pair's span), the acquired frames before and after the pair ``(I_p, I_n)`` (wrapping round the cycle),
+and the true frame. Series that keep fewer than 4 frames give no sample (their pairs have no context).
+
+The student runs once per series and factor when the dataset is built; with ``cache_dir`` its frames are kept there
+(one file per series and factor, tagged with the student's weights and the grid), so a resumed or repeated run reads
+them instead of synthesising again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.transforms import Randomizable
+from tqdm import tqdm
+
+from scripts.datasets.dropped_frames import acquired_pairs, series_cases
+from scripts.networks.neighbours import neighbour_indices
+from scripts.networks.refine import warm_start
+from scripts.utils.atomic import atomic_file
+from scripts.utils.errors import InputError
+
+__all__ = ["NeighbourFrames", "neighbour_frames"]
+
+logger = logging.getLogger(__name__)
+
+REVERSED = [0, 4, 3, 2, 1]
+"""Channel order of the input with time reversed: (S, I_p, I_a, I_c, I_n) -> (S, I_n, I_c, I_a, I_p), t -> 1 - t."""
+
+
+def _digest(path: str | os.PathLike) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+@torch.no_grad()
+def series_samples(series: np.ndarray, factor: int, student: torch.nn.Module,
+                   warp_choice: Callable[[float], str] | None = None) -> dict[str, torch.Tensor]:
+    """The samples of one series ``(X, Y, Z, T)`` in [0, 1] at one factor.
+
+    Returns:
+        ``{"image": (M, 5, X, Y, Z) float16 (S, I_p, I_a, I_c, I_n), "target": (M, 1, X, Y, Z) float16,
+        "t": (M,) float32}``; M = 0 where the series keeps fewer than 4 frames.
+    """
+    volumes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(series, -1, 0), dtype=np.float32))[:, None]
+    num_frames = volumes.shape[0]
+    kept = list(range(0, num_frames, factor))
+    images, targets, times = [], [], []
+    if warp_choice is not None:
+        student.image_warp = warp_choice(1.0 / len(kept))
+    for a, c, dropped in acquired_pairs(num_frames, factor, cyclic=True):
+        index = a // factor
+        around = neighbour_indices(index, (index + 1) % len(kept), len(kept), cyclic=True)
+        if around is None:
+            continue
+        ts = torch.tensor([(f - a) / (c - a) for f in dropped], dtype=torch.float32)
+        i0, i1 = volumes[a][None], volumes[c % num_frames][None]
+        synthesised = student.interpolate_series(i0, i1, ts).float().clamp(0, 1)
+        context = [volumes[kept[around[0]]], volumes[a], volumes[c % num_frames], volumes[kept[around[1]]]]
+        for j, frame in enumerate(dropped):
+            images.append(torch.cat([synthesised[j], *context]))
+            targets.append(volumes[frame])
+        times.append(ts)
+    if not images:
+        shape = volumes.shape[2:]
+        return {"image": torch.zeros((0, 5, *shape), dtype=torch.float16),
+                "target": torch.zeros((0, 1, *shape), dtype=torch.float16), "t": torch.zeros(0)}
+    return {"image": torch.stack(images).half(), "target": torch.stack(targets).half(), "t": torch.cat(times)}
+
+
+class NeighbourFrames(Randomizable, torch.utils.data.Dataset):
+    """Samples ``{"image": (5, X, Y, Z), "target": (1, X, Y, Z), "t": ()}`` float32 (module docstring).
+
+    Args:
+        samples: the concatenated output of :func:`series_samples`.
+        augment: draw, per sample, a reversal of time (the input's order reversed, ``t -> 1 - t``) and flips of the
+            two in-plane axes, each with probability 1/2.
+        patch: with ``augment``, an in-plane patch of this size at a random place instead of the whole plane (faster
+            steps; the refinement is convolutional); None for the whole plane.
+    """
+
+    def __init__(self, samples: dict[str, torch.Tensor], augment: bool = False, patch: int | None = None):
+        self.samples, self.augment = samples, bool(augment)
+        self.patch = None if patch is None else int(patch)
+
+    def __len__(self) -> int:
+        return len(self.samples["t"])
+
+    def randomize(self, data=None) -> None:
+        self._reverse, self._flips = self.R.rand() < 0.5, self.R.rand(2) < 0.5
+        self._corner = self.R.rand(2)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image = self.samples["image"][index].float()
+        target = self.samples["target"][index].float()
+        t = self.samples["t"][index].clone()
+        if self.augment:
+            self.randomize()
+            if self._reverse:
+                image, t = image[REVERSED], 1 - t
+            for axis, flip in zip((1, 2), self._flips):
+                if flip:
+                    image, target = image.flip(axis), target.flip(axis)
+            if self.patch is not None:
+                x0, y0 = (int(c * (max(s - self.patch, 0) + 1)) for c, s in zip(self._corner, image.shape[1:3]))
+                image = image[:, x0:x0 + self.patch, y0:y0 + self.patch]
+                target = target[:, x0:x0 + self.patch, y0:y0 + self.patch]
+        return {"image": image, "target": target, "t": t}
+
+
+def neighbour_frames(
+    dataset_dir: str | os.PathLike,
+    student: torch.nn.Module,
+    student_weights: str | os.PathLike,
+    split: str = "train",
+    dataset: str = "acdc",
+    spatial_size: Sequence[int] = (96, 96, 8),
+    factors: Sequence[int] = (2, 4),
+    warp_choice: Callable[[float], str] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    augment: bool = False,
+    patch: int | None = None,
+    options: Mapping[str, object] | None = None,
+) -> NeighbourFrames:
+    """The :class:`NeighbourFrames` of a dataset's split (module docstring).
+
+    Args:
+        dataset_dir, dataset, split, options: the series (:func:`~scripts.datasets.dropped_frames.series_cases`;
+            ``train_range`` / ``test_range`` hold a validation split out of ACDC's training patients).
+        student: the student network; student_weights: its state dict (read with ``weights_only=True``).
+        spatial_size: the protocol grid the series are brought to.
+        factors: keep every k-th frame, for each k.
+        warp_choice: the image warp from the share of the series a pair spans (the inference config's), or None.
+        cache_dir: where the student's frames are kept between runs, or None.
+        augment, patch: see :class:`NeighbourFrames`.
+
+    Raises:
+        InputError: naming ``factors`` when one is not a whole number >= 2, or the student's weights when missing.
+    """
+    factors = [factors] if isinstance(factors, int) else list(factors)
+    if not factors or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in factors):
+        raise InputError("factors", f"expected whole numbers >= 2 (keep every k-th frame), got {factors!r}")
+    if not Path(student_weights).is_file():
+        raise InputError(student_weights, "the student's weights file was not found")
+    cases = series_cases(dataset, dataset_dir, split, spatial_size, **dict(options or {}))
+    tag = f"{_digest(student_weights)}_{'x'.join(str(int(s)) for s in spatial_size)}"
+    network = None
+    parts = []
+    for number, (name, load) in enumerate(tqdm(cases, desc=f"student frames ({split})", unit="series",
+                                                disable=None), start=1):
+        logger.info("student frames of %s (%d of %d)", name, number, len(cases))
+        for factor in factors:
+            path = None if cache_dir is None else Path(cache_dir) / f"{name}_x{factor}_{tag}.pt"
+            if path is not None and path.is_file():
+                parts.append(torch.load(path, weights_only=True))
+                continue
+            if network is None:
+                network = warm_start(student, student_weights).eval()
+            parts.append(series_samples(load(), factor, network, warp_choice))
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_file(path) as tmp:
+                    torch.save(parts[-1], tmp)
+    samples = {key: torch.cat([p[key] for p in parts]) for key in ("image", "target", "t")}
+    logger.info("%d samples from %d series (%s, factors %s)", len(samples["t"]), len(cases), split, factors)
+    return NeighbourFrames(samples, augment=augment, patch=patch)

@@ -1,0 +1,251 @@
+"""The neighbour refinement (scripts/networks/neighbours.py): the network, which acquired frames are a pair's context, its
+training samples (scripts/training/neighbour_frames.py), its training config, and where the product applies it
+(``SeriesInterpolator.upsample``, the super-resolution benchmark)."""
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+from scripts.evaluation.superres import _subjects
+from scripts.inference.interpolator import SeriesInterpolator
+from scripts.inference.times import upsample_plan
+from scripts.networks import Student
+from scripts.networks.neighbours import INPUTS, NeighbourRefinement, neighbour_indices, stack_inputs
+from scripts.training.handlers import GradientClip
+from scripts.training.losses import NegativePSNR
+from scripts.training.neighbour_frames import REVERSED, NeighbourFrames, neighbour_frames, series_samples
+from scripts.utils.checkpoint import save_weights
+from scripts.utils.paths import ROOT
+
+SMALL = {"channels": [4, 8, 8, 8]}
+
+
+def _trained(width: int = 4, seed: int = 1) -> NeighbourRefinement:
+    """A refinement whose output convolution is not zero (as after training)."""
+    torch.manual_seed(seed)
+    network = NeighbourRefinement(width)
+    torch.nn.init.normal_(network.out.weight, std=0.05)
+    return network.eval()
+
+
+def test_an_untrained_refinement_returns_the_student_frame_exactly():
+    network = NeighbourRefinement(4).eval()
+    volumes = torch.rand(3, len(INPUTS), 20, 18, 5)
+    with torch.no_grad():
+        out = network(volumes, torch.tensor([0.25, 0.5, 0.75]))
+    assert out.shape == (3, 1, 20, 18, 5)
+    assert torch.equal(out, volumes[:, :1])
+
+
+def test_a_trained_refinement_reads_the_frames_around_the_pair():
+    network = _trained()
+    volumes = torch.rand(1, len(INPUTS), 16, 16, 4)
+    moved = volumes.clone()
+    moved[:, 1] = torch.rand(16, 16, 4)  # another frame before the pair
+    with torch.no_grad():
+        a, b = network(volumes, torch.tensor([0.5])), network(moved, torch.tensor([0.5]))
+    assert not torch.allclose(a, b)
+
+
+def test_odd_in_plane_sizes_are_padded_and_cropped_back():
+    network = _trained()
+    with torch.no_grad():
+        assert network(torch.rand(2, 5, 13, 22, 3), torch.tensor([0.5, 0.5])).shape == (2, 1, 13, 22, 3)
+    with pytest.raises(ValueError, match="expected"):
+        network(torch.rand(1, 4, 16, 16, 4), torch.tensor([0.5]))
+
+
+@pytest.mark.parametrize("pair, frames, cyclic, expected", [
+    ((3, 4), 10, True, (2, 5)),
+    ((9, 0), 10, True, (8, 1)),  # the pair that wraps round the cycle
+    ((0, 1), 10, True, (9, 2)),
+    ((0, 1), 10, False, None),  # an open series' first pair has no frame before it
+    ((8, 9), 10, False, None),
+    ((4, 5), 10, False, (3, 6)),
+    ((1, 2), 3, True, None),  # fewer than 4 frames: no context
+])
+def test_neighbour_indices(pair, frames, cyclic, expected):
+    assert neighbour_indices(*pair, frames, cyclic) == expected
+
+
+def _series(frames: int = 12, shape=(16, 16, 4)) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.random((*shape, frames), dtype=np.float32)
+
+
+def test_series_samples_hold_the_student_frame_and_the_four_acquired_frames():
+    series = _series(12)
+    student = Student(**SMALL).eval()
+    samples = series_samples(series, 4, student)  # kept 0, 4, 8: fewer than 4 frames, no context
+    assert len(samples["t"]) == 0
+    samples = series_samples(series, 2, student)  # kept 0, 2, ..., 10: 6 pairs, one dropped frame each
+    assert samples["image"].shape == (6, 5, 16, 16, 4) and samples["target"].shape == (6, 1, 16, 16, 4)
+    assert torch.allclose(samples["t"], torch.full((6,), 0.5))
+    last = samples["image"][5].float()  # the pair (10, 0) round the cycle: frames 8 before it, 2 after
+    for channel, frame in zip((1, 2, 3, 4), (8, 10, 0, 2)):
+        assert torch.equal(last[channel], torch.from_numpy(series[..., frame]).half().float())
+    assert torch.equal(samples["target"][5, 0], torch.from_numpy(series[..., 11]).half())
+    with torch.no_grad():
+        expected = student.interpolate_series(torch.from_numpy(series[..., 10])[None, None],
+                                              torch.from_numpy(series[..., 0])[None, None], torch.tensor([0.5]))
+    assert torch.allclose(last[0], expected[0, 0].clamp(0, 1), atol=1e-3)  # float16 storage
+
+
+def test_augmented_items_reverse_time_and_flip_consistently():
+    image = torch.rand(1, 5, 12, 10, 3).half()
+    samples = {"image": image, "target": torch.rand(1, 1, 12, 10, 3).half(), "t": torch.tensor([0.25])}
+    dataset = NeighbourFrames(samples, augment=True, patch=8)
+    seen = set()
+    for seed in range(16):
+        dataset.set_random_state(seed)
+        item = dataset[0]
+        assert item["image"].shape == (5, 8, 8, 3) and item["target"].shape == (1, 8, 8, 3)
+        reversed_ = bool(item["t"] == 0.75)
+        assert reversed_ or item["t"] == 0.25
+        seen.add(reversed_)
+        order = REVERSED if reversed_ else list(range(5))
+        # the same crop and flips on every channel: channel k of the item is one of the stored channel order[k]
+        source = image[0, order].float()
+        found = any(torch.equal(item["image"], s[:, x:x + 8, y:y + 8])
+                    for s in (source, source.flip(1), source.flip(2), source.flip(1).flip(2))
+                    for x in range(5) for y in range(3))
+        assert found
+    assert seen == {True, False}
+    assert NeighbourFrames(samples)[0]["image"].shape == (5, 12, 10, 3)  # no augmentation: the whole plane
+
+
+def test_neighbour_frames_reads_the_student_frames_from_its_cache(tiny_acdc, tmp_path):
+    weights = save_weights(Student(**SMALL), tmp_path / "student.pt")
+    build = {"dataset_dir": tiny_acdc, "student_weights": weights, "split": "train", "spatial_size": (24, 24, 8),
+             "factors": [2], "cache_dir": tmp_path / "cache", "options": {"train_range": [1, 1]}}
+    first = neighbour_frames(student=Student(**SMALL), **build)
+    assert len(first) == 5  # 10 frames, every 2nd kept: 5 pairs round the cycle, one dropped frame each
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+
+    class Refuses(Student):
+        def interpolate_series(self, *args, **kwargs):
+            raise AssertionError("the cached frames should have been read")
+
+    again = neighbour_frames(student=Refuses(**SMALL), **build)
+    assert torch.equal(again.samples["image"], first.samples["image"])
+    with pytest.raises(Exception, match="factors"):
+        neighbour_frames(student=Student(**SMALL), **{**build, "factors": [1]})
+
+
+def test_negative_psnr_is_minus_the_mean_psnr_of_the_items():
+    pred, target = torch.rand(3, 1, 8, 8, 2), torch.rand(3, 1, 8, 8, 2)
+    mse = ((pred - target) ** 2).flatten(1).mean(1)
+    psnr = 10 * torch.log10(1 / mse)
+    assert NegativePSNR(eps=0)(pred, target).item() == pytest.approx(-psnr.mean().item(), rel=1e-5)
+
+
+def test_gradient_clip_bounds_the_global_norm():
+    network = torch.nn.Linear(4, 4)
+    (network(torch.ones(1, 4)) * 1e4).sum().backward()
+
+    class Engine:
+        amp, scaler = False, None
+
+    engine = Engine()
+    engine.network = network
+    GradientClip(max_norm=2.0)(engine)
+    norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in network.parameters()]))
+    assert norm.item() == pytest.approx(2.0, rel=1e-4)
+
+
+def test_the_training_config_trains_the_refinement_on_the_students_frames(tiny_acdc, tmp_path):
+    student = save_weights(Student(**SMALL), tmp_path / "student.pt")
+    files = [str(ROOT / "configs" / c) for c in ("train_teacher.json", "train_neighbours.json")]
+    wf = ConfigWorkflow(
+        config_file=files, workflow_type="train", logging_file=False, bundle_root=str(ROOT),
+        spatial_size=[24, 24, 8], channels=SMALL["channels"], dataset_dir=str(tiny_acdc),
+        output_dir=str(tmp_path / "run"), student_weights=str(student), width=4, patch=16, batch_size=2,
+        factors=[2], train_dataset_options={"train_range": [1, 2]}, val_dataset_options={"test_range": [91, 91]},
+        num_epochs=1, epoch_length=3)
+    wf.initialize()
+    assert len(wf.parser.get_parsed_content("train#dataset")) == 10
+    assert len(wf.parser.get_parsed_content("validate#dataset")) == 5
+    wf.run()
+    network = wf.parser.get_parsed_content("network")
+    assert network.out.weight.abs().sum() > 0  # moved from its zero start
+    assert (tmp_path / "run" / "neighbours.pt").is_file() and (tmp_path / "run" / "neighbours_best.pt").is_file()
+    assert sorted(p.name[:13] for p in (tmp_path / "run" / "student_frames").iterdir()) == [
+        "patient001_x2", "patient002_x2", "patient091_x2"]
+
+
+def test_the_training_config_uses_the_products_student_and_warp_choice():
+    from monai.bundle import ConfigParser
+
+    train, product = ConfigParser(), ConfigParser()
+    train.read_config([str(ROOT / "configs" / c) for c in ("train_teacher.json", "train_neighbours.json")])
+    product.read_config(str(ROOT / "configs" / "inference.json"))
+    for key in ("channels",):
+        assert train[key] == product[key]
+    assert {k: v for k, v in train["student_def"].items() if k != "image_warp"} == {
+        k: v for k, v in product["network_def"].items() if k != "image_warp"}
+    assert train["student_def"]["image_warp"] == "cubic"  # the cardiac image warp
+    assert {k: v for k, v in train["warp_choice"].items() if k != "near"} == {
+        k: v for k, v in product["warp_choice"].items() if k != "near"}
+    assert train["network_def"]["_target_"] == product["neighbour_def"]["_target_"]
+    assert train.get_parsed_content("width") == product["neighbour_def"]["width"]
+
+
+def _interpolator(tmp_path, neighbours):
+    torch.manual_seed(0)
+    weights = save_weights(Student(**SMALL), tmp_path / "student.pt", overwrite=True)
+    extra = {}
+    if neighbours is not None:
+        extra = {"neighbours": neighbours,
+                 "neighbours_checkpoint": save_weights(neighbours, tmp_path / "n.pt", overwrite=True)}
+    return SeriesInterpolator(Student(**SMALL), weights, device="cpu", **extra)
+
+
+@pytest.mark.parametrize("cyclic", [True, False])
+def test_upsample_refines_exactly_the_pairs_with_frames_on_both_sides(tmp_path, cyclic):
+    frames = _series(6)
+    plan = upsample_plan(6, 2, cyclic)
+    alone = _interpolator(tmp_path, None).upsample(frames, plan)
+    refined = _interpolator(tmp_path, _trained()).upsample(frames, plan)
+    for m, frame in enumerate(plan):
+        same = np.array_equal(alone[..., m], refined[..., m])
+        has_context = not frame.acquired and neighbour_indices(frame.previous, frame.next, 6, cyclic) is not None
+        assert same != has_context, (m, frame)
+    assert np.isfinite(refined).all() and refined.min() >= 0 and refined.max() <= 1
+    # untrained (output convolution zero): exactly the student alone
+    assert np.array_equal(_interpolator(tmp_path, NeighbourRefinement(4)).upsample(frames, plan), alone)
+
+
+def test_the_refinement_needs_its_weights(tmp_path):
+    with pytest.raises(Exception, match="neighbours_checkpoint"):
+        SeriesInterpolator(Student(**SMALL), save_weights(Student(**SMALL), tmp_path / "s.pt"), device="cpu",
+                           neighbours=NeighbourRefinement(4))
+
+
+def test_the_benchmark_gives_each_subject_its_context_and_the_student_refines_with_it(tmp_path):
+    from scripts.evaluation.methods import StudentMethod
+
+    series = _series(12)
+    subjects = _subjects("s", series, 2, cyclic=True)
+    assert all(s.context is not None for s in subjects)
+    last = subjects[-1]  # pair (10, 0): frame 8 before it, frame 2 after it
+    assert torch.equal(last.context[0, 0], torch.from_numpy(series[..., 8]))
+    assert torch.equal(last.context[1, 0], torch.from_numpy(series[..., 2]))
+    assert all(s.context is None for s in _subjects("s", series, 4, cyclic=True))  # 3 kept frames
+    open_ = _subjects("s", series, 2, cyclic=False)
+    assert open_[0].context is None and open_[-1].context is None and open_[1].context is not None
+
+    weights = save_weights(Student(**SMALL), tmp_path / "student.pt")
+    refinement = _trained()
+    plain = StudentMethod(Student(**SMALL), weights, None)
+    method = StudentMethod(Student(**SMALL), weights, None, None, refinement,
+                           save_weights(refinement, tmp_path / "n.pt"))
+    for m in (plain, method):
+        m.setup(torch.device("cpu"))
+    subject = subjects[2]
+    student = plain.predict(subject, None)
+    with torch.no_grad():
+        expected = refinement(stack_inputs(student.clamp(0, 1), [subject.context[:1], subject.i0, subject.i1,
+                                                                 subject.context[1:]]), subject.ts)
+    assert torch.allclose(method.predict(subject, None), expected)
+    assert not torch.allclose(expected, student)
