@@ -118,14 +118,19 @@ def test_upsampled_nifti_interleaves_acquired_and_synthesised(nifti_series, weig
     assert gif.size[0] > 2 * data.shape[0]  # the acquired cine beside the upsampled one
 
 
-def test_the_neighbour_refinement_changes_the_new_frames_when_asked(nifti_series, weights, tmp_path):
-    path, data = nifti_series
+@pytest.mark.parametrize("frames, refined", [(8, True), (5, False)])
+def test_the_neighbour_refinement_changes_the_new_frames_of_finely_sampled_series(weights, tmp_path, frames, refined):
+    """Asked for, the refinement corrects the new frames of a series whose consecutive frames span at most a sixth of
+    it (8 frames); of a coarser one (5 frames: a fifth) it leaves the student's frames as they are."""
+    series = integer_series(0, (20, 18, 4), frames)
+    path = tmp_path / "cine.nii.gz"
+    nib.save(nib.Nifti1Image(series.array, series.affine), path)
     runs = {on: Path(interpolate(input=str(path), upsample=2, output_dir=str(tmp_path / str(on)), model=weights,
                                  neighbour_refinement=on)) for on in (False, True)}
     cines = {on: nib.load(out / "upsampled_4d.nii.gz").get_fdata(dtype=np.float32) for on, out in runs.items()}
     np.testing.assert_array_equal(cines[True][..., ::2], cines[False][..., ::2])  # acquired frames untouched
-    assert not np.allclose(cines[True][..., 1::2], cines[False][..., 1::2])
-    assert json.loads((runs[True] / "summary.json").read_text())["neighbour_refinement"] is True
+    assert np.allclose(cines[True][..., 1::2], cines[False][..., 1::2]) is not refined
+    assert json.loads((runs[True] / "summary.json").read_text())["neighbour_refinement"] is refined
 
 
 def test_batches_of_pairs_match_one_pair_at_a_time(nifti_series, weights, monkeypatch):

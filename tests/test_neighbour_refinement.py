@@ -191,14 +191,14 @@ def test_the_training_config_uses_the_products_student_and_warp_choice():
     assert train.get_parsed_content("width") == product["neighbour_def"]["width"]
 
 
-def _interpolator(tmp_path, neighbours):
+def _interpolator(tmp_path, neighbours, **kwargs):
     torch.manual_seed(0)
     weights = save_weights(Student(**SMALL), tmp_path / "student.pt", overwrite=True)
     extra = {}
     if neighbours is not None:
         extra = {"neighbours": neighbours,
                  "neighbours_checkpoint": save_weights(neighbours, tmp_path / "n.pt", overwrite=True)}
-    return SeriesInterpolator(Student(**SMALL), weights, device="cpu", **extra)
+    return SeriesInterpolator(Student(**SMALL), weights, device="cpu", **extra, **kwargs)
 
 
 @pytest.mark.parametrize("cyclic", [True, False])
@@ -214,6 +214,25 @@ def test_upsample_refines_exactly_the_pairs_with_frames_on_both_sides(tmp_path, 
     assert np.isfinite(refined).all() and refined.min() >= 0 and refined.max() <= 1
     # untrained (output convolution zero): exactly the student alone
     assert np.array_equal(_interpolator(tmp_path, NeighbourRefinement(4)).upsample(frames, plan), alone)
+
+
+def test_series_whose_pairs_span_more_than_the_limit_run_the_student_alone(tmp_path):
+    frames = _series(6)  # consecutive frames span 1/6 of the series
+    plan = upsample_plan(6, 2, True)
+    alone = _interpolator(tmp_path, None).upsample(frames, plan)
+    wide = _interpolator(tmp_path, _trained(), neighbours_max_span=0.1)
+    near = _interpolator(tmp_path, _trained(), neighbours_max_span=1 / 6)
+    assert not wide.refines(6) and near.refines(6) and wide.refines(10)
+    assert np.array_equal(wide.upsample(frames, plan), alone)
+    assert not np.array_equal(near.upsample(frames, plan), alone)
+
+
+def test_the_product_refines_pairs_as_near_as_the_cubic_warp():
+    from scripts.evaluation.superres_native import product_steps
+
+    steps = product_steps(True)
+    assert steps.neighbours is not None and steps.neighbours_weights.name == "neighbour_refinement.pt"
+    assert steps.neighbours_max_span == steps.warp_choice.wide_above
 
 
 def test_the_refinement_needs_its_weights(tmp_path):
@@ -249,3 +268,7 @@ def test_the_benchmark_gives_each_subject_its_context_and_the_student_refines_wi
                                                                  subject.context[1:]]), subject.ts)
     assert torch.allclose(method.predict(subject, None), expected)
     assert not torch.allclose(expected, student)
+    bounded = StudentMethod(Student(**SMALL), weights, None, None, refinement, tmp_path / "n.pt", neighbours_max_span=0.1)
+    bounded.setup(torch.device("cpu"))
+    assert subject.span == pytest.approx(1 / 6)  # 6 kept frames
+    assert torch.equal(bounded.predict(subject, None), student)

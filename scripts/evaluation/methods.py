@@ -209,15 +209,17 @@ class StudentMethod(NetworkMethod):
     With ``warp_choice`` (:class:`~scripts.inference.warp_choice.WarpBySpan`) it warps each subject that knows its
     ``span`` as the inference would; otherwise with the network's own warp. With ``neighbours`` (a
     :class:`~scripts.networks.neighbours.NeighbourRefinement`, weights ``neighbours_weights``) the frames of each subject
-    that carries its acquired ``context`` are refined with it, as ``interpolate --upsample`` refines them.
+    that carries its acquired ``context`` (and, with ``neighbours_max_span``, spans at most that share of its series)
+    are refined with it, as ``interpolate --upsample`` refines them.
     """
 
     def __init__(self, network: torch.nn.Module, weights: str | os.PathLike, max_batch: int | None = 4,
                  warp_choice: WarpBySpan | None = None, neighbours: torch.nn.Module | None = None,
-                 neighbours_weights: str | os.PathLike | None = None):
+                 neighbours_weights: str | os.PathLike | None = None, neighbours_max_span: float | None = None):
         super().__init__(network, weights, max_batch)
         self.warp_choice = warp_choice
         self.neighbours, self.neighbours_weights = neighbours, neighbours_weights
+        self.neighbours_max_span = neighbours_max_span
 
     def setup(self, device: torch.device) -> None:
         super().setup(device)
@@ -234,7 +236,9 @@ class StudentMethod(NetworkMethod):
         if self.warp_choice is not None and subject.span is not None:
             self.network.image_warp = self.warp_choice(subject.span)
         pred = self.network.interpolate_series(subject.i0, subject.i1, subject.ts, max_batch=self.max_batch)
-        if self.neighbours is None or subject.context is None:
+        wide = self.neighbours_max_span is not None and (subject.span is None
+                                                         or subject.span > self.neighbours_max_span)
+        if self.neighbours is None or subject.context is None or wide:
             return pred
         frames = [subject.context[:1], subject.i0, subject.i1, subject.context[1:]]
         return self.neighbours(stack_inputs(pred.float().clamp(0, 1), frames), subject.ts)

@@ -267,7 +267,8 @@ def superres(
         "elastix_linear": ElastixLinear(max_batch=None),
         "vm_linear": VoxelMorphLinear(voxelmorph_net(), ROOT / "models" / "voxelmorph.pt", max_batch=None),
         "student": StudentMethod(steps.network, weights, None, steps.warp_choice,
-                                 *((steps.neighbours, steps.neighbours_weights) if model is None else ())),
+                                 *((steps.neighbours, steps.neighbours_weights, steps.neighbours_max_span)
+                                   if model is None else ())),
         "student_pairwise": StudentMethod(copy.deepcopy(steps.network), weights, None, steps.warp_choice),
     }
     if grid == "native":

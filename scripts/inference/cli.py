@@ -93,8 +93,8 @@ def interpolate(
         motion_region: run the network only in the box where the series moves and keep the blend of the static
             surroundings (the default); False runs it on the whole field of view.
         neighbour_refinement: with --upsample, correct each pair's new frames with the acquired frames before and
-            after the pair (the cardiac default; trained on the shipped cardiac student's frames, so off by default
-            with --model); False for the student alone.
+            after the pair, for series of 6 or more frames (the cardiac default; trained on the shipped cardiac
+            student's frames, so off by default with --model); False for the student alone.
         output_dir: folder to create for the results (NIfTI, DICOM, montage.png, summary.json).
         output_format: nifti, dicom (DICOM input only) or both.
         device: cpu, cuda, cuda:N or auto.

@@ -46,11 +46,15 @@ class SeriesInterpolator:
         neighbours: the neighbour refinement (:class:`~scripts.networks.neighbours.NeighbourRefinement`) that
             :meth:`upsample` applies to every pair with an acquired frame on either side, or None (the student alone).
         neighbours_checkpoint: its weights (read with ``weights_only=True``); required with ``neighbours``.
+        neighbours_max_span: refine only series whose consecutive frames span at most this share of the series
+            (``1 / T <= neighbours_max_span``: pairs near enough for their neighbours to tell; the config ties it to
+            the warp choice's ``wide_above``); None refines every series.
     """
 
     def __init__(self, network: torch.nn.Module, checkpoint: str | os.PathLike, device="auto", amp: bool = False,
                  max_batch: int | None = None, warp_choice: WarpBySpan | None = None,
-                 neighbours: torch.nn.Module | None = None, neighbours_checkpoint: str | os.PathLike | None = None):
+                 neighbours: torch.nn.Module | None = None, neighbours_checkpoint: str | os.PathLike | None = None,
+                 neighbours_max_span: float | None = None):
         if not isinstance(device, torch.device):
             device = parse_device(device, "--device")  # gpu0, or cuda without a GPU: one line, not a traceback
         if device == "auto":
@@ -66,6 +70,13 @@ class SeriesInterpolator:
             if neighbours_checkpoint is None:
                 raise InputError("neighbours_checkpoint", "the neighbour refinement needs its weights file")
             self.neighbours = load_weights(neighbours, neighbours_checkpoint).to(self.device).eval()
+        self.neighbours_max_span = None if neighbours_max_span is None else float(neighbours_max_span)
+
+    def refines(self, num_frames: int) -> bool:
+        """Whether :meth:`upsample` refines the new frames of a series of ``num_frames`` acquired frames."""
+        if self.neighbours is None:
+            return False
+        return self.neighbours_max_span is None or span_fraction(0, 1, num_frames) <= self.neighbours_max_span
 
     def choose_warp(self, fraction: float | None) -> None:
         """Set the network's image warp for pairs spanning ``fraction`` of their series (None: leave it)."""
@@ -104,8 +115,9 @@ class SeriesInterpolator:
         Each pair of acquired frames is encoded once, with all of its time points batched (``max_batch``); with one
         time point per pair (``--upsample 2``) several pairs share a batch on an accelerator
         (:meth:`pairs_per_batch`). A progress bar and the log count the pairs. Every pair is two consecutive frames,
-        ``1 / T`` of the series, which chooses the image warp (``warp_choice``). With ``neighbours``, the frames of
-        every pair that has an acquired frame before and after it (every pair of a periodic series of 4 or more
+        ``1 / T`` of the series, which chooses the image warp (``warp_choice``). With ``neighbours`` (and ``1 / T``
+        at most ``neighbours_max_span``: :meth:`refines`), the frames of every pair that has an acquired frame before
+        and after it (every pair of a periodic series of 4 or more
         frames, whose plan wraps from the last frame to the first; the inner pairs of an open one) are refined with
         them (:meth:`refine`).
 
@@ -131,14 +143,16 @@ class SeriesInterpolator:
                 out[..., m] = frames[..., frame.previous]
         keys = list(pairs)
         cyclic = any(frame.next < frame.previous for frame in plan)
+        refine = self.refines(frames.shape[-1])
         logger.info("%d pairs of frames, %d new frames each, %d pair(s) per pass on %s%s", len(keys), per_pair, batch,
-                    self.device, ", refined with their neighbours" if self.neighbours is not None else "")
+                    self.device, ", refined with their neighbours" if refine else "")
         with tqdm(total=len(keys), desc="pairs", unit="pair", disable=None) as bar:
             for first in range(0, len(keys), batch):
                 chunk = keys[first:first + batch]
                 synthesised = self._pairs(frames, chunk, [[plan[m].fraction for m in pairs[k]] for k in chunk])
                 for key, volumes in zip(chunk, synthesised):
-                    volumes = self.refine(frames, key, [plan[m].fraction for m in pairs[key]], volumes, cyclic)
+                    if refine:
+                        volumes = self.refine(frames, key, [plan[m].fraction for m in pairs[key]], volumes, cyclic)
                     for m, volume in zip(pairs[key], volumes):
                         out[..., m] = volume
                 bar.update(len(chunk))
