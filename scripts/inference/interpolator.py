@@ -4,7 +4,8 @@
 whole volume at its native grid (I0 and I1 encoded once, every t batched: ``Student.interpolate_series``), the
 synthesised frames in [0, 1] out; or a whole series, pair after pair of consecutive frames (:meth:`upsample`), each
 pair's frames then corrected with the acquired frames around the pair (the neighbour refinement,
-:mod:`scripts.networks.neighbours`), where the config gives one. The rest of the program (loading, intensity scaling, writers) is :mod:`scripts.inference.workflow`.
+:mod:`scripts.networks.neighbours`), where the config gives one. The rest of the program (loading, intensity
+scaling, writers) is :mod:`scripts.inference.workflow`.
 """
 
 from __future__ import annotations
@@ -117,9 +118,8 @@ class SeriesInterpolator:
         (:meth:`pairs_per_batch`). A progress bar and the log count the pairs. Every pair is two consecutive frames,
         ``1 / T`` of the series, which chooses the image warp (``warp_choice``). With ``neighbours`` (and ``1 / T``
         at most ``neighbours_max_span``: :meth:`refines`), the frames of every pair that has an acquired frame before
-        and after it (every pair of a periodic series of 4 or more
-        frames, whose plan wraps from the last frame to the first; the inner pairs of an open one) are refined with
-        them (:meth:`refine`).
+        and after it (every pair of a periodic series of 4 or more frames, whose plan wraps from the last frame to the
+        first; the inner pairs of an open one) are refined with them (:meth:`refine`).
 
         Args:
             frames: ``(X, Y, Z, T)`` acquired frames in [0, 1].
