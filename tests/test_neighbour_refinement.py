@@ -133,6 +133,23 @@ def test_neighbour_frames_reads_the_student_frames_from_its_cache(tiny_acdc, tmp
         neighbour_frames(student=Student(**SMALL), **{**build, "factors": [1]})
 
 
+def test_neighbour_frames_reads_each_series_once_for_every_factor(tiny_acdc, tmp_path, monkeypatch):
+    import scripts.training.neighbour_frames as module
+
+    reads = []
+    original = module.series_cases
+
+    def counted(*args, **kwargs):  # the same cases, each read logged
+        return [(name, lambda name=name, load=load: reads.append(name) or load())
+                for name, load in original(*args, **kwargs)]
+
+    monkeypatch.setattr(module, "series_cases", counted)
+    weights = save_weights(Student(**SMALL), tmp_path / "student.pt")
+    neighbour_frames(tiny_acdc, Student(**SMALL), weights, spatial_size=(24, 24, 8), factors=[2, 3],
+                     options={"train_range": [1, 2]})
+    assert reads == ["patient001", "patient002"]
+
+
 def test_negative_psnr_is_minus_the_mean_psnr_of_the_items():
     pred, target = torch.rand(3, 1, 8, 8, 2), torch.rand(3, 1, 8, 8, 2)
     mse = ((pred - target) ** 2).flatten(1).mean(1)

@@ -159,6 +159,7 @@ def neighbour_frames(
     for number, (name, load) in enumerate(tqdm(cases, desc=f"student frames ({split})", unit="series",
                                                 disable=None), start=1):
         logger.info("student frames of %s (%d of %d)", name, number, len(cases))
+        series = None  # read once per series, and only when a factor is not cached
         for factor in factors:
             path = None if cache_dir is None else Path(cache_dir) / f"{name}_x{factor}_{tag}.pt"
             if path is not None and path.is_file():
@@ -166,7 +167,8 @@ def neighbour_frames(
                 continue
             if network is None:
                 network = warm_start(student, student_weights).eval()
-            parts.append(series_samples(load(), factor, network, warp_choice))
+            series = load() if series is None else series
+            parts.append(series_samples(series, factor, network, warp_choice))
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_file(path) as tmp:
