@@ -9,6 +9,7 @@ from monai.bundle import ConfigWorkflow
 
 from scripts.evaluation.superres import _subjects
 from scripts.inference.interpolator import SeriesInterpolator
+from scripts.inference.neighbour_refiner import NeighbourRefiner
 from scripts.inference.times import upsample_plan
 from scripts.networks import Student
 from scripts.networks.neighbours import INPUTS, NeighbourRefinement, neighbour_indices, stack_inputs
@@ -208,14 +209,17 @@ def test_the_training_config_uses_the_products_student_and_warp_choice():
     assert train.get_parsed_content("width") == product["neighbour_def"]["width"]
 
 
-def _interpolator(tmp_path, neighbours, **kwargs):
+def _refiner(tmp_path, network: NeighbourRefinement, max_span: float | None = None) -> NeighbourRefiner:
+    """``network`` saved and wrapped as the product loads it (into a fresh network of the same width)."""
+    path = save_weights(network, tmp_path / "n.pt", overwrite=True)
+    return NeighbourRefiner(NeighbourRefinement(network.out.in_channels), path, max_span)
+
+
+def _interpolator(tmp_path, neighbours, max_span=None):
     torch.manual_seed(0)
     weights = save_weights(Student(**SMALL), tmp_path / "student.pt", overwrite=True)
-    extra = {}
-    if neighbours is not None:
-        extra = {"neighbours": neighbours,
-                 "neighbours_checkpoint": save_weights(neighbours, tmp_path / "n.pt", overwrite=True)}
-    return SeriesInterpolator(Student(**SMALL), weights, device="cpu", **extra, **kwargs)
+    refiner = None if neighbours is None else _refiner(tmp_path, neighbours, max_span)
+    return SeriesInterpolator(Student(**SMALL), weights, device="cpu", neighbours=refiner)
 
 
 @pytest.mark.parametrize("cyclic", [True, False])
@@ -237,8 +241,8 @@ def test_series_whose_pairs_span_more_than_the_limit_run_the_student_alone(tmp_p
     frames = _series(6)  # consecutive frames span 1/6 of the series
     plan = upsample_plan(6, 2, True)
     alone = _interpolator(tmp_path, None).upsample(frames, plan)
-    wide = _interpolator(tmp_path, _trained(), neighbours_max_span=0.1)
-    near = _interpolator(tmp_path, _trained(), neighbours_max_span=1 / 6)
+    wide = _interpolator(tmp_path, _trained(), max_span=0.1)
+    near = _interpolator(tmp_path, _trained(), max_span=1 / 6)
     assert not wide.refines(6) and near.refines(6) and wide.refines(10)
     assert np.array_equal(wide.upsample(frames, plan), alone)
     assert not np.array_equal(near.upsample(frames, plan), alone)
@@ -248,14 +252,39 @@ def test_the_product_refines_pairs_as_near_as_the_cubic_warp():
     from scripts.evaluation.superres_native import product_steps
 
     steps = product_steps(True)
-    assert steps.neighbours is not None and steps.neighbours_weights.name == "neighbour_refinement.pt"
-    assert steps.neighbours_max_span == steps.warp_choice.wide_above
+    assert steps.neighbours is not None and steps.neighbours.checkpoint.name == "neighbour_refinement.pt"
+    assert steps.neighbours.max_span == steps.warp_choice.wide_above
+    assert product_steps(False).neighbours is not None
+
+
+@pytest.mark.parametrize("overrides", [{"neighbour_refinement": False}, {"anatomy": "lung"}])
+def test_the_config_runs_no_refinement_when_off_or_without_weights(overrides):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(ROOT / "configs" / "inference.json"))
+    parser.update(overrides)
+    assert parser.get_parsed_content("neighbour_refiner") is None
+    assert parser.get_parsed_content("inferer").neighbours is None
 
 
 def test_the_refinement_needs_its_weights(tmp_path):
-    with pytest.raises(Exception, match="neighbours_checkpoint"):
+    with pytest.raises(Exception, match="neighbour_checkpoint"):
+        NeighbourRefiner(NeighbourRefinement(4), None)
+    with pytest.raises(Exception, match="max_span"):
+        NeighbourRefiner(NeighbourRefinement(4), tmp_path / "n.pt", 0)
+    missing = NeighbourRefiner(NeighbourRefinement(4), tmp_path / "n.pt")
+    with pytest.raises(Exception, match="n.pt.*not found"):
         SeriesInterpolator(Student(**SMALL), save_weights(Student(**SMALL), tmp_path / "s.pt"), device="cpu",
-                           neighbours=NeighbourRefinement(4))
+                           neighbours=missing)
+    with pytest.raises(RuntimeError, match="load"):
+        missing(torch.rand(1, 1, 8, 8, 2), [torch.rand(1, 1, 8, 8, 2)] * 4, torch.tensor([0.5]))
+
+
+def test_the_refiner_applies_to_pairs_no_wider_than_its_limit(tmp_path):
+    refiner = _refiner(tmp_path, _trained(), max_span=1 / 6)
+    assert refiner.applies(1 / 6) and refiner.applies(0.1) and not refiner.applies(0.2) and not refiner.applies(None)
+    assert _refiner(tmp_path, _trained()).applies(1.0)
 
 
 def test_the_benchmark_gives_each_subject_its_context_and_the_student_refines_with_it(tmp_path):
@@ -274,18 +303,17 @@ def test_the_benchmark_gives_each_subject_its_context_and_the_student_refines_wi
     weights = save_weights(Student(**SMALL), tmp_path / "student.pt")
     refinement = _trained()
     plain = StudentMethod(Student(**SMALL), weights, None)
-    method = StudentMethod(Student(**SMALL), weights, None, None, refinement,
-                           save_weights(refinement, tmp_path / "n.pt"))
+    method = StudentMethod(Student(**SMALL), weights, None, None, _refiner(tmp_path, refinement))
     for m in (plain, method):
         m.setup(torch.device("cpu"))
     subject = subjects[2]
     student = plain.predict(subject, None)
     with torch.no_grad():
         expected = refinement(stack_inputs(student.clamp(0, 1), [subject.context[:1], subject.i0, subject.i1,
-                                                                 subject.context[1:]]), subject.ts)
+                                                                 subject.context[1:]]), subject.ts).clamp(0, 1)
     assert torch.allclose(method.predict(subject, None), expected)
     assert not torch.allclose(expected, student)
-    bounded = StudentMethod(Student(**SMALL), weights, None, None, refinement, tmp_path / "n.pt", neighbours_max_span=0.1)
+    bounded = StudentMethod(Student(**SMALL), weights, None, None, _refiner(tmp_path, refinement, max_span=0.1))
     bounded.setup(torch.device("cpu"))
     assert subject.span == pytest.approx(1 / 6)  # 6 kept frames
     assert torch.equal(bounded.predict(subject, None), student)

@@ -14,10 +14,9 @@ from scripts.baselines.elastix import ELASTIX_PIN, elastix_fields
 from scripts.baselines.linear import blend, linear_scaling
 from scripts.baselines.voxelmorph import velocities
 from scripts.evaluation.cases import Case
+from scripts.inference.neighbour_refiner import NeighbourRefiner
 from scripts.inference.warp_choice import WarpBySpan
-from scripts.networks.neighbours import stack_inputs
 from scripts.networks.refine import warm_start
-from scripts.utils.checkpoint import load_weights
 from scripts.utils.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -208,25 +207,23 @@ class StudentMethod(NetworkMethod):
 
     With ``warp_choice`` (:class:`~scripts.inference.warp_choice.WarpBySpan`) it warps each subject that knows its
     ``span`` as the inference would; otherwise with the network's own warp. With ``neighbours`` (a
-    :class:`~scripts.networks.neighbours.NeighbourRefinement`, weights ``neighbours_weights``) the frames of each subject
-    that carries its acquired ``context`` (and, with ``neighbours_max_span``, spans at most that share of its series)
-    are refined with it, as ``interpolate --upsample`` refines them.
+    :class:`~scripts.inference.neighbour_refiner.NeighbourRefiner`) the frames of each subject that carries its
+    acquired ``context`` and spans a share of its series the refiner refines are refined with it, as
+    ``interpolate --upsample`` refines them.
     """
 
     def __init__(self, network: torch.nn.Module, weights: str | os.PathLike, max_batch: int | None = 4,
-                 warp_choice: WarpBySpan | None = None, neighbours: torch.nn.Module | None = None,
-                 neighbours_weights: str | os.PathLike | None = None, neighbours_max_span: float | None = None):
+                 warp_choice: WarpBySpan | None = None, neighbours: NeighbourRefiner | None = None):
         super().__init__(network, weights, max_batch)
         self.warp_choice = warp_choice
-        self.neighbours, self.neighbours_weights = neighbours, neighbours_weights
-        self.neighbours_max_span = neighbours_max_span
+        self.neighbours = neighbours
 
     def setup(self, device: torch.device) -> None:
         super().setup(device)
         if self.neighbours is not None:
-            if self.neighbours_weights is None or not Path(self.neighbours_weights).is_file():
-                raise MethodUnavailable(f"neighbour refinement weights {self.neighbours_weights} not found")
-            self.neighbours = load_weights(self.neighbours, self.neighbours_weights, device).to(device).eval()
+            if not self.neighbours.checkpoint.is_file():
+                raise MethodUnavailable(f"neighbour refinement weights {self.neighbours.checkpoint} not found")
+            self.neighbours.load(device)
 
     def inputs(self, subject: Case, part: slice) -> torch.Tensor:
         return torch.cat(subject.endpoints(part.stop - part.start), dim=1)
@@ -236,12 +233,9 @@ class StudentMethod(NetworkMethod):
         if self.warp_choice is not None and subject.span is not None:
             self.network.image_warp = self.warp_choice(subject.span)
         pred = self.network.interpolate_series(subject.i0, subject.i1, subject.ts, max_batch=self.max_batch)
-        wide = self.neighbours_max_span is not None and (subject.span is None
-                                                         or subject.span > self.neighbours_max_span)
-        if self.neighbours is None or subject.context is None or wide:
+        if self.neighbours is None or subject.context is None or not self.neighbours.applies(subject.span):
             return pred
-        frames = [subject.context[:1], subject.i0, subject.i1, subject.context[1:]]
-        return self.neighbours(stack_inputs(pred.float().clamp(0, 1), frames), subject.ts)
+        return self.neighbours(pred, [subject.context[:1], subject.i0, subject.i1, subject.context[1:]], subject.ts)
 
 
 def select_methods(

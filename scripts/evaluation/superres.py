@@ -267,8 +267,7 @@ def superres(
         "elastix_linear": ElastixLinear(max_batch=None),
         "vm_linear": VoxelMorphLinear(voxelmorph_net(), ROOT / "models" / "voxelmorph.pt", max_batch=None),
         "student": StudentMethod(steps.network, weights, None, steps.warp_choice,
-                                 *((steps.neighbours, steps.neighbours_weights, steps.neighbours_max_span)
-                                   if model is None else ())),
+                                 steps.neighbours if model is None else None),
         "student_pairwise": StudentMethod(copy.deepcopy(steps.network), weights, None, steps.warp_choice),
     }
     if grid == "native":

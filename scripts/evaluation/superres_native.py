@@ -40,6 +40,7 @@ from scripts.evaluation.methods import Blend, Method, MethodUnavailable, Student
 from scripts.evaluation.metrics import image_metrics
 from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.motion_roi import motion_map
+from scripts.inference.neighbour_refiner import NeighbourRefiner
 from scripts.inference.region import MotionRegion
 from scripts.inference.times import CineFrame
 from scripts.inference.warp_choice import WarpBySpan
@@ -85,15 +86,12 @@ def native_series(dataset: str, dataset_dir: str | Path, split: str,
 class ProductSteps(NamedTuple):
     """The parts of the inference config a benchmark runs: the student network (``network_def``, untrained), the
     motion-region step (``region``), the image warp per pair (``warp_choice``, None where the config has none) and the
-    neighbour refinement with its weights file and the widest span it refines (``inferer#neighbours``, untrained,
-    ``neighbour_checkpoint``, ``inferer#neighbours_max_span``; None where the config runs none)."""
+    neighbour refinement (``neighbour_refiner``, its weights not yet read; None where the config runs none)."""
 
     network: torch.nn.Module
     region: MotionRegion
     warp_choice: WarpBySpan | None
-    neighbours: torch.nn.Module | None = None
-    neighbours_weights: Path | None = None
-    neighbours_max_span: float | None = None
+    neighbours: NeighbourRefiner | None = None
 
 
 def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "inference.json") -> ProductSteps:
@@ -105,11 +103,9 @@ def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "
     parser.read_config(str(config))
     parser["motion_region"] = bool(motion_region)
     warp_choice = parser.get_parsed_content("warp_choice") if "warp_choice" in parser else None
-    neighbours = parser.get_parsed_content("inferer#neighbours") if "inferer#neighbours" in parser else None
-    weights = None if neighbours is None else Path(parser.get_parsed_content("neighbour_checkpoint"))
-    max_span = parser.get_parsed_content("inferer#neighbours_max_span") if neighbours is not None else None
+    neighbours = parser.get_parsed_content("neighbour_refiner") if "neighbour_refiner" in parser else None
     return ProductSteps(parser.get_parsed_content("network_def"), parser.get_parsed_content("region"), warp_choice,
-                        neighbours, weights, max_span)
+                        neighbours)
 
 
 class NativeBlend:
@@ -139,25 +135,21 @@ class NativeStudent:
         region: the motion-region step (:func:`product_steps`).
         warp_choice: the image warp per pair (:class:`~scripts.inference.warp_choice.WarpBySpan`), or None for the
             network's own.
-        neighbours, neighbours_weights, neighbours_max_span: the neighbour refinement, its weights and the widest
-            span it refines, or None (the student alone).
+        neighbours: the neighbour refinement (:class:`~scripts.inference.neighbour_refiner.NeighbourRefiner`), or
+            None (the student alone).
     """
 
     def __init__(self, name: str, network: torch.nn.Module, weights: str | Path, region: MotionRegion,
-                 warp_choice: WarpBySpan | None = None, neighbours: torch.nn.Module | None = None,
-                 neighbours_weights: str | Path | None = None, neighbours_max_span: float | None = None):
+                 warp_choice: WarpBySpan | None = None, neighbours: NeighbourRefiner | None = None):
         self.name, self.network, self.weights, self.region = name, network, weights, region
-        self.warp_choice = warp_choice
-        self.neighbours, self.neighbours_weights = neighbours, neighbours_weights
-        self.neighbours_max_span = neighbours_max_span
+        self.warp_choice, self.neighbours = warp_choice, neighbours
 
     def setup(self, device: torch.device) -> None:
-        for path in (self.weights, *([self.neighbours_weights] if self.neighbours is not None else [])):
+        for path in (self.weights, *([self.neighbours.checkpoint] if self.neighbours is not None else [])):
             if path is None or not Path(path).is_file():
                 raise MethodUnavailable(f"weights file {path} not found")
         self.inferer = SeriesInterpolator(self.network, self.weights, device=device, warp_choice=self.warp_choice,
-                                          neighbours=self.neighbours, neighbours_checkpoint=self.neighbours_weights,
-                                          neighbours_max_span=self.neighbours_max_span)
+                                          neighbours=self.neighbours)
 
     def synthesise(self, acquired: np.ndarray, plan: Sequence[CineFrame], spacing: Sequence[float]) -> np.ndarray:
         """``(X, Y, Z, T')`` acquired frames in [0, 1], spacing in mm -> ``(X, Y, Z, N)`` the N frames of ``plan``."""
@@ -179,7 +171,7 @@ def native_methods(chosen: Sequence[Method], region: MotionRegion) -> list[Nativ
             native.append(NativeBlend(method.name))
         elif isinstance(method, StudentMethod):
             native.append(NativeStudent(method.name, method.network, method.weights, region, method.warp_choice,
-                                        method.neighbours, method.neighbours_weights, method.neighbours_max_span))
+                                        method.neighbours))
         else:
             raise InputError("methods", f"{method.name!r} runs on the protocol grid only; grid 'native' takes "
                                         f"{', '.join(NATIVE_METHODS)} and student variants")

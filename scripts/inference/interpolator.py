@@ -18,13 +18,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from scripts.inference.neighbour_refiner import NeighbourRefiner
 from scripts.inference.times import CineFrame
 from scripts.inference.warp_choice import WarpBySpan, span_fraction
-from scripts.networks.neighbours import neighbour_indices, stack_inputs
+from scripts.networks.neighbours import neighbour_indices
 from scripts.networks.refine import warm_start
 from scripts.utils.args import parse_bool, parse_device
-from scripts.utils.checkpoint import load_weights
-from scripts.utils.errors import InputError
 from scripts.utils.memory import available_bytes, check_memory, estimate_bytes
 
 logger = logging.getLogger(__name__)
@@ -44,18 +43,14 @@ class SeriesInterpolator:
             (one at a time on CPU, where that is fastest; all at once on a GPU).
         warp_choice: the image warp for each pair from the share of the series it spans
             (:class:`~scripts.inference.warp_choice.WarpBySpan`); None keeps the network's own.
-        neighbours: the neighbour refinement (:class:`~scripts.networks.neighbours.NeighbourRefinement`) that
-            :meth:`upsample` applies to every pair with an acquired frame on either side, or None (the student alone).
-        neighbours_checkpoint: its weights (read with ``weights_only=True``); required with ``neighbours``.
-        neighbours_max_span: refine only series whose consecutive frames span at most this share of the series
-            (``1 / T <= neighbours_max_span``: pairs near enough for their neighbours to tell; the config ties it to
-            the warp choice's ``wide_above``); None refines every series.
+        neighbours: the neighbour refinement (:class:`~scripts.inference.neighbour_refiner.NeighbourRefiner`, loaded
+            onto ``device`` here) that :meth:`upsample` applies to every pair with an acquired frame on either side
+            in series whose consecutive frames it refines (:meth:`refines`), or None (the student alone).
     """
 
     def __init__(self, network: torch.nn.Module, checkpoint: str | os.PathLike, device="auto", amp: bool = False,
                  max_batch: int | None = None, warp_choice: WarpBySpan | None = None,
-                 neighbours: torch.nn.Module | None = None, neighbours_checkpoint: str | os.PathLike | None = None,
-                 neighbours_max_span: float | None = None):
+                 neighbours: NeighbourRefiner | None = None):
         if not isinstance(device, torch.device):
             device = parse_device(device, "--device")  # gpu0, or cuda without a GPU: one line, not a traceback
         if device == "auto":
@@ -66,18 +61,11 @@ class SeriesInterpolator:
         self.amp = parse_bool(amp, "amp") and self.device.type == "cuda"
         self.max_batch = max_batch
         self.warp_choice = warp_choice
-        self.neighbours = None
-        if neighbours is not None:
-            if neighbours_checkpoint is None:
-                raise InputError("neighbours_checkpoint", "the neighbour refinement needs its weights file")
-            self.neighbours = load_weights(neighbours, neighbours_checkpoint).to(self.device).eval()
-        self.neighbours_max_span = None if neighbours_max_span is None else float(neighbours_max_span)
+        self.neighbours = None if neighbours is None else neighbours.load(self.device)
 
     def refines(self, num_frames: int) -> bool:
         """Whether :meth:`upsample` refines the new frames of a series of ``num_frames`` acquired frames."""
-        if self.neighbours is None:
-            return False
-        return self.neighbours_max_span is None or span_fraction(0, 1, num_frames) <= self.neighbours_max_span
+        return self.neighbours is not None and self.neighbours.applies(span_fraction(0, 1, num_frames))
 
     def choose_warp(self, fraction: float | None) -> None:
         """Set the network's image warp for pairs spanning ``fraction`` of their series (None: leave it)."""
@@ -116,8 +104,8 @@ class SeriesInterpolator:
         Each pair of acquired frames is encoded once, with all of its time points batched (``max_batch``); with one
         time point per pair (``--upsample 2``) several pairs share a batch on an accelerator
         (:meth:`pairs_per_batch`). A progress bar and the log count the pairs. Every pair is two consecutive frames,
-        ``1 / T`` of the series, which chooses the image warp (``warp_choice``). With ``neighbours`` (and ``1 / T``
-        at most ``neighbours_max_span``: :meth:`refines`), the frames of every pair that has an acquired frame before
+        ``1 / T`` of the series, which chooses the image warp (``warp_choice``). With ``neighbours`` (where it
+        refines pairs spanning ``1 / T``: :meth:`refines`), the frames of every pair that has an acquired frame before
         and after it (every pair of a periodic series of 4 or more frames, whose plan wraps from the last frame to the
         first; the inner pairs of an open one) are refined with them (:meth:`refine`).
 
@@ -175,8 +163,8 @@ class SeriesInterpolator:
         student = torch.as_tensor(volumes, dtype=torch.float32, device=self.device)[:, None]
         times = torch.as_tensor(ts, dtype=torch.float32, device=self.device)
         with torch.autocast(self.device.type, enabled=self.amp):
-            refined = self.neighbours(stack_inputs(student, context), times)
-        return refined[:, 0].float().clamp(0, 1).cpu().numpy()
+            refined = self.neighbours(student, context, times)
+        return refined[:, 0].cpu().numpy()
 
     def _pairs(self, frames: np.ndarray, pairs: list[tuple[int, int]], ts: list[list[float]]) -> list[np.ndarray]:
         """For each pair ``(a, b)`` its volumes ``(N, X, Y, Z)`` at its N ``ts`` (in [0, 1])."""
