@@ -176,3 +176,28 @@ def test_bad_input_shape(shape):
 def test_bad_format(tmp_path):
     with pytest.raises(InputError, match="--format"):
         export("tensorrt", str(tmp_path / "model.plan"))
+
+
+def test_ckpt_export_scripts_the_neighbour_refinement(tmp_path):
+    """The neighbour refinement of whole cines exports as MONAI exports the student: ``ckpt_export neighbour_def``
+    scripts it; the file takes ``(volumes, t)`` at any size and equals the eager network with the shipped weights."""
+    from monai.bundle import ckpt_export
+
+    from scripts.networks.neighbours import NeighbourRefinement
+    from scripts.utils.checkpoint import load_weights
+
+    weights = ROOT / "models" / "neighbour_refinement.pt"
+    target = tmp_path / "neighbour_refinement.ts"
+    ckpt_export("neighbour_def", filepath=str(target), ckpt_file=str(weights),
+                meta_file=str(ROOT / "configs/metadata.json"), config_file=str(ROOT / "configs/inference.json"))
+    scripted = torch.jit.load(str(target))
+    eager = load_weights(NeighbourRefinement(), weights).eval()
+    torch.manual_seed(3)
+    for shape in ((2, 5, 32, 32, 4), (1, 5, 22, 30, 3)):  # another size, not a multiple of 4: padded inside
+        volumes, t = torch.rand(shape), torch.rand(shape[0])
+        with torch.no_grad():
+            reference = eager(volumes, t)
+            assert torch.allclose(scripted(volumes, t), reference, atol=1e-6)
+            assert not torch.allclose(scripted(volumes, 1 - t), reference, atol=1e-4)  # t is an input
+    with pytest.raises(Exception, match="expected"):
+        scripted(torch.rand(1, 4, 8, 8, 2), torch.rand(1))

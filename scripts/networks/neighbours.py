@@ -41,9 +41,12 @@ class NeighbourRefinement(nn.Module):
         width: channels of the full-resolution level (2x and 4x at the coarser two).
     """
 
+    __constants__ = ("num_inputs",)
+
     def __init__(self, width: int = 16):
         super().__init__()
         w = int(width)
+        self.num_inputs = len(INPUTS)
         self.down0, self.down1, self.down2 = _level(8, w), _level(w, 2 * w), _level(2 * w, 4 * w)
         self.up1, self.up0 = _level(6 * w, 2 * w), _level(3 * w, w)
         self.out = nn.Conv3d(w, 1, 3, padding=1)
@@ -51,19 +54,19 @@ class NeighbourRefinement(nn.Module):
         nn.init.zeros_(self.out.bias)
 
     def forward(self, volumes: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        if volumes.ndim != 5 or volumes.shape[1] != len(INPUTS):
-            raise ValueError(f"expected (N, {len(INPUTS)}, X, Y, Z) volumes {INPUTS}, got {tuple(volumes.shape)}")
+        if volumes.dim() != 5 or volumes.shape[1] != self.num_inputs:
+            raise ValueError("expected (N, 5, X, Y, Z) volumes (S, I_p, I_a, I_c, I_n), got " + str(volumes.shape))
         size = volumes.shape[2:4]
         pad = [0, 0, 0, -size[1] % 4, 0, -size[0] % 4]  # Z, Y, X (last axis first), after only
-        x = F.pad(volumes, pad, mode="replicate") if any(pad) else volumes
+        x = F.pad(volumes, pad, mode="replicate") if pad[3] != 0 or pad[5] != 0 else volumes
         student, start, end = x[:, :1], x[:, 2:3], x[:, 3:4]
         times = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1, 1).expand_as(student)
         blend = (1 - times) * start + times * end
         d0 = self.down0(torch.cat([x, blend, student - blend, times], dim=1))
         d1 = self.down1(F.max_pool3d(d0, (2, 2, 1)))
         d2 = self.down2(F.max_pool3d(d1, (2, 2, 1)))
-        u1 = self.up1(torch.cat([F.interpolate(d2, scale_factor=(2, 2, 1)), d1], dim=1))
-        u0 = self.up0(torch.cat([F.interpolate(u1, scale_factor=(2, 2, 1)), d0], dim=1))
+        u1 = self.up1(torch.cat([F.interpolate(d2, scale_factor=[2.0, 2.0, 1.0]), d1], dim=1))
+        u0 = self.up0(torch.cat([F.interpolate(u1, scale_factor=[2.0, 2.0, 1.0]), d0], dim=1))
         refined = student + self.out(u0)
         return refined[:, :, : size[0], : size[1]]
 
