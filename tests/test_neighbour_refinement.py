@@ -93,27 +93,83 @@ def test_series_samples_hold_the_student_frame_and_the_four_acquired_frames():
     assert torch.allclose(last[0], expected[0, 0].clamp(0, 1), atol=1e-3)  # float16 storage
 
 
-def test_augmented_items_reverse_time_and_flip_consistently():
+def test_series_samples_of_another_phase_keep_other_frames():
+    series = _series(12)
+    student = Student(**SMALL).eval()
+    samples = series_samples(series, 2, student, phase=1)  # kept 1, 3, ..., 11: the even frames are dropped
+    assert [int(np.argmin([np.abs(s.float().numpy() - series[..., f]).max() for f in range(12)]))
+            for s in samples["target"][:, 0]] == [2, 4, 6, 8, 10, 0]
+    first = samples["image"][0].float()  # the pair (1, 3): frames 11 before it, 5 after
+    for channel, frame in zip((1, 2, 3, 4), (11, 1, 3, 5)):
+        assert torch.equal(first[channel], torch.from_numpy(series[..., frame]).half().float())
+    assert torch.allclose(samples["span"], torch.full((6,), 1 / 6))
+    assert torch.allclose(series_samples(series, 3, student)["span"], torch.full((8,), 1 / 4))
+
+
+def _symmetries(volume: torch.Tensor, axes=(1, 2), swap: bool = False) -> list[torch.Tensor]:
+    """The flips of ``axes`` of a (C, X, Y, Z) volume, each also with x and y swapped when ``swap``."""
+    out = []
+    for flips in range(2 ** len(axes)):
+        v = volume
+        for bit, axis in enumerate(axes):
+            if flips >> bit & 1:
+                v = v.flip(axis)
+        out += [v, v.transpose(1, 2)] if swap else [v]
+    return out
+
+
+@pytest.mark.parametrize("flip_axes, swap", [((0, 1), False), ((0, 1, 2), True)])
+def test_augmented_items_reverse_time_flip_and_swap_consistently(flip_axes, swap):
     image = torch.rand(1, 5, 12, 10, 3).half()
-    samples = {"image": image, "target": torch.rand(1, 1, 12, 10, 3).half(), "t": torch.tensor([0.25])}
-    dataset = NeighbourFrames(samples, augment=True, patch=8)
-    seen = set()
-    for seed in range(16):
+    target = torch.rand(1, 1, 12, 10, 3).half()
+    samples = {"image": image, "target": target, "t": torch.tensor([0.25])}
+    dataset = NeighbourFrames(samples, augment=True, patch=8, flip_axes=flip_axes, swap=swap)
+    reversals, shapes = set(), set()
+    allowed = _symmetries(torch.cat([image[0], target[0]]).float(), [a + 1 for a in flip_axes], swap)
+    for seed in range(32):
         dataset.set_random_state(seed)
         item = dataset[0]
         assert item["image"].shape == (5, 8, 8, 3) and item["target"].shape == (1, 8, 8, 3)
         reversed_ = bool(item["t"] == 0.75)
         assert reversed_ or item["t"] == 0.25
-        seen.add(reversed_)
+        reversals.add(reversed_)
         order = REVERSED if reversed_ else list(range(5))
-        # the same crop and flips on every channel: channel k of the item is one of the stored channel order[k]
-        source = image[0, order].float()
-        found = any(torch.equal(item["image"], s[:, x:x + 8, y:y + 8])
-                    for s in (source, source.flip(1), source.flip(2), source.flip(1).flip(2))
-                    for x in range(5) for y in range(3))
+        # the same crop, flips and swap on every channel and the target: channel k is stored channel order[k]
+        source = torch.cat([image[0, order], target[0]]).float()
+        found = [s for s in _symmetries(source, [a + 1 for a in flip_axes], swap)
+                 for x in range(s.shape[1] - 7) for y in range(s.shape[2] - 7)
+                 if torch.equal(torch.cat([item["image"], item["target"]]), s[:, x:x + 8, y:y + 8])]
         assert found
-    assert seen == {True, False}
+        shapes.add(found[0].shape[1])
+    assert reversals == {True, False} and len(allowed) == (16 if swap else 4)
+    assert shapes == ({12, 10} if swap else {12})  # with swap, both in-plane orders were drawn
     assert NeighbourFrames(samples)[0]["image"].shape == (5, 12, 10, 3)  # no augmentation: the whole plane
+    with pytest.raises(Exception, match="flip_axes"):
+        NeighbourFrames(samples, flip_axes=(3,))
+
+
+def test_the_default_augmentation_draws_as_release_0_10_0_did():
+    """With the default flip axes and no swap the draws (and so the shipped weights' recipe) are unchanged:
+    reversal, two in-plane flips, the patch corner."""
+    dataset = NeighbourFrames({"image": torch.zeros(1, 5, 8, 8, 2).half(), "target": torch.zeros(1, 1, 8, 8, 2).half(),
+                               "t": torch.tensor([0.5])}, augment=True)
+    dataset.set_random_state(7)
+    dataset.randomize()
+    reference = np.random.RandomState(7)
+    assert dataset._reverse == (reference.rand() < 0.5)
+    assert list(dataset._flips) == list(reference.rand(2) < 0.5)
+    assert not dataset._swap and list(dataset._corner) == list(reference.rand(2))
+
+
+def test_items_run_across_the_series_in_order():
+    parts = [{"image": torch.full((n, 5, 4, 4, 2), float(i)).half(), "target": torch.zeros(n, 1, 4, 4, 2).half(),
+              "t": torch.arange(n, dtype=torch.float32)} for i, n in enumerate((2, 0, 3))]
+    dataset = NeighbourFrames(parts)
+    assert len(dataset) == 5
+    assert [(float(dataset[i]["image"][0, 0, 0, 0]), float(dataset[i]["t"])) for i in range(5)] == [
+        (0, 0), (0, 1), (2, 0), (2, 1), (2, 2)]
+    with pytest.raises(IndexError):
+        dataset[5]
 
 
 def test_neighbour_frames_reads_the_student_frames_from_its_cache(tiny_acdc, tmp_path):
@@ -129,9 +185,36 @@ def test_neighbour_frames_reads_the_student_frames_from_its_cache(tiny_acdc, tmp
             raise AssertionError("the cached frames should have been read")
 
     again = neighbour_frames(student=Refuses(**SMALL), **build)
-    assert torch.equal(again.samples["image"], first.samples["image"])
-    with pytest.raises(Exception, match="factors"):
-        neighbour_frames(student=Student(**SMALL), **{**build, "factors": [1]})
+    assert all(torch.equal(again[i]["image"], first[i]["image"]) for i in range(5))
+    for bad in ({"factors": [1]}, {"phases": 0}, {"max_span": 0}):
+        with pytest.raises(Exception, match=next(iter(bad))):
+            neighbour_frames(student=Student(**SMALL), **{**build, **bad})
+
+
+def test_neighbour_frames_remakes_cached_files_without_spans(tiny_acdc, tmp_path):
+    weights = save_weights(Student(**SMALL), tmp_path / "student.pt")
+    build = {"dataset_dir": tiny_acdc, "student_weights": weights, "spatial_size": (24, 24, 8), "factors": [2],
+             "cache_dir": tmp_path / "cache", "options": {"train_range": [1, 1]}}
+    neighbour_frames(student=Student(**SMALL), **build)
+    (path,) = (tmp_path / "cache").iterdir()
+    old = torch.load(path, weights_only=True)
+    del old["span"]
+    torch.save(old, path)
+    neighbour_frames(student=Student(**SMALL), **build)
+    assert torch.allclose(torch.load(path, weights_only=True)["span"], torch.full((5,), 1 / 5))
+
+
+def test_neighbour_frames_draw_every_phase_and_leave_out_wide_pairs(tiny_acdc, tmp_path):
+    weights = save_weights(Student(**SMALL), tmp_path / "student.pt")
+    build = {"dataset_dir": tiny_acdc, "student_weights": weights, "spatial_size": (24, 24, 8),
+             "cache_dir": tmp_path / "cache", "options": {"train_range": [1, 1]}}
+    # 10 frames: x2 keeps 5 (a fifth of the cycle per pair), x3 keeps 4 (a quarter)
+    assert len(neighbour_frames(student=Student(**SMALL), factors=[2, 3], **build)) == 5 + 6
+    assert len(neighbour_frames(student=Student(**SMALL), factors=[2, 3], phases=2, **build)) == 10 + 12
+    assert len(neighbour_frames(student=Student(**SMALL), factors=[2, 3], phases=5, **build)) == 10 + 18
+    assert len(neighbour_frames(student=Student(**SMALL), factors=[2, 3], phases=2, max_span=0.2, **build)) == 10
+    assert len(neighbour_frames(student=Student(**SMALL), factors=[2, 3], max_span=0.1, **build)) == 0
+    assert sorted(p.name.split("_")[1] for p in (tmp_path / "cache").iterdir()) == ["x2", "x2p1", "x3", "x3p1", "x3p2"]
 
 
 def test_neighbour_frames_reads_each_series_once_for_every_factor(tiny_acdc, tmp_path, monkeypatch):
@@ -179,17 +262,17 @@ def test_the_training_config_trains_the_refinement_on_the_students_frames(tiny_a
         config_file=files, workflow_type="train", logging_file=False, bundle_root=str(ROOT),
         spatial_size=[24, 24, 8], channels=SMALL["channels"], dataset_dir=str(tiny_acdc),
         output_dir=str(tmp_path / "run"), student_weights=str(student), width=4, patch=16, batch_size=2,
-        factors=[2], train_dataset_options={"train_range": [1, 2]}, val_dataset_options={"test_range": [91, 91]},
-        num_epochs=1, epoch_length=3)
+        factors=[2], phases=2, swap=True, train_dataset_options={"train_range": [1, 2]},
+        val_dataset_options={"test_range": [91, 91]}, num_epochs=1, epoch_length=3)
     wf.initialize()
-    assert len(wf.parser.get_parsed_content("train#dataset")) == 10
+    assert len(wf.parser.get_parsed_content("train#dataset")) == 20  # 2 phases of 5 pairs each
     assert len(wf.parser.get_parsed_content("validate#dataset")) == 5
     wf.run()
     network = wf.parser.get_parsed_content("network")
     assert network.out.weight.abs().sum() > 0  # moved from its zero start
     assert (tmp_path / "run" / "neighbours.pt").is_file() and (tmp_path / "run" / "neighbours_best.pt").is_file()
-    assert sorted(p.name[:13] for p in (tmp_path / "run" / "student_frames").iterdir()) == [
-        "patient001_x2", "patient002_x2", "patient091_x2"]
+    assert sorted(p.name.rsplit("_", 2)[0] for p in (tmp_path / "run" / "student_frames").iterdir()) == [
+        "patient001_x2", "patient001_x2p1", "patient002_x2", "patient002_x2p1", "patient091_x2"]
 
 
 def test_the_training_config_uses_the_products_student_and_warp_choice():
