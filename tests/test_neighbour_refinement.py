@@ -367,7 +367,7 @@ def test_the_refinement_needs_its_weights(tmp_path):
 def test_the_refiner_applies_to_pairs_no_wider_than_its_limit(tmp_path):
     refiner = _refiner(tmp_path, _trained(), max_span=1 / 6)
     assert refiner.applies(1 / 6) and refiner.applies(0.1) and not refiner.applies(0.2) and not refiner.applies(None)
-    assert _refiner(tmp_path, _trained()).applies(1.0)
+    assert _refiner(tmp_path, _trained()).applies(1.0) and _refiner(tmp_path, _trained()).applies(None)
 
 
 def test_the_benchmark_gives_each_subject_its_context_and_the_student_refines_with_it(tmp_path):

@@ -65,8 +65,9 @@ class NeighbourRefiner:
         return self
 
     def applies(self, span: float | None) -> bool:
-        """Whether a pair spanning ``span`` of its series (None: unknown) is refined, given that it has context."""
-        return span is not None and (self.max_span is None or span <= self.max_span)
+        """Whether a pair spanning ``span`` of its series is refined, given that it has context: always without
+        ``max_span``; with it, only a known span (not None) of at most ``max_span``."""
+        return self.max_span is None or (span is not None and span <= self.max_span)
 
     @torch.no_grad()
     def __call__(self, student: torch.Tensor, frames: Sequence[torch.Tensor], ts: torch.Tensor) -> torch.Tensor:
