@@ -186,7 +186,7 @@ def test_neighbour_frames_reads_the_student_frames_from_its_cache(tiny_acdc, tmp
 
     again = neighbour_frames(student=Refuses(**SMALL), **build)
     assert all(torch.equal(again[i]["image"], first[i]["image"]) for i in range(5))
-    for bad in ({"factors": [1]}, {"phases": 0}, {"max_span": 0}):
+    for bad in ({"factors": [1]}, {"phases": 0}, {"max_span": 0}, {"flip_axes": [3]}):
         with pytest.raises(Exception, match=next(iter(bad))):
             neighbour_frames(student=Student(**SMALL), **{**build, **bad})
 

@@ -88,6 +88,14 @@ def series_samples(series: np.ndarray, factor: int, student: torch.nn.Module,
             "span": torch.full_like(times, 1.0 / len(kept))}
 
 
+def _spatial_axes(axes: Sequence[int]) -> list[int]:
+    """``axes`` as a list of spatial axes (0, 1, 2 = x, y, z). Raises: InputError naming ``flip_axes`` otherwise."""
+    if isinstance(axes, (str, bytes)) or not all(isinstance(a, int) and not isinstance(a, bool) and 0 <= a <= 2
+                                                 for a in axes):
+        raise InputError("flip_axes", f"expected spatial axes among 0, 1, 2, got {axes!r}")
+    return list(axes)
+
+
 class NeighbourFrames(Randomizable, torch.utils.data.Dataset):
     """Samples ``{"image": (5, X, Y, Z), "target": (1, X, Y, Z), "t": ()}`` float32 (module docstring).
 
@@ -109,9 +117,7 @@ class NeighbourFrames(Randomizable, torch.utils.data.Dataset):
         self._ends = np.cumsum([len(p["t"]) for p in self.parts]).tolist()
         self.augment = bool(augment)
         self.patch = None if patch is None else int(patch)
-        self.flip_axes = [int(a) + 1 for a in flip_axes]  # after the channel axis
-        if any(not 1 <= a <= 3 for a in self.flip_axes):
-            raise InputError("flip_axes", f"expected spatial axes among 0, 1, 2, got {list(flip_axes)!r}")
+        self.flip_axes = [a + 1 for a in _spatial_axes(flip_axes)]  # after the channel axis
         self.swap = bool(swap)
 
     def __len__(self) -> int:
@@ -182,7 +188,8 @@ def neighbour_frames(
 
     Raises:
         InputError: naming ``factors`` when one is not a whole number >= 2, ``phases`` when not a whole number >= 1,
-            ``max_span`` when not in (0, 1], or the student's weights when missing.
+            ``max_span`` when not in (0, 1], ``flip_axes`` when not spatial axes, or the student's weights when
+            missing; before any series is read.
     """
     factors = [factors] if isinstance(factors, int) else list(factors)
     if not factors or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in factors):
@@ -191,6 +198,7 @@ def neighbour_frames(
         raise InputError("phases", f"expected a whole number >= 1 (first kept frames per factor), got {phases!r}")
     if max_span is not None and not 0 < float(max_span) <= 1:
         raise InputError("max_span", f"expected a share of the cycle in (0, 1], got {max_span!r}")
+    _spatial_axes(flip_axes)
     if not Path(student_weights).is_file():
         raise InputError(student_weights, "the student's weights file was not found")
     cases = series_cases(dataset, dataset_dir, split, spatial_size, **dict(options or {}))
