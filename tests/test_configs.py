@@ -119,3 +119,22 @@ def test_a_switch_that_is_not_a_boolean_is_refused_by_name():
     with pytest.raises(RuntimeError) as caught:  # MONAI wraps it; the bundle's excepthook prints the one line behind
         parser.get_parsed_content("loss")
     assert str(user_error(caught.value)) == "use_align: expected True or False, got 'maybe'"
+
+
+def test_no_config_or_metadata_file_repeats_a_key():
+    """A JSON object with a key twice loads silently with the last value (MONAI only warns): every config and the
+    metadata must hold each key once."""
+
+    def unique(pairs):
+        keys = [k for k, _ in pairs]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        assert not repeated, f"repeated keys {repeated}"
+        return dict(pairs)
+
+    files = sorted((ROOT / "configs").glob("*.json"))
+    assert any(f.name == "metadata.json" for f in files)
+    for path in files:
+        try:
+            json.loads(path.read_text(), object_pairs_hook=unique)
+        except AssertionError as error:
+            raise AssertionError(f"{path.name}: {error}") from None
