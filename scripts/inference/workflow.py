@@ -195,7 +195,7 @@ class InterpolationWorkflow:
             "image_warp": self.inferer.network.image_warp, "outputs": {},
         }
         if result.upsample is not None:
-            refinement = bool(getattr(self.inferer, "refines", lambda n: False)(series.num_frames))
+            refinement = self.inferer.refines(series.num_frames)
             summary.update({"upsample": result.upsample, "cyclic": self.cyclic, "frames_in": series.num_frames,
                             "frames_out": len(result.plan), "neighbour_refinement": refinement})
             del summary["start_frame"], summary["end_frame"]
