@@ -12,7 +12,7 @@ from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.neighbour_refiner import NeighbourRefiner
 from scripts.inference.times import upsample_plan
 from scripts.networks import Student
-from scripts.networks.neighbours import INPUTS, NeighbourRefinement, neighbour_indices, stack_inputs
+from scripts.networks.neighbours import INPUTS, NeighbourRefinement, neighbour_indices, pair_context, stack_inputs
 from scripts.training.handlers import GradientClip
 from scripts.training.losses import NegativePSNR
 from scripts.training.neighbour_frames import REVERSED, NeighbourFrames, neighbour_frames, series_samples
@@ -68,6 +68,18 @@ def test_odd_in_plane_sizes_are_padded_and_cropped_back():
 ])
 def test_neighbour_indices(pair, frames, cyclic, expected):
     assert neighbour_indices(*pair, frames, cyclic) == expected
+
+
+@pytest.mark.parametrize("start, frames, factor, cyclic, expected", [
+    (10, 12, 2, True, (8, 2)),  # the last pair (10, 0) round the cycle: kept frames 8 before it, 2 after it
+    (0, 12, 2, True, (10, 4)),
+    (4, 12, 2, False, (2, 8)),
+    (0, 12, 2, False, None),  # an open series' first pair
+    (0, 12, 4, True, None),  # 3 kept frames: no context
+    (3, 13, 3, True, (0, 9)),  # kept 0, 3, 6, 9, 12
+])
+def test_pair_context_gives_series_frames(start, frames, factor, cyclic, expected):
+    assert pair_context(start, frames, factor, cyclic) == expected
 
 
 def _series(frames: int = 12, shape=(16, 16, 4)) -> np.ndarray:

@@ -53,7 +53,7 @@ from scripts.evaluation.methods import (
 from scripts.evaluation.metrics import IMAGE_METRICS, image_metrics
 from scripts.evaluation.reports import _canvas, write_metrics_csv, write_summary
 from scripts.inference.warp_choice import span_fraction
-from scripts.networks.neighbours import neighbour_indices
+from scripts.networks.neighbours import pair_context
 from scripts.utils.args import parse_bool, parse_choice, parse_int, parse_path, parse_shape
 from scripts.utils.atomic import atomic_dir, atomic_file
 from scripts.utils.errors import InputError
@@ -70,13 +70,11 @@ def _subjects(name: str, series: np.ndarray, factor: int, cyclic: bool) -> list[
     """One :class:`Case` per acquired pair of ``series`` ``(X, Y, Z, T)``."""
     volumes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(series, -1, 0)))[:, None]  # (T, 1, X, Y, Z)
     num_frames = volumes.shape[0]
-    kept = list(range(0, num_frames, factor))
-    span = span_fraction(0, 1, len(kept))  # consecutive frames of the kept series
+    span = span_fraction(0, 1, len(range(0, num_frames, factor)))  # consecutive frames of the kept series
     subjects = []
     for a, c, dropped in acquired_pairs(num_frames, factor, cyclic):
-        index = a // factor
-        around = neighbour_indices(index, (index + 1) % len(kept) if cyclic else index + 1, len(kept), cyclic)
-        context = None if around is None else torch.stack([volumes[kept[around[0]]], volumes[kept[around[1]]]])
+        around = pair_context(a, num_frames, factor, cyclic)
+        context = None if around is None else torch.stack([volumes[around[0]], volumes[around[1]]])
         subjects.append(Case(
             case=name, i0=volumes[a][None], i1=volumes[c % num_frames][None],
             targets=volumes[dropped], ts=torch.tensor([(f - a) / (c - a) for f in dropped], dtype=torch.float32),

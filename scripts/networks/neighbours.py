@@ -83,6 +83,17 @@ def neighbour_indices(previous: int, following: int, num_frames: int, cyclic: bo
     return (p, n) if p >= 0 and n < num_frames and following > previous else None
 
 
+def pair_context(start: int, num_frames: int, factor: int, cyclic: bool = True) -> tuple[int, int] | None:
+    """The acquired frames before and after the pair that starts at frame ``start`` of a series of ``num_frames``
+    of which every ``factor``-th frame is kept (the pairs of :func:`scripts.datasets.dropped_frames.acquired_pairs`),
+    as frames of the series; None where the pair has none on one side (:func:`neighbour_indices` over the kept
+    frames)."""
+    kept = list(range(0, num_frames, factor))
+    index = start // factor
+    around = neighbour_indices(index, (index + 1) % len(kept) if cyclic else index + 1, len(kept), cyclic)
+    return None if around is None else (kept[around[0]], kept[around[1]])
+
+
 def stack_inputs(student: torch.Tensor, frames: Sequence[torch.Tensor]) -> torch.Tensor:
     """``(N, 1, X, Y, Z)`` student frames of one pair and its four acquired frames ``(I_p, I_a, I_c, I_n)``, each
     ``(1, 1, X, Y, Z)`` -> the ``(N, 5, X, Y, Z)`` input of :class:`NeighbourRefinement`."""

@@ -29,7 +29,7 @@ from monai.transforms import Randomizable
 from tqdm import tqdm
 
 from scripts.datasets.dropped_frames import acquired_pairs, series_cases
-from scripts.networks.neighbours import neighbour_indices
+from scripts.networks.neighbours import pair_context
 from scripts.networks.refine import warm_start
 from scripts.utils.atomic import atomic_file
 from scripts.utils.errors import InputError
@@ -66,14 +66,13 @@ def series_samples(series: np.ndarray, factor: int, student: torch.nn.Module,
     if warp_choice is not None:
         student.image_warp = warp_choice(1.0 / len(kept))
     for a, c, dropped in acquired_pairs(num_frames, factor, cyclic=True):
-        index = a // factor
-        around = neighbour_indices(index, (index + 1) % len(kept), len(kept), cyclic=True)
+        around = pair_context(a, num_frames, factor, cyclic=True)
         if around is None:
             continue
         ts = torch.tensor([(f - a) / (c - a) for f in dropped], dtype=torch.float32)
         i0, i1 = volumes[a][None], volumes[c % num_frames][None]
         synthesised = student.interpolate_series(i0, i1, ts).float().clamp(0, 1)
-        context = [volumes[kept[around[0]]], volumes[a], volumes[c % num_frames], volumes[kept[around[1]]]]
+        context = [volumes[around[0]], volumes[a], volumes[c % num_frames], volumes[around[1]]]
         for j, frame in enumerate(dropped):
             images.append(torch.cat([synthesised[j], *context]))
             targets.append(volumes[frame])
