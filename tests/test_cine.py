@@ -167,6 +167,18 @@ def test_memory_check_runs_before_the_pairs(nifti_series, weights, tmp_path, mon
     assert not (tmp_path / "o").exists()
 
 
+def test_a_factor_whose_cine_does_not_fit_is_refused_before_the_plan(nifti_series, weights, tmp_path, monkeypatch):
+    """One line naming --upsample, before the plan or any array is made (a factor of 10^9 was a MemoryError)."""
+    import scripts.inference.workflow
+
+    monkeypatch.setattr(scripts.inference.workflow, "upsample_plan", lambda *a: pytest.fail("planned before the check"))
+    frames = nifti_series[1].shape[3]
+    with pytest.raises(InputError, match=rf"^--upsample: x1000000000 makes {frames * 10 ** 9} frames of .*, about "
+                                         r"[0-9.]+ GiB, but .* is free for this process: ask for a smaller factor"):
+        interpolate(input=str(nifti_series[0]), upsample=10 ** 9, output_dir=str(tmp_path / "o"), model=weights)
+    assert not (tmp_path / "o").exists()
+
+
 # --- DICOM in, one playable derived cine out -------------------------------------------------------------------------
 
 def write_input(tmp_path, layout, modality="MR", series=None, quirks=()):

@@ -54,8 +54,10 @@ from scripts.transforms.intensity import EndpointMinMax, IntensityScale
 from scripts.utils.args import parse_bool
 from scripts.utils.atomic import OUTPUT_MARKER, atomic_dir, atomic_file, check_parent, check_replaceable
 from scripts.utils.errors import InputError, OutputExistsError
+from scripts.utils.memory import available_bytes, size_text
 
-__all__ = ["OUTPUT_FORMATS", "Interpolation", "InterpolationWorkflow", "demo_scores"]
+__all__ = ["OUTPUT_FORMATS", "Interpolation", "InterpolationWorkflow", "demo_scores", "synthesise_between",
+           "upsample_cine"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,13 @@ class Interpolation:
     cine: np.ndarray | None = None
     cine_times: np.ndarray | None = None
     upsample: int | None = None
+
+    @property
+    def time_step_ms(self) -> float | None:
+        """The cine's mean time step in ms (with ``upsample``, the acquired step / K), when the input's frame times
+        are known."""
+        times = self.cine_times
+        return None if times is None or len(times) < 2 else float(np.mean(np.diff(times)))
 
     @property
     def i0(self) -> np.ndarray:
@@ -221,12 +230,7 @@ class InterpolationWorkflow:
         ts = resolve_times(t, self.num_frames)
         i0, i1 = series.array[..., loaded.start], series.array[..., loaded.end]
         scale = self.scaling(i0, i1, series.source)
-        logger.info("%s: grid %s, frames %d -> %d, t = %s on %s", series.source, i0.shape, loaded.start, loaded.end,
-                    [round(v, 4) for v in ts], self.inferer.device)
-        endpoints = np.stack([scale.to_unit(i0), scale.to_unit(i1)], axis=-1)
-        span = span_fraction(loaded.start, loaded.end, series.num_frames)
-        frames_unit = self.region.run(lambda f: self.inferer.synthesise(f[..., 0], f[..., 1], ts, span), endpoints,
-                                      series.spacing, [(0, 1, v) for v in ts], motion=scale.to_unit(series.array))
+        frames_unit = synthesise_between(self.inferer, self.region, series, loaded.start, loaded.end, ts, scale)
         frames = scale.from_unit(frames_unit).astype(np.float32)
         plan = endpoints_plan(loaded.start, loaded.end, ts)
         by_t = dict(zip(ts, np.moveaxis(frames, -1, 0)))
@@ -235,28 +239,73 @@ class InterpolationWorkflow:
                              cine, cine_times_ms(plan, series.times))
 
     def _upsample(self, series: Series4D) -> Interpolation:
-        """The whole series ``upsample`` times finer, on one intensity scale (the whole series' min-max)."""
-        factor = self.upsample
-        if series.num_frames < 2:
-            raise InputError(series.source, "has one frame; upsampling needs at least 2")
-        plan = upsample_plan(series.num_frames, factor, self.cyclic)
-        scale = IntensityScale.of(series.array, series.source)
-        logger.info("%s: grid %s, %d frames -> %d (x%d, %s) on %s", series.source, series.array.shape[:3],
-                    series.num_frames, len(plan), factor, "cyclic" if self.cyclic else "not cyclic",
-                    self.inferer.device)
-        unit = scale.to_unit(series.array).astype(np.float32)
-        new = [m for m, frame in enumerate(plan) if not frame.acquired]
-        acquired = [m for m, frame in enumerate(plan) if frame.acquired]
-        new_unit = self.region.run(lambda f: self.inferer.upsample(f, plan)[..., new], unit, series.spacing,
-                                   [(plan[m].previous, plan[m].next, plan[m].fraction) for m in new])
-        cine = np.empty((*unit.shape[:3], len(plan)), dtype=np.float32)
-        cine[..., acquired] = series.array[..., [plan[m].previous for m in acquired]]  # exactly as read
-        cine[..., new] = scale.from_unit(new_unit)
-        first = [n for n, m in enumerate(new) if (plan[m].previous, plan[m].next) == (plan[1].previous, plan[1].next)]
-        ts = [plan[new[n]].fraction for n in first]
-        return Interpolation(series, plan[1].previous, plan[1].next, ts, scale, new_unit[..., first],
-                             cine[..., [new[n] for n in first]], None, plan, cine, cine_times_ms(plan, series.times),
-                             factor)
+        return upsample_cine(self.inferer, self.region, series, self.upsample, self.cyclic)
+
+
+def synthesise_between(inferer: SeriesInterpolator, region: MotionRegion, series: Series4D, start: int, end: int,
+                       ts: Sequence[float], scale: IntensityScale) -> np.ndarray:
+    """The two-endpoint job's network step: ``(X, Y, Z, N)`` float32 in [0, 1], the frames at ``ts`` between frames
+    ``start`` and ``end`` of ``series``, through ``region`` (located from every frame of the series, on ``scale``)."""
+    i0, i1 = series.array[..., start], series.array[..., end]
+    logger.info("%s: grid %s, frames %d -> %d, t = %s on %s", series.source, i0.shape, start, end,
+                [round(v, 4) for v in ts], inferer.device)
+    endpoints = np.stack([scale.to_unit(i0), scale.to_unit(i1)], axis=-1)
+    span = span_fraction(start, end, series.num_frames)
+    return region.run(lambda f: inferer.synthesise(f[..., 0], f[..., 1], ts, span), endpoints, series.spacing,
+                      [(0, 1, v) for v in ts], motion=scale.to_unit(series.array))
+
+
+def upsample_cine(inferer: SeriesInterpolator, region: MotionRegion, series: Series4D, factor: int,
+                  cyclic: bool) -> Interpolation:
+    """The whole ``series`` ``factor`` times finer in time, on one intensity scale (the whole series' min-max).
+
+    ``factor - 1`` new frames between every two consecutive acquired frames (and from the last back to the first when
+    ``cyclic``), each pair's through ``region`` and ``inferer.upsample`` (the neighbour refinement where it applies).
+
+    Raises:
+        InputError: naming the series when it has one frame, or ``--upsample`` when the cine it asks for would not fit
+            in the free memory; before any work.
+    """
+    num_frames = series.num_frames
+    if num_frames < 2:
+        raise InputError(series.source, "has one frame; upsampling needs at least 2")
+    frames_out = num_frames * factor if cyclic else (num_frames - 1) * factor + 1
+    check_cine_memory(series, factor, frames_out)
+    plan = upsample_plan(num_frames, factor, cyclic)
+    scale = IntensityScale.of(series.array, series.source)
+    logger.info("%s: grid %s, %d frames -> %d (x%d, %s) on %s", series.source, series.array.shape[:3], num_frames,
+                len(plan), factor, "cyclic" if cyclic else "not cyclic", inferer.device)
+    unit = scale.to_unit(series.array).astype(np.float32)
+    new = [m for m, frame in enumerate(plan) if not frame.acquired]
+    acquired = [m for m, frame in enumerate(plan) if frame.acquired]
+    new_unit = region.run(lambda f: inferer.upsample(f, plan)[..., new], unit, series.spacing,
+                          [(plan[m].previous, plan[m].next, plan[m].fraction) for m in new])
+    cine = np.empty((*unit.shape[:3], len(plan)), dtype=np.float32)
+    cine[..., acquired] = series.array[..., [plan[m].previous for m in acquired]]  # exactly as read
+    cine[..., new] = scale.from_unit(new_unit)
+    first = [n for n, m in enumerate(new) if (plan[m].previous, plan[m].next) == (plan[1].previous, plan[1].next)]
+    ts = [plan[new[n]].fraction for n in first]
+    return Interpolation(series, plan[1].previous, plan[1].next, ts, scale, new_unit[..., first],
+                         cine[..., [new[n] for n in first]], None, plan, cine, cine_times_ms(plan, series.times),
+                         factor)
+
+
+# float32 volumes held at once while a cine of M frames is made from T: the acquired frames in [0, 1] (T), the
+# inferer's output (M), the new frames cut from it and mapped back to the input's units (2 (M - T)) and the cine (M)
+CINE_COPIES = 4
+
+
+def check_cine_memory(series: Series4D, factor: int, frames_out: int) -> int:
+    """Refuse (``InputError`` naming ``--upsample``) a cine that would not fit in the free memory, before the plan or
+    any array is made; returns the bytes it needs (float32: the acquired frames once, ``CINE_COPIES`` cines)."""
+    voxels = int(np.prod(series.array.shape[:3], dtype=np.int64))
+    need = 4 * voxels * (series.num_frames + CINE_COPIES * frames_out)
+    free = available_bytes("cpu")
+    if need > free:
+        raise InputError("--upsample", f"x{factor} makes {frames_out} frames of {tuple(series.array.shape[:3])}, about "
+                                       f"{size_text(need)}, but {size_text(free)} is free for this process: "
+                                       "ask for a smaller factor, or crop the series first")
+    return need
 
 
 def check_grid(series: Series4D) -> None:

@@ -13,8 +13,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from scripts.io.dicom_write import write_derived_cine
 from scripts.io.montage import write_montage
 from scripts.io.nifti_write import write_nifti_frames, write_nifti_series
@@ -29,12 +27,6 @@ __all__ = ["DicomFramesWriter", "MontageWriter", "NiftiFramesWriter", "PreviewWr
 logger = logging.getLogger(__name__)
 
 
-def _time_step_ms(result: Interpolation) -> float | None:
-    """The upsampled series' time step in ms (the acquired step / K), when the input's frame times are known."""
-    times = result.cine_times
-    return None if times is None or len(times) < 2 else float(np.mean(np.diff(times)))
-
-
 class NiftiFramesWriter:
     """Between two endpoints: ``interp_4d.nii.gz`` (the N synthesised frames, float32, the input's affine and units)
     and one ``interp_t<t>.nii.gz`` per t. Upsampled: ``upsampled_4d.nii.gz``, the whole cine (acquired frames as
@@ -42,7 +34,7 @@ class NiftiFramesWriter:
 
     def __call__(self, result: Interpolation, folder: Path) -> list[str]:
         if result.upsample is not None:
-            write_nifti_series(result.cine, result.series.affine, folder / "upsampled_4d.nii.gz", _time_step_ms(result))
+            write_nifti_series(result.cine, result.series.affine, folder / "upsampled_4d.nii.gz", result.time_step_ms)
             return ["upsampled_4d.nii.gz"]
         written = write_nifti_frames(result.frames, result.series.affine, folder, result.times)
         return [os.path.relpath(p, folder) for p in (written.series, *written.volumes)]
