@@ -1,16 +1,19 @@
-"""The MONAI Label app's infer task against the real ``monailabel`` package (skipped where it is not importable).
+"""The MONAI Label app's infer tasks against the real ``monailabel`` package (skipped where it is not importable).
 
 ``.ci/monailabel.sh`` installs monailabel 0.8.5 without its dependencies into a temporary folder and runs this file
-with that folder on PYTHONPATH. The task is called as MONAI Label's server calls it (``task(request)``) on small
+with that folder on PYTHONPATH. The tasks are called as MONAI Label's server calls them (``task(request)``) on small
 NIfTI files written here, with a small random-init student (``tests/small_bundle.py``); the expected volume comes
-straight from that network, independently of the task's own pipeline.
+straight from that network, independently of the task's own pipeline, or from the bundle's own workflow (what
+``interpolate`` writes) where the motion region or the neighbour refinement takes part.
 """
 
 import importlib
+import json
 import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -43,6 +46,12 @@ def weights(tmp_path_factory):
 @pytest.fixture(scope="module")
 def task(interpolation, weights):
     return interpolation.Interpolation(ROOT, config_overrides={**OVERRIDES, "checkpoint": str(weights)})
+
+
+@pytest.fixture(scope="module")
+def upsampling(weights):
+    module = importlib.import_module("apps.monailabel.lib.infers.upsampling")
+    return module.Upsampling(ROOT, config_overrides={**OVERRIDES, "checkpoint": str(weights)})
 
 
 @pytest.fixture(scope="module")
@@ -255,12 +264,148 @@ def test_the_device_reaches_the_config_only_from_the_allow_list(task, interpolat
                                         "result_dtype": "float32"})["device"] == "cuda:1"
 
 
+# --- the whole-cine task, and the motion region in both ---------------------------------------------------------------
+def workflow_output(weights, tmp_path, **arguments) -> Path:
+    """What ``interpolate`` writes for ``arguments`` with the test's small student: the bundle's own workflow."""
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(ROOT / "configs" / "inference.json")
+    parser.update({"bundle_root": str(ROOT), **OVERRIDES, "checkpoint": str(weights), "device": "cpu",
+                   "output_dir": str(tmp_path / "workflow"), **arguments})
+    return parser.get_parsed_content("workflow").run()
+
+
+def moving_corner(tmp_path) -> tuple[Path, np.ndarray]:
+    """A (64, 64, 4, 8) series at 1.5 mm: a static textured body and a blob moving in one corner, so the motion region
+    is a box of the plane, not all of it; frame times 40 ms apart."""
+    rng = np.random.default_rng(0)
+    x, y = np.meshgrid(np.arange(64.0), np.arange(64.0), indexing="ij")
+    body = 300 + 100 * rng.random((64, 64, 4))
+    frames = [body + 500 * np.exp(-((x - 12 - 1.5 * np.sin(k * np.pi / 4)) ** 2 + (y - 12) ** 2) / 10)[..., None]
+              for k in range(8)]
+    array = np.stack(frames, axis=-1).astype(np.float32)
+    image = nib.Nifti1Image(array, np.diag([1.5, 1.5, 6.0, 1.0]))
+    image.header.set_zooms((1.5, 1.5, 6.0, 40.0))
+    image.header.set_xyzt_units(xyz="mm", t="msec")
+    path = tmp_path / "corner.nii.gz"
+    nib.save(image, path)
+    return path, array
+
+
+def test_the_phase_at_t_is_what_interpolate_writes_through_the_motion_region(task, weights, tmp_path):
+    """On a series that moves in one corner the task runs the student in the motion region and keeps the blend
+    around it, exactly as the bundle's workflow does (before, it ran the student on the whole plane)."""
+    path, array = moving_corner(tmp_path)
+    result_file, result = task({"image": str(path), "t": 0.5, "start_frame": 2, "end_frame": 3, "device": "cpu"})
+    volume, affine = _read(result_file)
+    os.remove(result_file)
+    written = workflow_output(weights, tmp_path, input=str(path), t=0.5, start_frame=2, end_frame=3)
+    reference, _ = _read(written / "interp_t0.500.nii.gz")
+    np.testing.assert_allclose(volume, reference, atol=ATOL)
+    blend = (array[..., 2] + array[..., 3]) / 2
+    np.testing.assert_allclose(volume[48:, 48:], blend[48:, 48:], atol=ATOL)  # far from the motion: the blend,
+    whole_plane = expected(weights, array[..., 2], array[..., 3], 0.5)  # where the student on the whole plane is not
+    assert np.abs(whole_plane - blend)[48:, 48:].max() > 10 * ATOL
+    assert np.abs(volume - blend)[4:20, 4:20].max() > 10 * ATOL  # the network ran where it moves
+    np.testing.assert_allclose(affine, np.diag([1.5, 1.5, 6.0, 1.0]), atol=1e-5)
+    assert result["image_warp"] == "cubic"  # as interpolate: consecutive frames of 8 span at most a sixth
+
+
+def test_upsampled_cine_is_what_interpolate_writes(upsampling, weights, tmp_path):
+    """The whole series twice as fine: the acquired frames exactly as read, the new ones equal to what
+    ``interpolate --upsample 2`` writes (motion region and neighbour refinement included), half the time step."""
+    path, array = moving_corner(tmp_path)
+    result_file, result = upsampling({"image": str(path), "upsample": 2, "device": "cpu"})
+    image = nib.load(result_file)
+    cine = np.asarray(image.dataobj, dtype=np.float32)
+    zooms = image.header.get_zooms()
+    os.remove(result_file)
+    assert cine.shape == (64, 64, 4, 16)
+    np.testing.assert_array_equal(cine[..., ::2], array)
+    written = workflow_output(weights, tmp_path, input=str(path), upsample=2)
+    np.testing.assert_allclose(cine, _read(written / "upsampled_4d.nii.gz")[0], atol=ATOL)
+    assert zooms[3] == pytest.approx(20.0) and image.header.get_xyzt_units() == ("mm", "msec")
+    assert result["frames_in"] == 8 and result["frames_out"] == 16 and result["cyclic"] is True
+    assert result["neighbour_refinement"] is True and result["time_step_ms"] == pytest.approx(20.0)
+    assert result["intensity_range"] == pytest.approx([array.min(), array.max()])
+    between = (array[..., 0] + array[..., 1]) / 2
+    assert np.abs(cine[..., 1] - between)[4:20, 4:20].max() > 10 * ATOL  # synthesised, not the blend
+
+
+def test_upsampling_an_open_series_by_three(upsampling, series):
+    path, array = series
+    result_file, result = upsampling({"image": str(path), "upsample": "3", "cyclic": "false", "device": "cpu",
+                                      "result_extension": ".nii"})
+    cine = _read(result_file)[0]
+    os.remove(result_file)
+    assert result_file.endswith(".nii") and cine.shape == (*SHAPE, (FRAMES - 1) * 3 + 1)
+    np.testing.assert_array_equal(cine[..., ::3], array)
+    assert result["frames_out"] == 10 and result["cyclic"] is False and result["time_step_ms"] is None
+    assert result["neighbour_refinement"] is False  # 4 frames: each pair a quarter of the series
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"upsample": 1}, r"^upsample: must be at least 2, got 1"),
+        ({"upsample": 2.5}, r"^upsample: expected a whole number, got 2.5"),
+        ({"upsample": True}, r"^upsample: expected a whole number, got True"),
+        ({"upsample": f"$__import__('os').mkdir('{CANARY}') or 2"}, r"^upsample: expected a whole number"),
+        ({"upsample": 10 ** 9}, r"^upsample: x1000000000 makes 4000000000 frames of \(16, 16, 8\), about .* is free"),
+        ({"cyclic": "maybe"}, r"^cyclic: expected True or False, got 'maybe'"),
+        ({"cyclic": {"_target_": "os.mkdir", "path": CANARY}}, r"^cyclic: expected True or False"),
+        ({"end_image": "b.nii.gz"}, r"^end_image: the upsampling task reads one 4D series"),
+        ({"device": "@checkpoint"}, r"^device: must be cpu, cuda or cuda:N"),
+        ({"result_extension": ".seg.nrrd"}, r"^result_extension: must be one of .nii.gz, .nii"),
+    ],
+)
+def test_bad_upsampling_requests_name_the_parameter(upsampling, series, params, message, tmp_path, monkeypatch):
+    """Refused before any work, naming the request parameter (never ``--upsample``); nothing runs, nothing is
+    written (a factor whose cine would not fit is refused before any array is made)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(_refused()) as caught:
+        upsampling({"image": str(series[0]), "device": "cpu", **params})
+    assert re.search(message, _message(caught.value)), _message(caught.value)
+    assert "--" not in _message(caught.value)
+    assert not (tmp_path / CANARY).exists() and not (ROOT / CANARY).exists()
+
+
+@pytest.mark.skipif(not os.environ.get("MONAILABEL_SERVER_PATH"),
+                    reason="the MONAI Label server's dependencies are installed by .ci/monailabel.sh")
+def test_other_weights_serve_without_the_neighbour_refinement(tmp_path):
+    """The app with ``--conf checkpoint`` (other student weights) turns the neighbour refinement off in both tasks, as
+    ``interpolate --model`` does (it was trained on the shipped student's frames); without it the config's default
+    (on) stands. Loaded as the server loads the app, with the server's dependencies."""
+    code = (
+        "import json, sys\n"
+        "from monailabel.interfaces.utils.app import app_instance\n"
+        "conf = json.loads(sys.argv[3])\n"
+        "app = app_instance(sys.argv[1], sys.argv[2], conf)\n"
+        "print(json.dumps({name: app._infers[name].config_overrides.get('neighbour_refinement', 'default')\n"
+        "                  for name in ('interpolation', 'upsampling')}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.environ["MONAILABEL_SERVER_PATH"] + os.pathsep + str(ROOT)}
+    answers = []
+    for conf in ({"checkpoint": str(ROOT / "models" / "model.pt")}, {}):
+        studies = tmp_path / f"studies{len(answers)}"
+        studies.mkdir()
+        done = subprocess.run([sys.executable, "-c", code, str(ROOT / "apps" / "monailabel"), str(studies),
+                               json.dumps(conf)], check=False, capture_output=True, text=True, env=env, cwd=tmp_path,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        answers.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert answers == [{"interpolation": False, "upsampling": False},
+                       {"interpolation": "default", "upsampling": "default"}]
+
+
 # --- the real server on loopback (.ci/monailabel.sh sets MONAILABEL_SERVER_PATH) -------------------------------------
 @pytest.mark.skipif(not os.environ.get("MONAILABEL_SERVER_PATH"),
                     reason="the MONAI Label server's dependencies are installed by .ci/monailabel.sh")
 def test_real_server_answers_good_bad_and_hostile_requests(series, tmp_path):
-    """``monailabel start_server`` with this app on 127.0.0.1: a good request returns the volume, a bad one HTTP 422
-    naming ``t``, a hostile one HTTP 422 naming ``device`` and runs nothing."""
+    """``monailabel start_server`` with this app on 127.0.0.1: a good request returns the volume (and the upsampling
+    task the 4D cine), a bad one HTTP 422 naming ``t`` (``upsample``), a hostile one HTTP 422 naming ``device`` and
+    runs nothing."""
     import json
     import socket
     import time
@@ -281,12 +426,12 @@ def test_real_server_answers_good_bad_and_hostile_requests(series, tmp_path):
                                "--port", str(port)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
 
-    def infer(params: dict, output: str):
+    def infer(params: dict, output: str, model: str = "interpolation"):
         boundary = uuid.uuid4().hex
         body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"params\"\r\n\r\n{json.dumps(params)}\r\n"
                 f"--{boundary}--\r\n").encode()
         query = urllib.parse.urlencode({"image": str(series[0]), "output": output})
-        request = urllib.request.Request(f"{base}/infer/interpolation?{query}", data=body, method="POST",
+        request = urllib.request.Request(f"{base}/infer/{model}?{query}", data=body, method="POST",
                                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
         try:
             with urllib.request.urlopen(request, timeout=300) as answer:
@@ -304,7 +449,7 @@ def test_real_server_answers_good_bad_and_hostile_requests(series, tmp_path):
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
                 time.sleep(2)
-        assert "interpolation" in info["models"]
+        assert {"interpolation", "upsampling"} <= set(info["models"])
 
         status, body = infer({"t": 0.25, "device": "cpu"}, "image")
         assert status == 200, body[:500]
@@ -318,6 +463,14 @@ def test_real_server_answers_good_bad_and_hostile_requests(series, tmp_path):
         status, body = infer({"device": f"$__import__('os').mkdir({str(tmp_path / CANARY)!r}) or 'cpu'"}, "json")
         assert status == 422 and json.loads(body)["detail"].startswith("device: must be cpu, cuda or cuda:N"), body
         assert not (tmp_path / CANARY).exists()
+
+        status, body = infer({"upsample": 2, "device": "cpu"}, "image", "upsampling")
+        assert status == 200, body[:500]
+        (tmp_path / "cine.nii.gz").write_bytes(body)
+        cine = np.asarray(nib.load(tmp_path / "cine.nii.gz").dataobj)
+        assert cine.shape == (*SHAPE, 2 * FRAMES) and np.isfinite(cine).all()
+        status, body = infer({"upsample": 1, "device": "cpu"}, "json", "upsampling")
+        assert status == 422 and json.loads(body)["detail"].startswith("upsample: must be at least 2"), body
     finally:
         server.terminate()
         try:

@@ -4,15 +4,18 @@
         --conf models <bundle folder>
 
 ``--conf models`` names the bundle folder (default: the bundle this app sits in, two folders up); ``--conf checkpoint``
-another weights file for its student (default: the bundle's ``models/model.pt``). The app has one infer task,
-``interpolation`` (:class:`lib.infers.Interpolation`), no trainers and MONAI Label's default strategy.
+another weights file for its student (default: the bundle's ``models/model.pt``; with other weights the
+neighbour refinement is off, as with ``interpolate --model``). The app has two infer tasks,
+``interpolation`` (:class:`lib.infers.Interpolation`: the volume at ``t`` between two frames) and ``upsampling``
+(:class:`lib.infers.Upsampling`: the whole series ``upsample`` times finer in time), no trainers and MONAI Label's
+default strategy.
 """
 
 import json
 import logging
 from pathlib import Path
 
-from lib.infers import Interpolation
+from lib.infers import Interpolation, Upsampling
 from monailabel.interfaces.app import MONAILabelApp
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,10 @@ class TMSDFInterpolationApp(MONAILabelApp):
                          description=metadata["task"], version=metadata["version"])
 
     def init_infers(self):
-        overrides = {"checkpoint": str(Path(self.checkpoint).expanduser().resolve())} if self.checkpoint else {}
+        # other student weights: no neighbour refinement (trained on the shipped student's frames), as `interpolate
+        # --model` does
+        overrides = ({"checkpoint": str(Path(self.checkpoint).expanduser().resolve()), "neighbour_refinement": False}
+                     if self.checkpoint else {})
         logger.info("bundle %s, overrides %s", self.bundle_root, overrides)
-        return {"interpolation": Interpolation(self.bundle_root, config_overrides=overrides)}
+        return {"interpolation": Interpolation(self.bundle_root, config_overrides=overrides),
+                "upsampling": Upsampling(self.bundle_root, config_overrides=overrides)}

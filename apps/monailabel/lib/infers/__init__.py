@@ -1,3 +1,4 @@
 from .interpolation import Interpolation
+from .upsampling import Upsampling
 
-__all__ = ["Interpolation"]
+__all__ = ["Interpolation", "Upsampling"]
