@@ -101,11 +101,7 @@ class RestoreUnitsd:
 class Interpolation(BundleTask):
     """Synthesise the phase at ``t`` between two frames of a 4D series with the bundle's student.
 
-    Args:
-        bundle_root: the bundle folder (``configs/inference.json``, ``models/``).
-        config_overrides: ids of ``configs/inference.json`` -> values (e.g. ``checkpoint``, ``network_def``),
-            applied before the config's objects are built.
-        description: shown by MONAI Label's ``/info``.
+    Args: ``bundle_root``, ``config_overrides``, ``description`` as :class:`~.bundle_task.BundleTask`'s.
     """
 
     def __init__(self, bundle_root: str | os.PathLike, config_overrides: dict | None = None,

@@ -70,11 +70,7 @@ class LoadSeriesd:
 class Upsampling(BundleTask):
     """Make a whole 4D series ``upsample`` times finer in time with the bundle's student (module docstring).
 
-    Args:
-        bundle_root: the bundle folder (``configs/inference.json``, ``models/``).
-        config_overrides: ids of ``configs/inference.json`` -> values (e.g. ``checkpoint``, ``network_def``,
-            ``neighbour_refinement``), applied before the config's objects are built.
-        description: shown by MONAI Label's ``/info``.
+    Args: ``bundle_root``, ``config_overrides``, ``description`` as :class:`~.bundle_task.BundleTask`'s.
     """
 
     def __init__(self, bundle_root: str | os.PathLike, config_overrides: dict | None = None,
