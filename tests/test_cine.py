@@ -179,6 +179,16 @@ def test_a_factor_whose_cine_does_not_fit_is_refused_before_the_plan(nifti_serie
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("factor", [1, 2.0, True])
+def test_upsample_cine_checks_its_factor(nifti_series, weights, factor):
+    from scripts.inference.region import MotionRegion
+    from scripts.inference.workflow import upsample_cine
+
+    series = Series4D(array=nifti_series[1].astype(np.float32), affine=np.eye(4), source="cine.nii.gz")
+    with pytest.raises(InputError, match="^--upsample: must be a whole number >= 2"):
+        upsample_cine(SeriesInterpolator(Student(), weights, device="cpu"), MotionRegion(False), series, factor, True)
+
+
 # --- DICOM in, one playable derived cine out -------------------------------------------------------------------------
 
 def write_input(tmp_path, layout, modality="MR", series=None, quirks=()):

@@ -345,6 +345,21 @@ def test_upsampling_an_open_series_by_three(upsampling, series):
     assert result["neighbour_refinement"] is False  # 4 frames: each pair a quarter of the series
 
 
+def test_a_failed_write_leaves_no_result_file(upsampling, series, tmp_path, monkeypatch):
+    import tempfile
+
+    import scripts.io.nifti_write
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(scripts.io.nifti_write, "write_nifti_series", fail)
+    with pytest.raises(OSError, match="disk full"):
+        upsampling({"image": str(series[0]), "device": "cpu"})
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "params, message",
     [

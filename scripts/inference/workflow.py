@@ -263,9 +263,10 @@ def upsample_cine(inferer: SeriesInterpolator, region: MotionRegion, series: Ser
     ``cyclic``), each pair's through ``region`` and ``inferer.upsample`` (the neighbour refinement where it applies).
 
     Raises:
-        InputError: naming the series when it has one frame, or ``--upsample`` when the cine it asks for would not fit
-            in the free memory; before any work.
+        InputError: naming ``--upsample`` when ``factor`` is not a whole number >= 2 or the cine it asks for would not
+            fit in the free memory, or the series when it has one frame; before any work.
     """
+    factor = check_upsample(factor, None, None, None, None)
     num_frames = series.num_frames
     if num_frames < 2:
         raise InputError(series.source, "has one frame; upsampling needs at least 2")

@@ -115,6 +115,10 @@ class Upsampling(BundleTask):
         suffix = extension or data["result_extension"]
         handle, path = tempfile.mkstemp(suffix=suffix)
         os.close(handle)
-        write_nifti_series(data[self.output_label_key], data["image_meta_dict"]["affine"], path,
-                           data["time_step_ms"], overwrite=True)
+        try:
+            write_nifti_series(data[self.output_label_key], data["image_meta_dict"]["affine"], path,
+                               data["time_step_ms"], overwrite=True)
+        except BaseException:
+            os.remove(path)  # no partly written result left behind
+            raise
         return path, data["result"]
