@@ -130,3 +130,23 @@ class NegativePSNR(nn.Module):
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         mse = ((pred - target) ** 2).flatten(1).mean(1)
         return 10.0 * torch.log10(mse + self.eps).mean()
+
+
+
+class RefinedAndStudentPSNR(nn.Module):
+    """``-PSNR`` of the refined frame plus ``student_weight`` times ``-PSNR`` of the student's own frame (each per item,
+    averaged over the batch, as :class:`NegativePSNR`), for :class:`~scripts.networks.cine.StudentWithNeighbours`'s
+    training output ``(N, 2, X, Y, Z)`` (refined, student). The second term keeps the student's frame good where the
+    product runs it alone (pairs without an acquired frame on both sides, series whose pairs span more than the
+    refinement's limit).
+    """
+
+    def __init__(self, student_weight: float = 0.5, eps: float = 1e-8):
+        super().__init__()
+        self.student_weight = float(student_weight)
+        self.psnr = NegativePSNR(eps)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if pred.dim() < 2 or pred.shape[1] != 2:
+            raise ValueError(f"expected (N, 2, ...) predictions (refined, student), got {tuple(pred.shape)}")
+        return self.psnr(pred[:, :1], target) + self.student_weight * self.psnr(pred[:, 1:], target)
