@@ -333,6 +333,30 @@ def test_upsampled_cine_is_what_interpolate_writes(upsampling, weights, tmp_path
     assert np.abs(cine[..., 1] - between)[4:20, 4:20].max() > 10 * ATOL  # synthesised, not the blend
 
 
+def test_upsampling_a_dicom_export_is_what_interpolate_writes(upsampling, weights, tmp_path):
+    """A DICOM folder of one cine (one series, every slice and phase; trigger times 50 ms apart) in, the cine of
+    ``interpolate --upsample 2`` out, with the input's geometry and half its time step."""
+    from scripts.io.series import Series4D
+    from scripts.phantoms.dicom_acquisition import write_dicom_acquisition
+
+    rng = np.random.default_rng(2)
+    array = np.round(200 + 600 * rng.random((16, 16, 4, 6))).astype(np.float32)
+    times = np.arange(6) * 50.0
+    folder = write_dicom_acquisition(Series4D(array=array, affine=AFFINE, source="cine", times=times),
+                                     tmp_path / "in", layout="single_series", modality="MR")
+    result_file, result = upsampling({"image": str(folder), "upsample": 2, "device": "cpu"})
+    image = nib.load(result_file)
+    cine = np.asarray(image.dataobj, dtype=np.float32)
+    os.remove(result_file)
+    written = workflow_output(weights, tmp_path, input=str(folder), upsample=2)
+    reference = nib.load(written / "upsampled_4d.nii.gz")
+    np.testing.assert_allclose(cine, np.asarray(reference.dataobj, dtype=np.float32), atol=ATOL)
+    np.testing.assert_allclose(image.affine, reference.affine, atol=1e-5)
+    np.testing.assert_allclose(cine[..., ::2], array, atol=ATOL)  # the acquired frames as read
+    assert image.header.get_zooms()[3] == pytest.approx(25.0) and result["time_step_ms"] == pytest.approx(25.0)
+    assert result["frames_out"] == 12 and result["neighbour_refinement"] is True
+
+
 def test_upsampling_an_open_series_by_three(upsampling, series):
     path, array = series
     result_file, result = upsampling({"image": str(path), "upsample": "3", "cyclic": "false", "device": "cpu",
