@@ -238,3 +238,14 @@ def test_amp_reads_false_from_a_command_line_as_false_and_refuses_other_words():
     assert SeriesInterpolator(Student(), lung, device="cpu", amp="false").amp is False
     with pytest.raises(InputError, match="amp: expected True or False, got 'maybe'"):
         SeriesInterpolator(Student(), lung, device="cpu", amp="maybe")
+
+
+def test_demo_with_times_of_its_own(tmp_path):
+    """The embedded demo with the user's own --t / --num_frames: their frames, no scores against the demo's truth
+    (which exists at its own times only; it was a ValueError from the montage)."""
+    for name, kwargs, times in (("t", {"t": 0.5}, [0.5]), ("n", {"num_frames": 2}, [1 / 3, 2 / 3])):
+        out = Path(interpolate(output_dir=str(tmp_path / name), device="cpu", **kwargs))
+        summary = json.loads((out / "summary.json").read_text())
+        np.testing.assert_allclose(summary["t"], times)
+        assert "demo" not in summary
+        assert nib.load(out / "interp_4d.nii.gz").shape[3] == len(summary["t"])

@@ -224,9 +224,9 @@ class InterpolationWorkflow:
 
     def _between(self, loaded: LoadedInput) -> Interpolation:
         """Frames at ``t`` between the two endpoint frames, scaled by the endpoints."""
-        series, t = loaded.series, self.t
+        series, t, truth = loaded.series, self.t, None
         if t is None and self.num_frames is None and loaded.truth_times is not None:
-            t = loaded.truth_times
+            t, truth = loaded.truth_times, loaded.truth  # the demo: scored against its true frames at their times
         ts = resolve_times(t, self.num_frames)
         i0, i1 = series.array[..., loaded.start], series.array[..., loaded.end]
         scale = self.scaling(i0, i1, series.source)
@@ -235,7 +235,7 @@ class InterpolationWorkflow:
         plan = endpoints_plan(loaded.start, loaded.end, ts)
         by_t = dict(zip(ts, np.moveaxis(frames, -1, 0)))
         cine = np.stack([series.array[..., f.previous] if f.acquired else by_t[f.fraction] for f in plan], axis=-1)
-        return Interpolation(series, loaded.start, loaded.end, ts, scale, frames_unit, frames, loaded.truth, plan,
+        return Interpolation(series, loaded.start, loaded.end, ts, scale, frames_unit, frames, truth, plan,
                              cine, cine_times_ms(plan, series.times))
 
     def _upsample(self, series: Series4D) -> Interpolation:
