@@ -24,9 +24,10 @@ META = ROOT / "configs" / "metadata.json"
 CONFIG = ROOT / "configs" / "inference.json"
 SCHEMA = ROOT / "docs" / "schema" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"  # the published meta_schema_20240725.json
-WEIGHTS = ("models/model.pt", "models/neighbour_refinement.pt", "models/teacher.pt", "models/voxelmorph.pt",
-           "models/lung_model.pt", "models/lung_teacher.pt", "models/v0.2.0/teacher.pt", "models/v0.2.0/model.pt",
-           "models/v0.5.0/model.pt", "models/v0.7.0/teacher.pt")
+WEIGHTS = ("models/model.pt", "models/cine_model.pt", "models/neighbour_refinement.pt", "models/teacher.pt",
+           "models/voxelmorph.pt", "models/lung_model.pt", "models/lung_teacher.pt", "models/v0.2.0/teacher.pt",
+           "models/v0.2.0/model.pt", "models/v0.5.0/model.pt", "models/v0.7.0/teacher.pt",
+           "models/v0.10.0/neighbour_refinement.pt")
 
 
 def _metadata() -> dict:

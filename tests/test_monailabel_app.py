@@ -413,15 +413,17 @@ def test_bad_upsampling_requests_name_the_parameter(upsampling, series, params, 
 @pytest.mark.skipif(not os.environ.get("MONAILABEL_SERVER_PATH"),
                     reason="the MONAI Label server's dependencies are installed by .ci/monailabel.sh")
 def test_other_weights_serve_without_the_neighbour_refinement(tmp_path):
-    """The app with ``--conf checkpoint`` (other student weights) turns the neighbour refinement off in both tasks, as
-    ``interpolate --model`` does (it was trained on the shipped student's frames); without it the config's default
-    (on) stands. Loaded as the server loads the app, with the server's dependencies."""
+    """The app with ``--conf checkpoint`` (other student weights) runs them in both tasks and turns the neighbour
+    refinement off, as ``interpolate --model`` does (it was trained with the shipped whole-series student); without it
+    the config's defaults stand (each job's shipped weights, refinement on). Loaded as the server loads the app, with
+    the server's dependencies."""
     code = (
         "import json, sys\n"
         "from monailabel.interfaces.utils.app import app_instance\n"
         "conf = json.loads(sys.argv[3])\n"
         "app = app_instance(sys.argv[1], sys.argv[2], conf)\n"
-        "print(json.dumps({name: app._infers[name].config_overrides.get('neighbour_refinement', 'default')\n"
+        "print(json.dumps({name: [app._infers[name].config_overrides.get('neighbour_refinement', 'default'),\n"
+        "                         [p.rsplit('/', 1)[-1] for p in app._infers[name].weights]]\n"
         "                  for name in ('interpolation', 'upsampling')}))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.environ["MONAILABEL_SERVER_PATH"] + os.pathsep + str(ROOT)}
@@ -434,8 +436,9 @@ def test_other_weights_serve_without_the_neighbour_refinement(tmp_path):
                               timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         answers.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    assert answers == [{"interpolation": False, "upsampling": False},
-                       {"interpolation": "default", "upsampling": "default"}]
+    assert answers == [{"interpolation": [False, ["model.pt"]], "upsampling": [False, ["model.pt"]]},
+                       {"interpolation": ["default", ["model.pt", "cine_model.pt"]],
+                        "upsampling": ["default", ["model.pt", "cine_model.pt"]]}]
 
 
 # --- the real server on loopback (.ci/monailabel.sh sets MONAILABEL_SERVER_PATH) -------------------------------------

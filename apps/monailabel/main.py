@@ -4,8 +4,9 @@
         --conf models <bundle folder>
 
 ``--conf models`` names the bundle folder (default: the bundle this app sits in, two folders up); ``--conf checkpoint``
-another weights file for its student (default: the bundle's ``models/model.pt``; with other weights the
-neighbour refinement is off, as with ``interpolate --model``). The app has two infer tasks,
+another weights file for its student, used by both tasks (default: the bundle's ``models/model.pt`` between two
+frames, ``models/cine_model.pt`` for whole series; with other weights the neighbour refinement is off, as with
+``interpolate --model``). The app has two infer tasks,
 ``interpolation`` (:class:`lib.infers.Interpolation`: the volume at ``t`` between two frames) and ``upsampling``
 (:class:`lib.infers.Upsampling`: the whole series ``upsample`` times finer in time), no trainers and MONAI Label's
 default strategy.
@@ -32,10 +33,11 @@ class TMSDFInterpolationApp(MONAILabelApp):
                          description=metadata["task"], version=metadata["version"])
 
     def init_infers(self):
-        # other student weights: no neighbour refinement (trained on the shipped student's frames), as `interpolate
-        # --model` does
-        overrides = ({"checkpoint": str(Path(self.checkpoint).expanduser().resolve()), "neighbour_refinement": False}
-                     if self.checkpoint else {})
+        # other student weights: run by both tasks, with no neighbour refinement (trained with the shipped
+        # whole-series student), as `interpolate --model` does
+        weights = str(Path(self.checkpoint).expanduser().resolve()) if self.checkpoint else None
+        overrides = ({"checkpoint": weights, "cine_checkpoint": weights, "neighbour_refinement": False}
+                     if weights else {})
         logger.info("bundle %s, overrides %s", self.bundle_root, overrides)
         return {"interpolation": Interpolation(self.bundle_root, config_overrides=overrides),
                 "upsampling": Upsampling(self.bundle_root, config_overrides=overrides)}

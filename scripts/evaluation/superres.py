@@ -219,14 +219,15 @@ def superres(
         factors: keep every k-th frame, for each k.
         methods: any of blend, elastix_linear (B-spline registrations of each acquired pair, scaled linearly in t;
             extra ``itk-elastix``; protocol grid only), vm_linear (the shipped VoxelMorph, scaled linearly; protocol
-            grid only), student (configs/inference.json's ``network_def`` with the shipped weights, or ``model``,
+            grid only), student (configs/inference.json's ``network_def`` with the weights of its whole-series job,
+            ``cine_checkpoint``, or ``model``,
             warped per factor as ``interpolate --upsample`` warps the kept frames: its ``warp_choice``; refined with
             the acquired frames around each pair by the config's neighbour refinement, as ``--upsample`` refines
             them, unless ``model`` is given), student_pairwise (the same student without the neighbour refinement).
         variants: more students ``{name: {Student flag: value, ..., "weights": file}}``.
         split: train, test or all.
         spatial_size: the protocol grid X, Y, Z (default: the cropped cardiac grid the shipped student was trained on).
-        model: the student's weights (default models/model.pt).
+        model: the student's weights (default: the config's ``cine_checkpoint``, models/cine_model.pt).
         cyclic: the series are periodic: the frames after the last acquired one are synthesised towards frame 0.
         threads: torch CPU threads (default: torch's).
         overwrite: replace output_dir if it exists.
@@ -259,7 +260,7 @@ def superres(
     from scripts.baselines.voxelmorph import voxelmorph_net
 
     steps = native.product_steps(motion_region)  # the student as configs/inference.json runs it
-    weights = model or ROOT / "models" / "model.pt"
+    weights = model or steps.cine_weights
     available = {
         "blend": Blend(),
         "elastix_linear": ElastixLinear(max_batch=None),

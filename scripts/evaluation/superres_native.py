@@ -85,13 +85,15 @@ def native_series(dataset: str, dataset_dir: str | Path, split: str,
 
 class ProductSteps(NamedTuple):
     """The parts of the inference config a benchmark runs: the student network (``network_def``, untrained), the
-    motion-region step (``region``), the image warp per pair (``warp_choice``, None where the config has none) and the
-    neighbour refinement (``neighbour_refiner``, its weights not yet read; None where the config runs none)."""
+    motion-region step (``region``), the image warp per pair (``warp_choice``, None where the config has none), the
+    neighbour refinement (``neighbour_refiner``, its weights not yet read; None where the config runs none) and the
+    weights file of the whole-series job (``cine_checkpoint``, else ``checkpoint``)."""
 
     network: torch.nn.Module
     region: MotionRegion
     warp_choice: WarpBySpan | None
     neighbours: NeighbourRefiner | None = None
+    cine_weights: Path | None = None
 
 
 def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "inference.json") -> ProductSteps:
@@ -102,10 +104,12 @@ def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "
     parser = ConfigParser()
     parser.read_config(str(config))
     parser["motion_region"] = bool(motion_region)
+    parser["bundle_root"] = str(ROOT)  # the weights of this bundle, wherever the benchmark is run from
     warp_choice = parser.get_parsed_content("warp_choice") if "warp_choice" in parser else None
     neighbours = parser.get_parsed_content("neighbour_refiner") if "neighbour_refiner" in parser else None
+    weights = parser.get_parsed_content("cine_checkpoint" if "cine_checkpoint" in parser else "checkpoint")
     return ProductSteps(parser.get_parsed_content("network_def"), parser.get_parsed_content("region"), warp_choice,
-                        neighbours)
+                        neighbours, Path(weights))
 
 
 class NativeBlend:

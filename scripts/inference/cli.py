@@ -93,14 +93,15 @@ def interpolate(
         motion_region: run the network only in the box where the series moves and keep the blend of the static
             surroundings (the default); False runs it on the whole field of view.
         neighbour_refinement: with --upsample, correct each pair's new frames with the acquired frames before and
-            after the pair, for series of 6 or more frames (the cardiac default; trained on the shipped cardiac
-            student's frames, so off by default with --model); False for the student alone.
+            after the pair, for series of 6 or more frames (the cardiac default; trained with the shipped cardiac
+            whole-series student, so off by default with --model); False for the student alone.
         output_dir: folder to create for the results (NIfTI, DICOM, montage.png, summary.json).
         output_format: nifti, dicom (DICOM input only) or both.
         device: cpu, cuda, cuda:N or auto.
-        anatomy: which shipped student: cardiac (``models/model.pt``, real ACDC, the default) or lung
-            (``models/lung_model.pt``, trained on the lung 4D CT phantom only).
-        model: weights file of the student (default: the one of ``anatomy``); overrides ``anatomy``.
+        anatomy: which shipped student: cardiac (real ACDC, the default: ``models/model.pt`` between two frames,
+            ``models/cine_model.pt`` for --upsample) or lung (``models/lung_model.pt``, trained on the lung 4D CT
+            phantom only).
+        model: weights file of the student for every job (default: the ones of ``anatomy``); overrides ``anatomy``.
         overwrite: replace output_dir if it exists and is an output folder of this bundle (it holds summary.json)
             that holds none of the inputs; True or False.
         config_file: the inference config (default: configs/inference.json of this bundle).
@@ -123,6 +124,7 @@ def interpolate(
         "output_format": parse_choice(output_format, "--output_format", OUTPUT_FORMATS),
         "anatomy": None if anatomy is None else _anatomy(anatomy),
         "checkpoint": None if model is None else parse_path(model, "--model"),
+        "cine_checkpoint": None if model is None else parse_path(model, "--model"),  # every job runs --model
         "overwrite": replace,
     }
     config = ROOT / "configs" / "inference.json" if config_file is None else parse_path(config_file, "--config_file")

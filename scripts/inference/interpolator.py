@@ -4,12 +4,15 @@
 whole volume at its native grid (I0 and I1 encoded once, every t batched: ``Student.interpolate_series``), the
 synthesised frames in [0, 1] out; or a whole series, pair after pair of consecutive frames (:meth:`upsample`), each
 pair's frames then corrected with the acquired frames around the pair (the neighbour refinement,
-:mod:`scripts.networks.neighbours`), where the config gives one. The rest of the program (loading, intensity
+:mod:`scripts.networks.neighbours`), where the config gives one. The two jobs may run different weights of the same
+network: ``checkpoint`` for frames between two endpoints, ``cine_checkpoint`` for whole series (the shipped cardiac
+student trained on each job: ``configs/inference.json``). The rest of the program (loading, intensity
 scaling, writers) is :mod:`scripts.inference.workflow`.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Sequence
@@ -34,9 +37,12 @@ class SeriesInterpolator:
 
     Args:
         network: a :class:`scripts.networks.Student` (any ablation), moved to ``device`` here.
-        checkpoint: its weights (a state dict, read with ``weights_only=True``); weights saved without the refinement's
-            blend candidate load into a network that has it with its gate at zero, so they run exactly as saved
-            (:func:`scripts.networks.refine.warm_start`: the shipped lung student).
+        checkpoint: its weights (a state dict, read with ``weights_only=True``) for frames between two endpoints
+            (:meth:`synthesise`); weights saved without the refinement's blend candidate load into a network that has
+            it with its gate at zero, so they run exactly as saved (:func:`scripts.networks.refine.warm_start`: the
+            shipped lung student).
+        cine_checkpoint: the weights :meth:`upsample` runs (whole series), loaded into a copy of ``network`` as
+            ``checkpoint`` is; None or the same file: ``checkpoint``'s network serves both jobs.
         device: ``"cpu"``, ``"cuda"``, a ``torch.device``, or ``"auto"`` (CUDA when available).
         amp: autocast (float16) on CUDA.
         max_batch: how many t values go through the decoder at once (memory vs speed); None lets the network choose
@@ -50,7 +56,7 @@ class SeriesInterpolator:
 
     def __init__(self, network: torch.nn.Module, checkpoint: str | os.PathLike, device="auto", amp: bool = False,
                  max_batch: int | None = None, warp_choice: WarpBySpan | None = None,
-                 neighbours: NeighbourRefiner | None = None):
+                 neighbours: NeighbourRefiner | None = None, cine_checkpoint: str | os.PathLike | None = None):
         if not isinstance(device, torch.device):
             device = parse_device(device, "--device")  # gpu0, or cuda without a GPU: one line, not a traceback
         if device == "auto":
@@ -58,6 +64,9 @@ class SeriesInterpolator:
         self.device = torch.device(device)
         self.network = warm_start(network, checkpoint).to(self.device).eval()
         self.checkpoint = str(checkpoint)
+        self.cine_checkpoint = self.checkpoint if cine_checkpoint is None else str(cine_checkpoint)
+        self.cine_network = (self.network if self.cine_checkpoint == self.checkpoint else
+                             warm_start(copy.deepcopy(network), self.cine_checkpoint).to(self.device).eval())
         self.amp = parse_bool(amp, "amp") and self.device.type == "cuda"
         self.max_batch = max_batch
         self.warp_choice = warp_choice
@@ -67,14 +76,20 @@ class SeriesInterpolator:
         """Whether :meth:`upsample` refines the new frames of a series of ``num_frames`` acquired frames."""
         return self.neighbours is not None and self.neighbours.applies(span_fraction(0, 1, num_frames))
 
-    def choose_warp(self, fraction: float | None) -> None:
-        """Set the network's image warp for pairs spanning ``fraction`` of their series (None: leave it)."""
+    def job(self, upsample: bool) -> tuple[torch.nn.Module, str]:
+        """The network and weights file of a job: whole series (``upsample``) or frames between two endpoints."""
+        return (self.cine_network, self.cine_checkpoint) if upsample else (self.network, self.checkpoint)
+
+    def choose_warp(self, fraction: float | None, network: torch.nn.Module | None = None) -> None:
+        """Set ``network``'s (default: the two-endpoint job's) image warp for pairs spanning ``fraction`` of their
+        series (None: leave it)."""
+        network = self.network if network is None else network
         if self.warp_choice is None or fraction is None:
             return
         name = self.warp_choice(fraction)
-        if name != self.network.image_warp:
+        if name != network.image_warp:
             logger.info("image warp %s for pairs spanning %.3g of the series (%s)", name, fraction, self.warp_choice)
-            self.network.image_warp = name
+            network.image_warp = name
 
     @torch.no_grad()
     def synthesise(self, i0: np.ndarray, i1: np.ndarray, ts: Sequence[float], span: float | None = None) -> np.ndarray:
@@ -101,7 +116,7 @@ class SeriesInterpolator:
     def upsample(self, frames: np.ndarray, plan: Sequence[CineFrame]) -> np.ndarray:
         """Synthesise the new frames of ``plan`` from a whole series.
 
-        Each pair of acquired frames is encoded once, with all of its time points batched (``max_batch``); with one
+        The whole-series job: the network with ``cine_checkpoint``'s weights. Each pair of acquired frames is encoded once, with all of its time points batched (``max_batch``); with one
         time point per pair (``--upsample 2``) several pairs share a batch on an accelerator
         (:meth:`pairs_per_batch`). A progress bar and the log count the pairs. Every pair is two consecutive frames,
         ``1 / T`` of the series, which chooses the image warp (``warp_choice``). With ``neighbours`` (where it
@@ -117,7 +132,7 @@ class SeriesInterpolator:
             ``(X, Y, Z, M)`` in [0, 1], ``M = len(plan)``: the acquired frames as given, the others synthesised.
         """
         shape = frames.shape[:3]
-        self.choose_warp(span_fraction(0, 1, frames.shape[-1]))  # every pair is two consecutive frames
+        self.choose_warp(span_fraction(0, 1, frames.shape[-1]), self.cine_network)  # every pair: consecutive frames
         pairs: dict[tuple[int, int], list[int]] = {}
         for m, frame in enumerate(plan):
             if not frame.acquired:
@@ -167,16 +182,17 @@ class SeriesInterpolator:
         return refined[:, 0].cpu().numpy()
 
     def _pairs(self, frames: np.ndarray, pairs: list[tuple[int, int]], ts: list[list[float]]) -> list[np.ndarray]:
-        """For each pair ``(a, b)`` its volumes ``(N, X, Y, Z)`` at its N ``ts`` (in [0, 1])."""
+        """For each pair ``(a, b)`` its volumes ``(N, X, Y, Z)`` at its N ``ts`` (in [0, 1]), by the whole-series job's
+        network."""
         def volume(index: int) -> torch.Tensor:
             return torch.as_tensor(frames[..., index], dtype=torch.float32, device=self.device)[None, None]
 
         with torch.autocast(self.device.type, enabled=self.amp):
             if len(pairs) == 1:
                 (a, b), = pairs
-                preds = [self.network.interpolate_series(volume(a), volume(b), ts[0], max_batch=self.max_batch)]
+                preds = [self.cine_network.interpolate_series(volume(a), volume(b), ts[0], max_batch=self.max_batch)]
             else:  # one t per pair: a batch of pairs, each encoded once
                 image = torch.cat([torch.cat([volume(a), volume(b)], dim=1) for a, b in pairs])
                 t = torch.as_tensor([v[0] for v in ts], dtype=torch.float32, device=self.device)
-                preds = list(self.network(image, t)[:, None])
+                preds = list(self.cine_network(image, t)[:, None])
         return [p[:, 0].float().clamp(0, 1).cpu().numpy() for p in preds]

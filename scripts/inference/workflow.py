@@ -193,15 +193,16 @@ class InterpolationWorkflow:
         started = time.perf_counter()
         result = self._upsample(series) if self.upsample is not None else self._between(loaded)
         seconds = time.perf_counter() - started
-        check_finite(result.cine, self.inferer.checkpoint)
+        network, checkpoint = self.inferer.job(result.upsample is not None)
+        check_finite(result.cine, checkpoint)
         synthesised = sum(not frame.acquired for frame in result.plan)
         logger.info("synthesised %d frames in %.2f s (%.2f s per frame)", synthesised, seconds,
                     seconds / max(synthesised, 1))
         summary = {
             "input": series.source, "start_frame": result.start, "end_frame": result.end, "t": result.times,
             "grid": list(series.array.shape[:3]), "spacing_mm": list(series.spacing),
-            "device": str(self.inferer.device), "checkpoint": self.inferer.checkpoint, "seconds": round(seconds, 3),
-            "image_warp": self.inferer.network.image_warp, "outputs": {},
+            "device": str(self.inferer.device), "checkpoint": checkpoint, "seconds": round(seconds, 3),
+            "image_warp": network.image_warp, "outputs": {},
         }
         if result.upsample is not None:
             refinement = self.inferer.refines(series.num_frames)

@@ -110,8 +110,11 @@ class BundleTask(BasicInferTask):
                  defaults: dict[str, Any]):
         self.bundle_root = use_bundle(bundle_root)
         self.config_overrides = dict(config_overrides or {})
+        parser = self._parser()
+        # the weights of both jobs: a change to either file on disk rebuilds the inferer
+        self.weights = list(dict.fromkeys(str(parser.get_parsed_content(k)) for k in ("checkpoint", "cine_checkpoint")))
         super().__init__(
-            path=str(self._parser().get_parsed_content("checkpoint")),
+            path=self.weights[0],
             network=None,
             type=InferType.OTHERS,
             labels=None,
@@ -121,7 +124,7 @@ class BundleTask(BasicInferTask):
             output_label_key="pred",
             config=dict(defaults),
         )
-        self._interpolators: dict[str, tuple[Any, float]] = {}
+        self._interpolators: dict[str, tuple[Any, tuple[float, ...]]] = {}
         self._region = None
 
     def _parser(self, **overrides):
@@ -134,13 +137,13 @@ class BundleTask(BasicInferTask):
 
     def interpolator(self, device: str):
         """The config's ``SeriesInterpolator`` on ``device`` (``cpu``, ``cuda``, ``cuda:N``: the checked request value
-        or MONAI Label's fallback to ``cpu``), rebuilt when the weights file changes on disk."""
+        or MONAI Label's fallback to ``cpu``), rebuilt when a weights file of either job changes on disk."""
         if not isinstance(device, str) or not (device == "cpu" or _CUDA.fullmatch(device)):
             raise RuntimeError(f"unchecked device {device!r}")  # check_common guarantees this; never parse it
-        mtime = os.stat(self.path[0]).st_mtime
+        mtime = tuple(os.stat(path).st_mtime for path in self.weights)
         cached = self._interpolators.get(device)
         if cached is None or cached[1] != mtime:
-            logger.info("loading %s on %s", self.path[0], device)
+            logger.info("loading %s on %s", ", ".join(self.weights), device)
             self._interpolators[device] = (self._parser(device=device).get_parsed_content("inferer"), mtime)
         return self._interpolators[device][0]
 

@@ -95,14 +95,15 @@ class Upsampling(BundleTask):
         interpolator = self.interpolator(device)
         series = data["series"]
         cine = upsample_cine(interpolator, self.region(), series, data["upsample"], data["cyclic"])
-        check_finite(cine.cine, interpolator.checkpoint)
+        network, checkpoint = interpolator.job(upsample=True)
+        check_finite(cine.cine, checkpoint)
         data[self.output_label_key] = cine.cine
         data["time_step_ms"] = cine.time_step_ms
         data["result"] = {
             "upsample": data["upsample"], "cyclic": data["cyclic"], "frames_in": series.num_frames,
             "frames_out": len(cine.plan), "time_step_ms": cine.time_step_ms,
             "intensity_range": [cine.scale.lo, cine.scale.hi], "grid": list(series.array.shape[:3]),
-            "image_warp": interpolator.network.image_warp,
+            "image_warp": network.image_warp,
             "neighbour_refinement": interpolator.refines(series.num_frames),
         }
         return data
