@@ -11,6 +11,7 @@ from scripts.evaluation.superres_native import product_steps
 from scripts.inference.cli import interpolate
 from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.times import upsample_plan
+from scripts.inference.warp_choice import WarpBySpan
 from scripts.networks import Student
 from scripts.utils.paths import ROOT
 from tests.small_bundle import NETWORK_ARGS, save_random_weights
@@ -46,6 +47,21 @@ def test_each_job_runs_its_own_weights(two_weights):
     assert both.cine_network is not both.network
 
 
+def test_each_job_warps_its_own_network(two_weights):
+    """The warp choice of a job is set on that job's network: a 4-frame series' pairs span a quarter of the cycle
+    (bilinear) in the whole-series network, and the two-endpoint network keeps the warp of its own last job."""
+    pair, cine = two_weights
+    both = SeriesInterpolator(Student(**NETWORK_ARGS, image_warp="cubic"), pair, device="cpu", cine_checkpoint=cine,
+                              warp_choice=WarpBySpan(near="cubic", wide="bilinear", wide_above=1 / 6))
+    frames = series(frames=4)
+    both.upsample(frames, upsample_plan(4, 2, cyclic=True))
+    assert (both.cine_network.image_warp, both.network.image_warp) == ("bilinear", "cubic")
+    both.synthesise(frames[..., 0], frames[..., 1], [0.5], span=0.5)
+    assert (both.cine_network.image_warp, both.network.image_warp) == ("bilinear", "bilinear")
+    both.upsample(series(frames=8), upsample_plan(8, 2, cyclic=True))
+    assert (both.cine_network.image_warp, both.network.image_warp) == ("cubic", "bilinear")
+
+
 def test_one_weights_file_serves_both_jobs(two_weights):
     pair, _ = two_weights
     for given in (None, pair):
@@ -63,7 +79,8 @@ def _parsed(**overrides):
 
 
 def test_config_names_the_weights_of_each_job(tmp_path):
-    assert _parsed() == {"checkpoint": ROOT / "models" / "model.pt", "cine_checkpoint": ROOT / "models" / "cine_model.pt"}
+    assert _parsed() == {"checkpoint": ROOT / "models" / "model.pt",
+                         "cine_checkpoint": ROOT / "models" / "cine_model.pt"}
     assert _parsed(anatomy="lung") == {"checkpoint": ROOT / "models" / "lung_model.pt",
                                        "cine_checkpoint": ROOT / "models" / "lung_model.pt"}  # no whole-series student
     own = str(tmp_path / "mine.pt")

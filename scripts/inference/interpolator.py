@@ -80,10 +80,9 @@ class SeriesInterpolator:
         """The network and weights file of a job: whole series (``upsample``) or frames between two endpoints."""
         return (self.cine_network, self.cine_checkpoint) if upsample else (self.network, self.checkpoint)
 
-    def choose_warp(self, fraction: float | None, network: torch.nn.Module | None = None) -> None:
-        """Set ``network``'s (default: the two-endpoint job's) image warp for pairs spanning ``fraction`` of their
-        series (None: leave it)."""
-        network = self.network if network is None else network
+    def choose_warp(self, network: torch.nn.Module, fraction: float | None) -> None:
+        """Set ``network``'s image warp (one of :meth:`job`'s) for pairs spanning ``fraction`` of their series (None:
+        leave it)."""
         if self.warp_choice is None or fraction is None:
             return
         name = self.warp_choice(fraction)
@@ -97,7 +96,7 @@ class SeriesInterpolator:
         the share of their series the endpoints span (:func:`~scripts.inference.warp_choice.span_fraction`), which
         chooses the image warp (``warp_choice``)."""
         check_memory(i0.shape, len(ts), self.max_batch, self.device)
-        self.choose_warp(span)
+        self.choose_warp(self.network, span)
         i0_t, i1_t = (torch.as_tensor(v, dtype=torch.float32, device=self.device)[None, None] for v in (i0, i1))
         times = torch.as_tensor(ts, dtype=torch.float32, device=self.device)
         with torch.autocast(self.device.type, enabled=self.amp):
@@ -116,8 +115,8 @@ class SeriesInterpolator:
     def upsample(self, frames: np.ndarray, plan: Sequence[CineFrame]) -> np.ndarray:
         """Synthesise the new frames of ``plan`` from a whole series.
 
-        The whole-series job: the network with ``cine_checkpoint``'s weights. Each pair of acquired frames is encoded once, with all of its time points batched (``max_batch``); with one
-        time point per pair (``--upsample 2``) several pairs share a batch on an accelerator
+        The whole-series job: the network with ``cine_checkpoint``'s weights. Each pair of acquired frames is encoded
+        once, with all of its time points batched (``max_batch``); with one time point per pair (``--upsample 2``) several pairs share a batch on an accelerator
         (:meth:`pairs_per_batch`). A progress bar and the log count the pairs. Every pair is two consecutive frames,
         ``1 / T`` of the series, which chooses the image warp (``warp_choice``). With ``neighbours`` (where it
         refines pairs spanning ``1 / T``: :meth:`refines`), the frames of every pair that has an acquired frame before
@@ -132,7 +131,7 @@ class SeriesInterpolator:
             ``(X, Y, Z, M)`` in [0, 1], ``M = len(plan)``: the acquired frames as given, the others synthesised.
         """
         shape = frames.shape[:3]
-        self.choose_warp(span_fraction(0, 1, frames.shape[-1]), self.cine_network)  # every pair: consecutive frames
+        self.choose_warp(self.cine_network, span_fraction(0, 1, frames.shape[-1]))  # every pair: consecutive frames
         pairs: dict[tuple[int, int], list[int]] = {}
         for m, frame in enumerate(plan):
             if not frame.acquired:
