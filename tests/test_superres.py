@@ -150,3 +150,14 @@ def test_the_student_warps_each_factor_as_the_product_would(tmp_path):
     chosen, warp = scores(WarpBySpan(), "bilinear", 14, 2)
     assert warp == "cubic" and chosen == scores(None, "cubic", 14, 2)[0]
     assert chosen != scores(None, "bilinear", 14, 2)[0]
+
+
+def test_an_option_the_dataset_kind_does_not_take_is_refused_by_name(tmp_path):
+    """A whole-series config's ACDC hold-out passed to a folder of NIfTI cines: one line naming the option (it was a
+    TypeError from deep inside a config), before any file is read."""
+    from scripts.datasets.dropped_frames import series_cases
+
+    with pytest.raises(InputError, match=r"'nifti4d' datasets take no option 'train_range'.*test_fraction"):
+        series_cases("nifti4d", tmp_path / "missing", "train", (8, 8, 4), train_range=[1, 80])
+    with pytest.raises(InputError, match=r"'acdc' datasets take no option 'test_fraction'"):
+        series_cases("acdc", tmp_path / "missing", "train", (8, 8, 4), test_fraction=0.2)

@@ -11,6 +11,7 @@ import numpy as np
 
 from scripts.datasets.acdc import acdc_case, acdc_cases
 from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
+from scripts.datasets.registry import check_options
 from scripts.utils.errors import InputError
 
 __all__ = ["acquired_pairs", "series_cases"]
@@ -32,14 +33,18 @@ def series_cases(dataset: str, dataset_dir: str | os.PathLike, split: str,
                  spatial_size: Sequence[int], **options) -> list[tuple[str, Callable[[], np.ndarray]]]:
     """``[(case name, load)]`` of a dataset's split; ``load()`` gives the protocol series ``(X, Y, Z, T)`` in [0, 1].
 
-    ``options`` go to the kind's folder lister (``train_range`` / ``test_range`` for acdc).
+    ``options`` go to the kind's folder lister (``train_range`` / ``test_range`` for acdc, ``test_fraction`` for
+    nifti4d).
 
     Raises:
-        InputError: naming the kind when it is not ``acdc`` or ``nifti4d`` (whole cycles), or as the dataset does.
+        InputError: naming the kind when it is not ``acdc`` or ``nifti4d`` (whole cycles), ``dataset options`` for an
+            option its lister does not take (before any file is read), or as the dataset does.
     """
     if dataset == "acdc":
+        check_options(dataset, acdc_cases, options)
         cases = [acdc_case(folder, spatial_size) for folder in acdc_cases(dataset_dir, split, **options)]
     elif dataset == "nifti4d":
+        check_options(dataset, nifti4d_cases, options)
         cases = [nifti4d_case(path, spatial_size) for path in nifti4d_cases(dataset_dir, split, **options)]
     else:
         raise InputError("dataset", f"must be one of acdc, nifti4d (whole series); got {dataset!r}")

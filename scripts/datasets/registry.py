@@ -22,6 +22,19 @@ KINDS = {
 }
 
 
+def check_options(kind: str, build, options: Mapping[str, object] | None) -> None:
+    """Refuse an option that ``build`` (the kind's builder or folder lister) does not take.
+
+    Raises:
+        InputError: naming ``dataset options``, the kind, the option and the options it takes; before any work.
+    """
+    accepted = set(inspect.signature(build).parameters) - {"dataset_dir", "split"}
+    for option in options or {}:
+        if option not in accepted:
+            raise InputError("dataset options", f"{kind!r} datasets take no option {option!r}; "
+                             f"they take {sorted(accepted)}")
+
+
 def make_dataset(
     kind: str,
     dataset_dir: str | os.PathLike,
@@ -48,11 +61,7 @@ def make_dataset(
         raise InputError(dataset_dir, f"dataset folder not found (dataset kind {kind!r})")
     module, name = KINDS[kind].split(":")
     build = getattr(importlib.import_module(module), name)
-    accepted = set(inspect.signature(build).parameters) - {"dataset_dir", "split"}
-    for option in options or {}:
-        if option not in accepted:
-            raise InputError("dataset options", f"{kind!r} datasets take no option {option!r}; "
-                             f"they take {sorted(accepted)}")
+    check_options(kind, build, options)
     kwargs.update(options or {})
     if spatial_size is not None:
         kwargs["spatial_size"] = tuple(spatial_size)
