@@ -133,6 +133,41 @@ def test_the_neighbour_refinement_changes_the_new_frames_of_finely_sampled_serie
     assert json.loads((runs[True] / "summary.json").read_text())["neighbour_refinement"] is refined
 
 
+def test_a_sites_neighbour_refinement_runs_beside_its_student(weights, tmp_path):
+    """``--neighbour_model`` (a site's whole-cine fine-tuning: configs/finetune_cine.yaml) turns the refinement on with
+    --model and runs that file: a refinement whose correction is zero gives the student's frames, a trained one
+    changes them; summary.json names the file; a missing file is one line before any output."""
+    import torch
+
+    from scripts.networks.neighbours import NeighbourRefinement
+
+    series = integer_series(0, (20, 18, 4), 8)  # consecutive frames an eighth of the series: refined
+    path = tmp_path / "cine.nii.gz"
+    nib.save(nib.Nifti1Image(series.array, series.affine), path)
+    zero = save_weights(NeighbourRefinement(16), tmp_path / "zero.pt")  # r = 0 at the start
+    trained = NeighbourRefinement(16)
+    torch.nn.init.normal_(trained.out.weight, std=0.05)
+    trained = save_weights(trained, tmp_path / "trained.pt")
+
+    def cine(name, **options):
+        out = Path(interpolate(input=str(path), upsample=2, output_dir=str(tmp_path / name), model=weights, **options))
+        return nib.load(out / "upsampled_4d.nii.gz").get_fdata(dtype=np.float32), json.loads(
+            (out / "summary.json").read_text())
+
+    alone, _ = cine("alone")
+    unchanged, summary = cine("zero", neighbour_model=str(zero))
+    assert summary["neighbour_refinement"] is True and summary["neighbour_checkpoint"] == str(zero)
+    np.testing.assert_allclose(unchanged, alone, atol=1e-3)
+    changed, summary = cine("trained", neighbour_model=str(trained))
+    assert summary["neighbour_checkpoint"] == str(trained)
+    np.testing.assert_array_equal(changed[..., ::2], alone[..., ::2])  # acquired frames untouched
+    assert not np.allclose(changed[..., 1::2], alone[..., 1::2], atol=1e-2)
+    with pytest.raises(InputError, match="missing.pt: weights file not found"):
+        interpolate(input=str(path), upsample=2, output_dir=str(tmp_path / "bad"), model=weights,
+                    neighbour_model=str(tmp_path / "missing.pt"))
+    assert not (tmp_path / "bad").exists()
+
+
 def test_batches_of_pairs_match_one_pair_at_a_time(nifti_series, weights, monkeypatch):
     """One t per pair: several pairs per pass (as on an accelerator) give what one pair per pass gives."""
     _, data = nifti_series

@@ -3,6 +3,7 @@
 
 import pytest
 import torch
+from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
 from scripts.networks import Student
@@ -96,3 +97,58 @@ def test_both_parts_train_and_their_best_weights_load_as_the_product_loads_them(
     assert any(not torch.equal(v, start_refinement[k]) for k, v in trained_refinement.state_dict().items())
     joint = read_state_dict(run / "cine.pt")  # the last weights of the whole network
     assert {k.split(".")[0] for k in joint} == {"student", "refinement"}
+
+
+def test_a_sites_nifti_cines_fine_tune_the_whole_cine_job(tiny_acdc, tmp_path):
+    """``configs/finetune_cine.yaml`` on a folder of 4D NIfTI cines (dataset kind nifti4d): the ACDC hold-out of the
+    base configs does not apply (it was a TypeError), the folder's own split validates, the starting weights are
+    validated too (so the best files are the start's unless an epoch beats them), the fine-tuning rates apply, both
+    parts train and their best weights load as the product loads them."""
+    site = tmp_path / "site"
+    site.mkdir()
+    for number, case in enumerate(sorted(tiny_acdc.iterdir())):  # patient001, patient002, patient091
+        (site / f"cine{number}.nii.gz").symlink_to(case / f"{case.name}_4d.nii.gz")
+    torch.manual_seed(0)
+    student = save_weights(Student(**SMALL), tmp_path / "student.pt")
+    refinement = save_weights(_joint().refinement, tmp_path / "refinement.pt")
+    wf = ConfigWorkflow(
+        config_file=[*CONFIGS, str(ROOT / "configs" / "finetune_cine.yaml")], workflow_type="train",
+        logging_file=False, bundle_root=str(ROOT), dataset="nifti4d", dataset_dir=str(site),
+        spatial_size=[24, 24, 8], channels=SMALL["channels"], output_dir=str(tmp_path / "run"),
+        student_weights=str(student), refinement_weights=str(refinement), width=4, batch_size=2, factors=[2],
+        max_span=0.25, num_epochs=1, epoch_length=2)
+    wf.initialize()
+    assert wf.parser.get_parsed_content("train_dataset_options") == {}
+    assert len(wf.parser.get_parsed_content("train#dataset")) == 10  # cine0, cine1: 5 pairs each (every 2nd frame)
+    assert len(wf.parser.get_parsed_content("validate#dataset")) == 5  # cine2, the last tenth by name
+    assert [g["lr"] for g in wf.parser.get_parsed_content("optimizer").param_groups] == [3e-5, 1e-4]
+    validations = []
+    wf.parser.get_parsed_content("validate#evaluator").add_event_handler(
+        Events.COMPLETED, lambda engine: validations.append(float(engine.state.metrics["val_psnr"])))
+    wf.run()
+    assert len(validations) == 2  # the starting weights, then epoch 1: the best may be the shipped weights
+    best = wf.parser.get_parsed_content("validate#best").best
+    assert best == max(validations)
+    run = tmp_path / "run"
+    start_student, start_refinement = read_state_dict(student), read_state_dict(refinement)
+    best_student = warm_start(Student(**SMALL), run / "cine_student_best.pt").state_dict()  # loads as the product does
+    load_weights(NeighbourRefinement(4), run / "cine_refinement_best.pt")
+    kept_start = all(torch.equal(v, start_student[k]) for k, v in best_student.items())
+    assert kept_start is (validations[0] >= validations[1])
+    last = read_state_dict(run / "cine.pt")  # the whole network after its iterations
+    assert any(not torch.equal(last[f"student.{k}"], v) for k, v in start_student.items())
+    assert any(not torch.equal(last[f"refinement.{k}"], v) for k, v in start_refinement.items())
+
+
+def test_the_site_fine_tuning_starts_from_the_shipped_whole_cine_weights():
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config([*CONFIGS, str(ROOT / "configs" / "finetune_cine.yaml")])
+    parser["bundle_root"] = str(ROOT)
+    product = ConfigParser()
+    product.read_config(str(ROOT / "configs" / "inference.json"))
+    product["bundle_root"] = str(ROOT)
+    assert parser.get_parsed_content("student_weights") == product.get_parsed_content("cine_checkpoint")
+    assert parser.get_parsed_content("refinement_weights") == product.get_parsed_content("neighbour_checkpoint")
+    assert parser.get_parsed_content("train_dataset_options") == {"train_range": [1, 80]}  # ACDC: the hold-out

@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -173,6 +174,26 @@ def test_reloads_changed_weights(interpolation, series, tmp_path):
     for name in (first, second):
         os.remove(name)
     np.testing.assert_allclose(volume, expected(weights, array[..., 0], array[..., -1], 0.5), atol=ATOL)
+
+
+def test_rebuilds_when_the_neighbour_refinement_changes(upsampling, weights, tmp_path):
+    """The refinement's weights file (``--conf neighbour_checkpoint``: a site's, replaced after each fine-tuning) is
+    watched like the student's: a change on disk rebuilds the inferer, no change keeps it."""
+    from scripts.networks.neighbours import NeighbourRefinement
+    from scripts.utils.checkpoint import save_weights
+
+    refinement = save_weights(NeighbourRefinement(16), tmp_path / "refinement.pt")
+    task = type(upsampling)(ROOT, config_overrides={**OVERRIDES, "checkpoint": str(weights),
+                                                    "neighbour_checkpoint": str(refinement)})
+    assert task.watched == [str(weights), str(refinement)]
+    first = task.interpolator("cpu")
+    assert task.interpolator("cpu") is first
+    os.utime(refinement, (os.stat(refinement).st_atime, os.stat(refinement).st_mtime + 10))
+    assert task.interpolator("cpu") is not first
+    off = type(upsampling)(ROOT, config_overrides={**OVERRIDES, "checkpoint": str(weights),
+                                                   "neighbour_checkpoint": str(refinement),
+                                                   "neighbour_refinement": False})
+    assert off.watched == [str(weights)]
 
 
 def test_refuses_another_bundles_scripts(interpolation, tmp_path):
@@ -415,7 +436,8 @@ def test_bad_upsampling_requests_name_the_parameter(upsampling, series, params, 
 def test_other_weights_serve_without_the_neighbour_refinement(tmp_path):
     """The app with ``--conf checkpoint`` (other student weights) runs them in both tasks and turns the neighbour
     refinement off, as ``interpolate --model`` does (it was trained with the shipped whole-series student); without it
-    the config's defaults stand (each job's shipped weights, refinement on). Loaded as the server loads the app, with
+    the config's defaults stand (each job's shipped weights, refinement on); ``--conf neighbour_checkpoint`` (a site's
+    refinement) turns it on with that file, as ``interpolate --neighbour_model`` does. Loaded as the server loads the app, with
     the server's dependencies."""
     code = (
         "import json, sys\n"
@@ -423,12 +445,16 @@ def test_other_weights_serve_without_the_neighbour_refinement(tmp_path):
         "conf = json.loads(sys.argv[3])\n"
         "app = app_instance(sys.argv[1], sys.argv[2], conf)\n"
         "print(json.dumps({name: [app._infers[name].config_overrides.get('neighbour_refinement', 'default'),\n"
-        "                         [p.rsplit('/', 1)[-1] for p in app._infers[name].weights]]\n"
+        "                         [p.rsplit('/', 1)[-1] for p in app._infers[name].weights],\n"
+        "                         app._infers[name].config_overrides.get('neighbour_checkpoint', 'default')]\n"
         "                  for name in ('interpolation', 'upsampling')}))\n"
     )
     env = {**os.environ, "PYTHONPATH": os.environ["MONAILABEL_SERVER_PATH"] + os.pathsep + str(ROOT)}
     answers = []
-    for conf in ({"checkpoint": str(ROOT / "models" / "model.pt")}, {}):
+    site = tmp_path / "site_refinement.pt"  # a site's whole-cine fine-tuning: its refinement beside its student
+    shutil.copy(ROOT / "models" / "neighbour_refinement.pt", site)
+    for conf in ({"checkpoint": str(ROOT / "models" / "model.pt")}, {},
+                 {"checkpoint": str(ROOT / "models" / "cine_model.pt"), "neighbour_checkpoint": str(site)}):
         studies = tmp_path / f"studies{len(answers)}"
         studies.mkdir()
         done = subprocess.run([sys.executable, "-c", code, str(ROOT / "apps" / "monailabel"), str(studies),
@@ -436,9 +462,10 @@ def test_other_weights_serve_without_the_neighbour_refinement(tmp_path):
                               timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         answers.append(json.loads(done.stdout.strip().splitlines()[-1]))
-    assert answers == [{"interpolation": [False, ["model.pt"]], "upsampling": [False, ["model.pt"]]},
-                       {"interpolation": ["default", ["model.pt", "cine_model.pt"]],
-                        "upsampling": ["default", ["model.pt", "cine_model.pt"]]}]
+    tasks = ("interpolation", "upsampling")
+    assert answers == [{name: [False, ["model.pt"], "default"] for name in tasks},
+                       {name: ["default", ["model.pt", "cine_model.pt"], "default"] for name in tasks},
+                       {name: [True, ["cine_model.pt"], str(site.resolve())] for name in tasks}]
 
 
 # --- the real server on loopback (.ci/monailabel.sh sets MONAILABEL_SERVER_PATH) -------------------------------------

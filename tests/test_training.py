@@ -135,6 +135,15 @@ def test_finetune_starts_from_pretrained_weights(dataset, tmp_path):
     for name, value in read_state_dict(pretrained).items():
         assert torch.equal(network.state_dict()[name], value)
     assert wf.parser.get_parsed_content("learning_rate") < 1e-4
+    from monai.handlers import ValidationHandler
+
+    def validates_at_start(workflow):
+        handlers = workflow.parser.get_parsed_content("train#handlers")
+        return next(h for h in handlers if isinstance(h, ValidationHandler)).exec_at_start
+
+    assert validates_at_start(wf)  # the best weights are the starting ones unless an epoch beats them
+    assert not validates_at_start(_workflow(["train_teacher.json"], dataset_dir=str(dataset),
+                                            output_dir=str(tmp_path / "t")))
 
 
 def test_finetune_builds_the_network_its_starting_weights_came_from(dataset, tmp_path):

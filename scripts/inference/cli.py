@@ -74,6 +74,7 @@ def interpolate(
     device: str = "auto",
     anatomy: str | None = None,
     model: str | None = None,
+    neighbour_model: str | None = None,
     overwrite: bool = False,
     config_file: str | None = None,
 ) -> str:
@@ -94,7 +95,8 @@ def interpolate(
             surroundings (the default); False runs it on the whole field of view.
         neighbour_refinement: with --upsample, correct each pair's new frames with the acquired frames before and
             after the pair, for series of 6 or more frames (the cardiac default; trained with the shipped cardiac
-            whole-series student, so off by default with --model); False for the student alone.
+            whole-series student, so off by default with --model unless --neighbour_model is given); False for the
+            student alone.
         output_dir: folder to create for the results (NIfTI, DICOM, montage.png, summary.json).
         output_format: nifti, dicom (DICOM input only) or both.
         device: cpu, cuda, cuda:N or auto.
@@ -102,6 +104,9 @@ def interpolate(
             ``models/cine_model.pt`` for --upsample) or lung (``models/lung_model.pt``, trained on the lung 4D CT
             phantom only).
         model: weights file of the student for every job (default: the ones of ``anatomy``); overrides ``anatomy``.
+        neighbour_model: weights file of the neighbour refinement for --upsample (default: the shipped cardiac one),
+            such as ``cine_refinement_best.pt`` of a site's whole-cine fine-tuning (configs/finetune_cine.yaml) beside
+            its ``cine_student_best.pt`` as --model.
         overwrite: replace output_dir if it exists and is an output folder of this bundle (it holds summary.json)
             that holds none of the inputs; True or False.
         config_file: the inference config (default: configs/inference.json of this bundle).
@@ -118,8 +123,9 @@ def interpolate(
         "upsample": None if upsample is None else parse_int(upsample, "--upsample", minimum=2),
         "cyclic": None if cyclic is None else parse_bool(cyclic, "--cyclic"),
         "motion_region": None if motion_region is None else parse_bool(motion_region, "--motion_region"),
-        "neighbour_refinement": (model is None if neighbour_refinement is None
+        "neighbour_refinement": (model is None or neighbour_model is not None if neighbour_refinement is None
                                  else parse_bool(neighbour_refinement, "--neighbour_refinement")),
+        "neighbour_checkpoint": None if neighbour_model is None else parse_path(neighbour_model, "--neighbour_model"),
         "output_dir": out,
         "output_format": parse_choice(output_format, "--output_format", OUTPUT_FORMATS),
         "anatomy": None if anatomy is None else _anatomy(anatomy),
@@ -134,8 +140,9 @@ def interpolate(
         check_replaceable(out, OUTPUT_MARKER, keep=[] if source is None else [source] if isinstance(source, Path)
                           else source)
     check_parent(out)
-    if values["checkpoint"] is not None:
-        check_weights_file(values["checkpoint"])
+    for name in ("checkpoint", "neighbour_checkpoint"):
+        if values[name] is not None:
+            check_weights_file(values[name])
     _check_headers(source)
     values["device"] = parse_device(device, "--device")
     if not config.is_file():

@@ -208,6 +208,8 @@ class InterpolationWorkflow:
             refinement = self.inferer.refines(series.num_frames)
             summary.update({"upsample": result.upsample, "cyclic": self.cyclic, "frames_in": series.num_frames,
                             "frames_out": len(result.plan), "neighbour_refinement": refinement})
+            if refinement:
+                summary["neighbour_checkpoint"] = str(self.inferer.neighbours.checkpoint)
             del summary["start_frame"], summary["end_frame"]
         with atomic_dir(self.output_dir, overwrite=self.overwrite, marker=OUTPUT_MARKER, keep=self._inputs()) as tmp:
             names = [*_FORMAT_WRITERS[self.output_format], *(n for n in _OPTIONAL_WRITERS if n in self.writers)]

@@ -92,6 +92,15 @@ def request_error(err: Exception) -> Exception:
     return HTTPException(status_code=422, detail=str(error))
 
 
+def _refinement_weights(parser) -> list[str]:
+    """``[the neighbour refinement's weights file]`` where the config runs it, else ``[]``."""
+    from scripts.utils.args import parse_bool
+
+    path = parser.get_parsed_content("neighbour_checkpoint")
+    enabled = parse_bool(parser.get_parsed_content("neighbour_refinement"), "neighbour_refinement")
+    return [str(path)] if enabled and path else []
+
+
 class BundleTask(BasicInferTask):
     """An image-to-image infer task run by the bundle's own inference objects.
 
@@ -113,6 +122,7 @@ class BundleTask(BasicInferTask):
         parser = self._parser()
         # the weights of both jobs: a change to either file on disk rebuilds the inferer
         self.weights = list(dict.fromkeys(str(parser.get_parsed_content(k)) for k in ("checkpoint", "cine_checkpoint")))
+        self.watched = [*self.weights, *_refinement_weights(parser)]  # and the neighbour refinement's, where it runs
         super().__init__(
             path=self.weights[0],
             network=None,
@@ -137,13 +147,14 @@ class BundleTask(BasicInferTask):
 
     def interpolator(self, device: str):
         """The config's ``SeriesInterpolator`` on ``device`` (``cpu``, ``cuda``, ``cuda:N``: the checked request value
-        or MONAI Label's fallback to ``cpu``), rebuilt when a weights file of either job changes on disk."""
+        or MONAI Label's fallback to ``cpu``), rebuilt when a weights file of either job (or of the neighbour
+        refinement it runs) changes on disk."""
         if not isinstance(device, str) or not (device == "cpu" or _CUDA.fullmatch(device)):
             raise RuntimeError(f"unchecked device {device!r}")  # check_common guarantees this; never parse it
-        mtime = tuple(os.stat(path).st_mtime for path in self.weights)
+        mtime = tuple(os.stat(path).st_mtime for path in self.watched)
         cached = self._interpolators.get(device)
         if cached is None or cached[1] != mtime:
-            logger.info("loading %s on %s", ", ".join(self.weights), device)
+            logger.info("loading %s on %s", ", ".join(self.watched), device)
             self._interpolators[device] = (self._parser(device=device).get_parsed_content("inferer"), mtime)
         return self._interpolators[device][0]
 
