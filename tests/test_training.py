@@ -2,6 +2,7 @@
 fine-tuning, torchrun with two CPU processes, and the errors a user meets."""
 
 import json
+import math
 import os
 import re
 import socket
@@ -96,7 +97,7 @@ def test_teacher_loss_goes_down_and_files_appear(teacher_run):
 
 def test_resume_continues_from_saved_epoch_with_optimizer_state(dataset, tmp_path):
     common = {"dataset_dir": str(dataset), "output_dir": str(tmp_path), "augment": False}
-    wf, first = _train(["train_teacher.json"], num_epochs=2, **common)
+    _, first = _train(["train_teacher.json"], num_epochs=2, **common)
     saved = torch.load(next(tmp_path.glob("last_checkpoint_*.pt")), weights_only=True)
     assert saved["trainer"]["iteration"] == len(first)  # saved after the 2nd epoch
     wf2 = _workflow(["train_teacher.json"], num_epochs=3, **common)
@@ -123,7 +124,7 @@ def test_student_freezes_teacher_and_distills(dataset, teacher_run, tmp_path):
         assert torch.equal(value, before[name]), name
     student = read_state_dict(tmp_path / "model.pt")
     assert set(student) == set(Student(channels=TINY["channels"]).state_dict())
-    assert all(l == l for l in losses)  # finite
+    assert all(math.isfinite(l) for l in losses)
 
 
 def test_finetune_starts_from_pretrained_weights(dataset, tmp_path):
@@ -199,7 +200,7 @@ def test_torchrun_two_cpu_processes(dataset, tmp_path):
     for key, value in overrides.items():
         args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / "model.pt").exists()
     state = read_state_dict(out / "model.pt")
