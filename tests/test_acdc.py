@@ -381,6 +381,45 @@ def test_nifti4d_folder_errors(tmp_path):
     assert caught.value.source == str(tmp_path)
 
 
+def full_field_of_view(path):
+    """A 64 x 64 x 4 field of view, 1.5 mm, 6 frames: a static textured body and a square pulsing in one corner
+    (x, y 46..58), far from the image centre. Returns the array."""
+    rng = np.random.default_rng(3)
+    body = rng.random((64, 64, 4)).astype(np.float32) * 200 + 100
+    frames = []
+    for k in range(6):
+        frame = body.copy()
+        half = 3 + k % 3  # the square grows and shrinks: motion
+        frame[52 - half:52 + half, 52 - half:52 + half] = 900
+        frames.append(frame)
+    array = np.stack(frames, axis=-1)
+    nib.save(nib.Nifti1Image(array, np.diag([1.5, 1.5, 8.0, 1.0])), path)
+    return array
+
+
+def test_motion_crop_centres_the_protocol_on_the_moving_region(tmp_path):
+    """A full field of view whose heart is off centre: the protocol's centre crop alone keeps static body only, with
+    ``motion_crop`` it keeps the moving square (the box the product's motion region runs the network in)."""
+    from scripts.datasets.dropped_frames import series_cases
+    from scripts.datasets.nifti4d import nifti4d_series
+    from scripts.transforms.motion_roi import find_roi, motion_map
+
+    array = full_field_of_view(tmp_path / "cine.nii.gz")
+    x0, x1, y0, y1 = find_roi(motion_map(np.moveaxis(array, -1, 0)), (1.5, 1.5, 8.0)).box
+    assert x0 <= 46 and x1 >= 58 and y0 <= 46 and y1 >= 58 and (x1 - x0) < 64  # a box around the motion only
+
+    def moving_voxels(**options):
+        (case,) = nifti4d_series(tmp_path, "all", (24, 24, 4), **options)
+        return int((case.load().std(axis=-1) > 0.05).sum())
+
+    assert moving_voxels() == 0  # the middle of the image: static body
+    assert moving_voxels(motion_crop=True) >= 4 * 6 * 6  # the square's ring of change, on every slice
+    (case,) = nifti4d_dataset(tmp_path, "all", (24, 24, 4), motion_crop="true").store.cases.values()
+    assert int((case.load().std(axis=-1) > 0.05).sum()) == moving_voxels(motion_crop=True)  # the pair job's too
+    (_, load), = series_cases("nifti4d", tmp_path, "all", (24, 24, 4), motion_crop=True)
+    np.testing.assert_array_equal(load(), case.load())
+
+
 def test_make_dataset_options_reach_the_builder_and_unknown_ones_are_named(acdc_tree):
     from scripts.datasets.registry import make_dataset
 

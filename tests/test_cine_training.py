@@ -101,9 +101,9 @@ def test_both_parts_train_and_their_best_weights_load_as_the_product_loads_them(
 
 def test_a_sites_nifti_cines_fine_tune_the_whole_cine_job(tiny_acdc, tmp_path):
     """``configs/finetune_cine.yaml`` on a folder of 4D NIfTI cines (dataset kind nifti4d): the ACDC hold-out of the
-    base configs does not apply (it was a TypeError), the folder's own split validates, the starting weights are
-    validated too (so the best files are the start's unless an epoch beats them), the fine-tuning rates apply, both
-    parts train and their best weights load as the product loads them."""
+    base configs does not apply (it was a TypeError) and each cine is cut to its moving box, the folder's own split
+    validates, the starting weights are validated too (so the best files are the start's unless an epoch beats
+    them), the fine-tuning rates apply, both parts train and their best weights load as the product loads them."""
     site = tmp_path / "site"
     site.mkdir()
     for number, case in enumerate(sorted(tiny_acdc.iterdir())):  # patient001, patient002, patient091
@@ -118,7 +118,7 @@ def test_a_sites_nifti_cines_fine_tune_the_whole_cine_job(tiny_acdc, tmp_path):
         student_weights=str(student), refinement_weights=str(refinement), width=4, batch_size=2, factors=[2],
         max_span=0.25, num_epochs=1, epoch_length=2)
     wf.initialize()
-    assert wf.parser.get_parsed_content("train_dataset_options") == {}
+    assert wf.parser.get_parsed_content("train_dataset_options") == {"motion_crop": True}  # as inference crops
     assert len(wf.parser.get_parsed_content("train#dataset")) == 10  # cine0, cine1: 5 pairs each (every 2nd frame)
     assert len(wf.parser.get_parsed_content("validate#dataset")) == 5  # cine2, the last tenth by name
     assert [g["lr"] for g in wf.parser.get_parsed_content("optimizer").param_groups] == [3e-5, 1e-4]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from scripts.inference.motion_roi import (
+from scripts.transforms.motion_roi import (
     MotionROI,
     crop,
     endpoint_motion,

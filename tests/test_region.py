@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scripts.inference.cli import interpolate
-from scripts.inference.motion_roi import motion_map
+from scripts.transforms.motion_roi import motion_map
 from scripts.inference.region import MotionRegion
 from scripts.phantoms.cardiac import cardiac_phantom
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 from ignite.engine import Events
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 
 from scripts.networks import Student, Teacher
 from scripts.utils.checkpoint import read_state_dict, save_weights
@@ -143,6 +143,12 @@ def test_finetune_starts_from_pretrained_weights(dataset, tmp_path):
         return next(h for h in handlers if isinstance(h, ValidationHandler)).exec_at_start
 
     assert validates_at_start(wf)  # the best weights are the starting ones unless an epoch beats them
+    assert wf.parser.get_parsed_content("train_dataset_options") == {}  # ACDC: heart crops already
+    parser = ConfigParser()
+    parser.read_config([str(ROOT / "configs" / c) for c in ("train_teacher.json", "train_student.json", "finetune.yaml")])
+    parser["dataset"] = "nifti4d"  # a site's series: cut to the box where they move, as inference does
+    assert parser.get_parsed_content("train_dataset_options") == {"motion_crop": True}
+    assert parser.get_parsed_content("val_dataset_options") == {"motion_crop": True}
     assert not validates_at_start(_workflow(["train_teacher.json"], dataset_dir=str(dataset),
                                             output_dir=str(tmp_path / "t")))
 

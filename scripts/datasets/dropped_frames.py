@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from scripts.datasets.acdc import acdc_case, acdc_cases
-from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
+from scripts.datasets.nifti4d import nifti4d_series
 from scripts.datasets.registry import check_options
 from scripts.utils.errors import InputError
 
@@ -33,8 +33,8 @@ def series_cases(dataset: str, dataset_dir: str | os.PathLike, split: str,
                  spatial_size: Sequence[int], **options) -> list[tuple[str, Callable[[], np.ndarray]]]:
     """``[(case name, load)]`` of a dataset's split; ``load()`` gives the protocol series ``(X, Y, Z, T)`` in [0, 1].
 
-    ``options`` go to the kind's folder lister (``train_range`` / ``test_range`` for acdc, ``test_fraction`` for
-    nifti4d).
+    ``options`` go to the kind's folder lister (``train_range`` / ``test_range`` for acdc, ``test_fraction`` and
+    ``motion_crop`` for nifti4d: :func:`~scripts.datasets.nifti4d.nifti4d_series`).
 
     Raises:
         InputError: naming the kind when it is not ``acdc`` or ``nifti4d`` (whole cycles), ``dataset options`` for an
@@ -44,8 +44,8 @@ def series_cases(dataset: str, dataset_dir: str | os.PathLike, split: str,
         check_options(dataset, acdc_cases, options)
         cases = [acdc_case(folder, spatial_size) for folder in acdc_cases(dataset_dir, split, **options)]
     elif dataset == "nifti4d":
-        check_options(dataset, nifti4d_cases, options)
-        cases = [nifti4d_case(path, spatial_size) for path in nifti4d_cases(dataset_dir, split, **options)]
+        check_options(dataset, nifti4d_series, options)
+        cases = nifti4d_series(dataset_dir, split, spatial_size, **options)
     else:
         raise InputError("dataset", f"must be one of acdc, nifti4d (whole series); got {dataset!r}")
     return [(case.case_id, case.load) for case in cases]

@@ -11,7 +11,8 @@ sidecar (or a key) the first and the last frame. The targets are the frames stri
 (a periodic series such as a cardiac cine), where they run forward through the end of the series and around
 (:func:`~scripts.datasets.triplets.frames_between`).
 
-Preprocessing: the ACDC protocol (:func:`~scripts.datasets.protocol.protocol_frames`) with ``spatial_size`` an argument.
+Preprocessing: the ACDC protocol (:func:`~scripts.datasets.protocol.protocol_frames`) with ``spatial_size`` an argument;
+``motion_crop`` centres it on the box where the series moves (full field-of-view cines).
 
 Split: deterministic, by name. Cases sorted by file name; the last ``ceil(test_fraction * n)`` are ``"test"``, the
 others ``"train"``; ``"all"`` (the default: fine-tuning on everything a site has) takes every case. Adding files
@@ -32,9 +33,10 @@ from scripts.datasets.cycle_triplets import CycleTripletDataset
 from scripts.datasets.protocol import SPLITS, load_protocol_series
 from scripts.datasets.triplets import TripletCase, TripletDataset, frames_between
 from scripts.io.nifti_read import frame_endpoints, nifti_4d_shape
+from scripts.utils.args import parse_bool
 from scripts.utils.errors import InputError
 
-__all__ = ["nifti4d_cases", "nifti4d_case", "nifti4d_dataset"]
+__all__ = ["nifti4d_case", "nifti4d_cases", "nifti4d_dataset", "nifti4d_series"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,11 +103,13 @@ def _sidecar(path: Path) -> tuple[Path, dict]:
 
 
 def nifti4d_case(
-    path: str | os.PathLike, spatial_size: Sequence[int] = (128, 128, 32), per_frame: bool = False
+    path: str | os.PathLike, spatial_size: Sequence[int] = (128, 128, 32), per_frame: bool = False,
+    motion_crop: bool = False,
 ) -> TripletCase:
     """Describe one 4D NIfTI (and its optional sidecar) as a :class:`~scripts.datasets.triplets.TripletCase`.
 
-    Reads the header and the sidecar only; the voxels are read when the dataset loads the case.
+    Reads the header and the sidecar only; the voxels are read when the dataset loads the case (cut to the box where
+    the series moves first with ``motion_crop``: :func:`~scripts.datasets.protocol.load_protocol_series`).
 
     Raises:
         InputError: naming the file for an unusable NIfTI, or the sidecar for bad JSON or endpoints.
@@ -120,8 +124,21 @@ def nifti4d_case(
         start=start,
         end=end,
         targets=frames_between(start, end, num_frames, cyclic=endpoints.get("cyclic", False)),
-        load=functools.partial(load_protocol_series, path, tuple(spatial_size), per_frame),
+        load=functools.partial(load_protocol_series, path, tuple(spatial_size), per_frame, motion_crop),
     )
+
+
+def nifti4d_series(
+    dataset_dir: str | os.PathLike,
+    split: str = "all",
+    spatial_size: Sequence[int] = (128, 128, 32),
+    test_fraction: float = 0.1,
+    motion_crop: bool = False,
+) -> list[TripletCase]:
+    """The cases of a split as whole series (the super-resolution jobs and their training samples); arguments as
+    :func:`nifti4d_dataset`."""
+    paths = nifti4d_cases(dataset_dir, split, test_fraction)
+    return [nifti4d_case(path, spatial_size, motion_crop=parse_bool(motion_crop, "motion_crop")) for path in paths]
 
 
 def nifti4d_dataset(
@@ -133,6 +150,7 @@ def nifti4d_dataset(
     per_frame: bool = False,
     test_fraction: float = 0.1,
     cycle: Mapping[str, object] | None = None,
+    motion_crop: bool = False,
 ) -> TripletDataset | CycleTripletDataset:
     """The (I0, I1, It, t) dataset of a folder of 4D NIfTI files, for bundle configs (``_target_``).
 
@@ -147,13 +165,15 @@ def nifti4d_dataset(
         cycle: None for the endpoints' triplets only; a mapping of
             :class:`~scripts.datasets.cycle_triplets.CycleSpec` options draws triplets from the whole series too
             (wrapping around where the sidecar says ``"cyclic": true``).
+        motion_crop: cut each series to the in-plane box where it moves before the protocol's centre crop (full
+            field-of-view cines: the network then trains on what the product's motion region gives it).
 
     Returns:
         a :class:`~scripts.datasets.triplets.TripletDataset`, one item per frame strictly between the endpoints; with
         ``cycle``, a :class:`~scripts.datasets.cycle_triplets.CycleTripletDataset`.
     """
     paths = nifti4d_cases(dataset_dir, split, test_fraction)
-    cases = [nifti4d_case(path, spatial_size, per_frame) for path in paths]
+    cases = [nifti4d_case(path, spatial_size, per_frame, parse_bool(motion_crop, "motion_crop")) for path in paths]
     logger.info("nifti4d %s split: %d cases, %d target frames", split, len(cases), sum(len(c.targets) for c in cases))
     if cycle is not None:
         num_frames = [nifti_4d_shape(path)[3] for path in paths]

@@ -28,7 +28,7 @@ def check_options(kind: str, build, options: Mapping[str, object] | None) -> Non
     Raises:
         InputError: naming ``dataset options``, the kind, the option and the options it takes; before any work.
     """
-    accepted = set(inspect.signature(build).parameters) - {"dataset_dir", "split"}
+    accepted = set(inspect.signature(build).parameters) - {"dataset_dir", "split", "spatial_size"}
     for option in options or {}:
         if option not in accepted:
             raise InputError("dataset options", f"{kind!r} datasets take no option {option!r}; "

@@ -39,7 +39,7 @@ from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
 from scripts.evaluation.methods import Blend, Method, MethodUnavailable, StudentMethod
 from scripts.evaluation.metrics import image_metrics
 from scripts.inference.interpolator import SeriesInterpolator
-from scripts.inference.motion_roi import motion_map
+from scripts.transforms.motion_roi import motion_map
 from scripts.inference.neighbour_refiner import NeighbourRefiner
 from scripts.inference.region import MotionRegion
 from scripts.inference.times import CineFrame

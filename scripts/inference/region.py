@@ -4,7 +4,7 @@ the static surroundings.
 A full field-of-view cine is mostly static body around a moving heart; there the blend of the acquired frames is
 exact, and a network trained on heart-cropped volumes at another in-plane spacing only adds error (its instance
 norms see mostly background). :class:`MotionRegion` finds the moving box from the acquired frames' temporal standard
-deviation (:mod:`scripts.inference.motion_roi`), crops every acquired frame to it (resampled in plane to the training
+deviation (:mod:`scripts.transforms.motion_roi`), crops every acquired frame to it (resampled in plane to the training
 spacing when the series' differs by more than a factor), lets the inferer synthesise on that grid, and pastes each
 synthesised frame back into the blend of its two acquired neighbours with a smooth seam. Outside the box the output
 *is* the blend. Where the box would be the whole plane at the training spacing, nothing changes (the network runs on
@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from scripts.inference.motion_roi import MotionROI, crop, find_roi, motion_map, paste
+from scripts.transforms.motion_roi import MotionROI, crop, find_roi, motion_map, paste
 from scripts.utils.args import parse_bool
 from scripts.utils.tensors import lerp
 
