@@ -166,6 +166,10 @@ def test_a_sites_neighbour_refinement_runs_beside_its_student(weights, tmp_path)
         interpolate(input=str(path), upsample=2, output_dir=str(tmp_path / "bad"), model=weights,
                     neighbour_model=str(tmp_path / "missing.pt"))
     assert not (tmp_path / "bad").exists()
+    with pytest.raises(InputError, match="--neighbour_model: the neighbour refinement corrects whole series only"):
+        interpolate(input=str(path), t=0.5, output_dir=str(tmp_path / "pair"), model=weights,
+                    neighbour_model=str(trained))  # frames between two chosen frames: never refined
+    assert not (tmp_path / "pair").exists()
 
 
 def test_batches_of_pairs_match_one_pair_at_a_time(nifti_series, weights, monkeypatch):

@@ -111,6 +111,9 @@ def interpolate(
             that holds none of the inputs; True or False.
         config_file: the inference config (default: configs/inference.json of this bundle).
     """
+    if neighbour_model is not None and upsample is None:
+        raise InputError("--neighbour_model", "the neighbour refinement corrects whole series only: give --upsample K "
+                                              "with it, or leave it out for frames between two chosen frames")
     source = _input(input)
     out = parse_path(output_dir, "--output_dir")
     replace = parse_bool(overwrite, "--overwrite")
