@@ -418,6 +418,12 @@ def test_motion_crop_centres_the_protocol_on_the_moving_region(tmp_path):
     assert int((case.load().std(axis=-1) > 0.05).sum()) == moving_voxels(motion_crop=True)  # the pair job's too
     (_, load), = series_cases("nifti4d", tmp_path, "all", (24, 24, 4), motion_crop=True)
     np.testing.assert_array_equal(load(), case.load())
+    # a crop wider than the moving box: a window around the box inside the image, no zero padding the image could fill
+    (wide,) = nifti4d_series(tmp_path, "all", (48, 48, 4), motion_crop=True)
+    frames = wide.load()
+    assert frames.shape == (48, 48, 4, 6)
+    assert (frames.std(axis=-1) > 0.05).sum() >= 4 * 6 * 6
+    assert not (frames == 0).all(axis=(1, 2, 3)).any() and not (frames == 0).all(axis=(0, 2, 3)).any()
 
 
 def test_make_dataset_options_reach_the_builder_and_unknown_ones_are_named(acdc_tree):

@@ -43,10 +43,12 @@ def load_protocol_series(path: str | os.PathLike, spatial_size: Sequence[int], p
                          motion_crop: bool = False) -> np.ndarray:
     """Read a 4D NIfTI (:func:`~scripts.io.nifti_read.read_nifti_4d`) and apply :func:`protocol_frames` to it.
 
-    With ``motion_crop`` the series is first cut to the in-plane box where it moves, as the product's motion region
-    finds it (:func:`~scripts.transforms.motion_roi.find_roi` on the temporal standard deviation of all its frames,
-    15 mm margin, every slice), so the protocol's centre crop is centred on the moving heart of a full field of view
-    rather than on the middle of the image, and a network trained on it sees what inference gives it.
+    With ``motion_crop`` the protocol's crop is centred on the in-plane box where the series moves, as the product's
+    motion region finds it (:func:`~scripts.transforms.motion_roi.find_roi` on the temporal standard deviation of all
+    its frames, 15 mm margin, every slice), rather than on the middle of the image: a full field of view's heart is
+    rarely in the middle, and a network trained on the crop then sees what inference gives it. Along each in-plane
+    axis the series is cut to the box, or, where the box is narrower than ``spatial_size``, to a window of that size
+    around the box's centre (inside the image), so no padding is added that the image could fill.
 
     A module-level function, so ``functools.partial`` of it is a picklable case loader.
     """
@@ -54,8 +56,17 @@ def load_protocol_series(path: str | os.PathLike, spatial_size: Sequence[int], p
     array = series.array
     if motion_crop:
         x0, x1, y0, y1 = find_roi(motion_map(np.moveaxis(array, -1, 0)), series.spacing).box
-        array = array[x0:x1, y0:y1]
+        array = array[_window(x0, x1, array.shape[0], spatial_size[0]), _window(y0, y1, array.shape[1], spatial_size[1])]
     return protocol_frames(array, spatial_size, path, per_frame=per_frame)
+
+
+def _window(low: int, high: int, size: int, want: int) -> slice:
+    """``low:high`` of an axis of ``size`` voxels, widened to ``want`` voxels around its centre (kept inside the axis)
+    where it is narrower."""
+    if high - low >= want:
+        return slice(low, high)
+    start = min(max((low + high) // 2 - want // 2, 0), max(size - want, 0))
+    return slice(start, min(size, start + want))
 
 
 SPLITS = ("train", "test", "all")
