@@ -108,8 +108,8 @@ def nifti4d_case(
 ) -> TripletCase:
     """Describe one 4D NIfTI (and its optional sidecar) as a :class:`~scripts.datasets.triplets.TripletCase`.
 
-    Reads the header and the sidecar only; the voxels are read when the dataset loads the case (cut to the box where
-    the series moves first with ``motion_crop``: :func:`~scripts.datasets.protocol.load_protocol_series`).
+    Reads the header and the sidecar only; the voxels are read when the dataset loads the case (the crop centred on the box
+    where the series moves with ``motion_crop``: :func:`~scripts.datasets.protocol.load_protocol_series`).
 
     Raises:
         InputError: naming the file for an unusable NIfTI, or the sidecar for bad JSON or endpoints.
@@ -165,7 +165,7 @@ def nifti4d_dataset(
         cycle: None for the endpoints' triplets only; a mapping of
             :class:`~scripts.datasets.cycle_triplets.CycleSpec` options draws triplets from the whole series too
             (wrapping around where the sidecar says ``"cyclic": true``).
-        motion_crop: cut each series to the in-plane box where it moves before the protocol's centre crop (full
+        motion_crop: centre the protocol's crop on the in-plane box where each series moves (full
             field-of-view cines: the network then trains on what the product's motion region gives it).
 
     Returns:
