@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from scripts.inference.cli import interpolate
-from scripts.transforms.motion_roi import motion_map
 from scripts.inference.region import MotionRegion
 from scripts.phantoms.cardiac import cardiac_phantom
+from scripts.transforms.motion_roi import motion_map
 
 SPACING = (1.4, 1.4, 8.0)
 

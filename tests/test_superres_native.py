@@ -179,3 +179,38 @@ def test_acdc_series_are_read_from_the_patients_4d_file(tiny_acdc, tmp_path):
     expected = 10 * np.log10(1 / ((0.5 * unit[..., 0] + 0.5 * unit[..., 2] - unit[..., 1]) ** 2).mean())
     assert (row["subject"], row["frame"]) == ("patient091", "1")
     assert float(row["psnr"]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_sites_neighbour_refinement_is_benchmarked_with_its_student(tmp_path):
+    """``superres --model <student> --neighbour_model <refinement>`` (a site's whole-cine fine-tuning) scores the
+    student with that refinement, as ``interpolate --upsample`` runs them: one whose correction is zero scores as the
+    student alone, a trained one does not; a missing file is named before any work."""
+    import torch
+
+    from scripts.networks.neighbours import NeighbourRefinement
+    from scripts.utils.checkpoint import save_weights
+
+    series, affine, _ = _moving_square(frames=12)  # 6 kept frames at x2: each pair a sixth of the cycle, refined
+    data = _write(tmp_path / "cines", "square", series, affine)
+    zero = save_weights(NeighbourRefinement(16), tmp_path / "zero.pt")
+    trained = NeighbourRefinement(16)
+    torch.nn.init.normal_(trained.out.weight, std=0.05)
+    trained = save_weights(trained, tmp_path / "trained.pt")
+
+    def psnr(refinement, name):
+        superres(str(data), dataset="nifti4d", split="all", output_dir=str(tmp_path / name), factors=[2],
+                 grid="native", methods=["student", "student_pairwise"], model=str(ROOT / "models" / "cine_model.pt"),
+                 neighbour_model=str(refinement))
+        rows = _rows(tmp_path / name / "metrics.csv")
+        return {m: [float(r["psnr"]) for r in rows if r["method"] == m] for m in ("student", "student_pairwise")}
+
+    unchanged = psnr(zero, "zero")
+    assert len(unchanged["student"]) == 6
+    np.testing.assert_allclose(unchanged["student"], unchanged["student_pairwise"], atol=1e-3)
+    changed = psnr(trained, "trained")
+    np.testing.assert_allclose(changed["student_pairwise"], unchanged["student_pairwise"])
+    assert not np.allclose(changed["student"], changed["student_pairwise"], atol=1e-2)
+    with pytest.raises(InputError, match="missing.pt: weights file not found"):
+        superres(str(data), dataset="nifti4d", split="all", output_dir=str(tmp_path / "bad"), factors=[2],
+                 grid="native", neighbour_model=str(tmp_path / "missing.pt"))
+    assert not (tmp_path / "bad").exists()

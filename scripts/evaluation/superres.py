@@ -56,6 +56,7 @@ from scripts.inference.warp_choice import span_fraction
 from scripts.networks.neighbours import pair_context
 from scripts.utils.args import parse_bool, parse_choice, parse_int, parse_path, parse_shape
 from scripts.utils.atomic import atomic_dir, atomic_file
+from scripts.utils.checkpoint import check_weights_file
 from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
 
@@ -204,6 +205,7 @@ def superres(
     split: str = "test",
     spatial_size: Sequence[int] = (96, 96, 8),
     model: str | None = None,
+    neighbour_model: str | None = None,
     cyclic: bool = True,
     threads: int | None = None,
     overwrite: bool = False,
@@ -223,11 +225,15 @@ def superres(
             ``cine_checkpoint``, or ``model``,
             warped per factor as ``interpolate --upsample`` warps the kept frames: its ``warp_choice``; refined with
             the acquired frames around each pair by the config's neighbour refinement, as ``--upsample`` refines
-            them, unless ``model`` is given), student_pairwise (the same student without the neighbour refinement).
+            them, unless ``model`` is given without ``neighbour_model``), student_pairwise (the same student without
+            the neighbour refinement).
         variants: more students ``{name: {Student flag: value, ..., "weights": file}}``.
         split: train, test or all.
         spatial_size: the protocol grid X, Y, Z (default: the cropped cardiac grid the shipped student was trained on).
         model: the student's weights (default: the config's ``cine_checkpoint``, models/cine_model.pt).
+        neighbour_model: the neighbour refinement's weights for ``student`` (default: the config's,
+            models/neighbour_refinement.pt), e.g. a site's whole-cine fine-tuning (configs/finetune_cine.yaml) with its
+            student as ``model``, as ``interpolate --upsample --model ... --neighbour_model ...`` runs them.
         cyclic: the series are periodic: the frames after the last acquired one are synthesised towards frame 0.
         threads: torch CPU threads (default: torch's).
         overwrite: replace output_dir if it exists.
@@ -248,6 +254,8 @@ def superres(
     split = parse_choice(split, "split", ("train", "test", "all"))
     spatial_size = parse_shape(spatial_size, "spatial_size")
     model = None if model is None else parse_path(model, "model")
+    neighbour_model = None if neighbour_model is None else check_weights_file(parse_path(neighbour_model,
+                                                                                         "neighbour_model"))
     cyclic, overwrite = parse_bool(cyclic, "cyclic"), parse_bool(overwrite, "overwrite")
     motion_region = parse_bool(motion_region, "motion_region")
     if isinstance(methods, str) or not all(isinstance(m, str) for m in methods):
@@ -259,14 +267,14 @@ def superres(
         torch.set_num_threads(parse_int(threads, "threads", minimum=1))
     from scripts.baselines.voxelmorph import voxelmorph_net
 
-    steps = native.product_steps(motion_region)  # the student as configs/inference.json runs it
+    steps = native.product_steps(motion_region, neighbour_checkpoint=neighbour_model)  # as configs/inference.json
     weights = model or steps.cine_weights
     available = {
         "blend": Blend(),
         "elastix_linear": ElastixLinear(max_batch=None),
         "vm_linear": VoxelMorphLinear(voxelmorph_net(), ROOT / "models" / "voxelmorph.pt", max_batch=None),
         "student": StudentMethod(steps.network, weights, None, steps.warp_choice,
-                                 steps.neighbours if model is None else None),
+                                 steps.neighbours if model is None or neighbour_model is not None else None),
         "student_pairwise": StudentMethod(copy.deepcopy(steps.network), weights, None, steps.warp_choice),
     }
     if grid == "native":

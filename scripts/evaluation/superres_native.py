@@ -39,13 +39,13 @@ from scripts.datasets.nifti4d import nifti4d_case, nifti4d_cases
 from scripts.evaluation.methods import Blend, Method, MethodUnavailable, StudentMethod
 from scripts.evaluation.metrics import image_metrics
 from scripts.inference.interpolator import SeriesInterpolator
-from scripts.transforms.motion_roi import motion_map
 from scripts.inference.neighbour_refiner import NeighbourRefiner
 from scripts.inference.region import MotionRegion
 from scripts.inference.times import CineFrame
 from scripts.inference.warp_choice import WarpBySpan
 from scripts.io.nifti_read import nifti_4d_shape, read_nifti_4d
 from scripts.transforms.intensity import IntensityScale
+from scripts.transforms.motion_roi import motion_map
 from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
 
@@ -96,14 +96,18 @@ class ProductSteps(NamedTuple):
     cine_weights: Path | None = None
 
 
-def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "inference.json") -> ProductSteps:
-    """The :class:`ProductSteps` of the inference config, with its ``motion_region`` switch set, parsed once by MONAI's
-    ``ConfigParser`` so the benchmark runs what the product runs."""
+def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "inference.json",
+                  neighbour_checkpoint: str | Path | None = None) -> ProductSteps:
+    """The :class:`ProductSteps` of the inference config, with its ``motion_region`` switch set (and the neighbour
+    refinement's weights file, when given, turning it on), parsed once by MONAI's ``ConfigParser`` so the benchmark
+    runs what the product runs."""
     from monai.bundle import ConfigParser
 
     parser = ConfigParser()
     parser.read_config(str(config))
     parser["motion_region"] = bool(motion_region)
+    if neighbour_checkpoint is not None:
+        parser.update({"neighbour_checkpoint": str(neighbour_checkpoint), "neighbour_refinement": True})
     parser["bundle_root"] = str(ROOT)  # the weights of this bundle, wherever the benchmark is run from
     warp_choice = parser.get_parsed_content("warp_choice") if "warp_choice" in parser else None
     neighbours = parser.get_parsed_content("neighbour_refiner") if "neighbour_refiner" in parser else None
