@@ -437,8 +437,8 @@ def test_other_weights_serve_without_the_neighbour_refinement(tmp_path):
     """The app with ``--conf checkpoint`` (other student weights) runs them in both tasks and turns the neighbour
     refinement off, as ``interpolate --model`` does (it was trained with the shipped whole-series student); without it
     the config's defaults stand (each job's shipped weights, refinement on); ``--conf neighbour_checkpoint`` (a site's
-    refinement) turns it on with that file, as ``interpolate --neighbour_model`` does. Loaded as the server loads the app, with
-    the server's dependencies."""
+    refinement) turns it on with that file, as ``interpolate --neighbour_model`` does. Loaded as the server loads the
+    app, with the server's dependencies."""
     code = (
         "import json, sys\n"
         "from monailabel.interfaces.utils.app import app_instance\n"

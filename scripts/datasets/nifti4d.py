@@ -108,8 +108,8 @@ def nifti4d_case(
 ) -> TripletCase:
     """Describe one 4D NIfTI (and its optional sidecar) as a :class:`~scripts.datasets.triplets.TripletCase`.
 
-    Reads the header and the sidecar only; the voxels are read when the dataset loads the case (the crop centred on the box
-    where the series moves with ``motion_crop``: :func:`~scripts.datasets.protocol.load_protocol_series`).
+    Reads the header and the sidecar only; the voxels are read when the dataset loads the case (the crop centred on
+    the box where the series moves with ``motion_crop``: :func:`~scripts.datasets.protocol.load_protocol_series`).
 
     Raises:
         InputError: naming the file for an unusable NIfTI, or the sidecar for bad JSON or endpoints.

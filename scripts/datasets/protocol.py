@@ -56,7 +56,8 @@ def load_protocol_series(path: str | os.PathLike, spatial_size: Sequence[int], p
     array = series.array
     if motion_crop:
         x0, x1, y0, y1 = find_roi(motion_map(np.moveaxis(array, -1, 0)), series.spacing).box
-        array = array[_window(x0, x1, array.shape[0], spatial_size[0]), _window(y0, y1, array.shape[1], spatial_size[1])]
+        array = array[_window(x0, x1, array.shape[0], spatial_size[0]),
+                      _window(y0, y1, array.shape[1], spatial_size[1])]
     return protocol_frames(array, spatial_size, path, per_frame=per_frame)
 
 

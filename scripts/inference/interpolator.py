@@ -116,9 +116,10 @@ class SeriesInterpolator:
         """Synthesise the new frames of ``plan`` from a whole series.
 
         The whole-series job: the network with ``cine_checkpoint``'s weights. Each pair of acquired frames is encoded
-        once, with all of its time points batched (``max_batch``); with one time point per pair (``--upsample 2``) several pairs share a batch on an accelerator
-        (:meth:`pairs_per_batch`). A progress bar and the log count the pairs. Every pair is two consecutive frames,
-        ``1 / T`` of the series, which chooses the image warp (``warp_choice``). With ``neighbours`` (where it
+        once, with all of its time points batched (``max_batch``); with one time point per pair (``--upsample 2``)
+        several pairs share a batch on an accelerator (:meth:`pairs_per_batch`). A progress bar and the log count the
+        pairs. Every pair is two consecutive frames, ``1 / T`` of the series, which chooses the image warp
+        (``warp_choice``). With ``neighbours`` (where it
         refines pairs spanning ``1 / T``: :meth:`refines`), the frames of every pair that has an acquired frame before
         and after it (every pair of a periodic series of 4 or more frames, whose plan wraps from the last frame to the
         first; the inner pairs of an open one) are refined with them (:meth:`refine`).

@@ -93,12 +93,10 @@ def request_error(err: Exception) -> Exception:
 
 
 def _refinement_weights(parser) -> list[str]:
-    """``[the neighbour refinement's weights file]`` where the config runs it, else ``[]``."""
-    from scripts.utils.args import parse_bool
-
-    path = parser.get_parsed_content("neighbour_checkpoint")
-    enabled = parse_bool(parser.get_parsed_content("neighbour_refinement"), "neighbour_refinement")
-    return [str(path)] if enabled and path else []
+    """``[the neighbour refinement's weights file]`` where the config runs it (its ``neighbour_refiner`` is not
+    disabled), else ``[]``."""
+    refiner = parser.get_parsed_content("neighbour_refiner")
+    return [] if refiner is None else [str(refiner.checkpoint)]
 
 
 class BundleTask(BasicInferTask):
