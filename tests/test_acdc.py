@@ -426,6 +426,57 @@ def test_motion_crop_centres_the_protocol_on_the_moving_region(tmp_path):
     assert not (frames == 0).all(axis=(1, 2, 3)).any() and not (frames == 0).all(axis=(0, 2, 3)).any()
 
 
+def fine_pixels(path, pixel_mm):
+    """A 240 x 240 x 2 field of view of ``pixel_mm`` pixels, 5 frames: a textured body and a square whose side pulses
+    between 12 and 20 mm off the image centre (its centre at 100 mm, 100 mm)."""
+    rng = np.random.default_rng(5)
+    body = rng.random((240, 240, 2)).astype(np.float32) * 200 + 100
+    centre = round(100 / pixel_mm)
+    frames = []
+    for k in range(5):
+        frame = body.copy()
+        half = round((6 + 2 * (k % 3)) / pixel_mm)  # 6, 8, 10 mm
+        frame[centre - half:centre + half, centre - half:centre + half] = 900
+        frames.append(frame)
+    nib.save(nib.Nifti1Image(np.stack(frames, axis=-1), np.diag([pixel_mm, pixel_mm, 8.0, 1.0])), path)
+
+
+def moving_extent_mm(frames, pixel_mm):
+    """The in-plane extent (mm) of the voxels that change over ``frames`` ``(X, Y, Z, T)`` along x and along y."""
+    xs, ys = np.nonzero((frames.std(axis=-1) > 0.05).any(axis=2))
+    return (xs.max() - xs.min() + 1) * pixel_mm, (ys.max() - ys.min() + 1) * pixel_mm
+
+
+@pytest.mark.parametrize("pixel_mm, resampled", [(0.6, True), (1.0, False)])
+def test_motion_crop_resamples_fine_pixels_as_the_motion_region_does(tmp_path, pixel_mm, resampled):
+    """Pixels more than twice finer than the training spacing: the crop is the moving box resampled in plane to
+    1.5 mm, so the network trains on the scale inference's motion region gives it (the 20 mm square spans about 20 mm
+    of the crop, 13 of its voxels; a crop at native pixels spans 20 mm in 33 voxels). Within the tolerance the crop
+    is the native one."""
+    from scripts.datasets.nifti4d import nifti4d_series
+    from scripts.transforms.motion_roi import find_roi, motion_map
+
+    fine_pixels(tmp_path / "cine.nii.gz", pixel_mm)
+    options = {"motion_crop": True, "training_spacing": (1.5, 1.5), "zoom_tolerance": 2.0}
+    (case,) = nifti4d_series(tmp_path, "all", (32, 32, 2), **options)
+    frames = case.load()
+    assert frames.shape == (32, 32, 2, 5) and np.isfinite(frames).all()
+    grid_mm = 1.5 if resampled else pixel_mm
+    extent = moving_extent_mm(frames, grid_mm)
+    assert all(18 <= e <= 24 for e in extent), extent  # the square's 20 mm, on the crop's grid
+    (native,) = nifti4d_series(tmp_path, "all", (32, 32, 2), motion_crop=True)
+    if not resampled:
+        np.testing.assert_array_equal(native.load(), frames)
+    else:
+        assert moving_extent_mm(native.load(), pixel_mm) == pytest.approx(extent, abs=3)  # same mm, other grid
+        # what inference's motion region runs the network on: the same scale
+        array = np.asarray(nib.load(tmp_path / "cine.nii.gz").dataobj)
+        roi = find_roi(motion_map(np.moveaxis(array, -1, 0)), (pixel_mm, pixel_mm, 8.0), (1.5, 1.5), tolerance=2.0)
+        assert roi.zoom == pytest.approx((pixel_mm / 1.5, pixel_mm / 1.5))
+    (item,) = nifti4d_dataset(tmp_path, "all", (32, 32, 2), **options).store.cases.values()
+    np.testing.assert_array_equal(item.load(), frames)  # the pair job's crop is the same
+
+
 def test_make_dataset_options_reach_the_builder_and_unknown_ones_are_named(acdc_tree):
     from scripts.datasets.registry import make_dataset
 

@@ -118,7 +118,7 @@ def test_a_sites_nifti_cines_fine_tune_the_whole_cine_job(tiny_acdc, tmp_path):
         student_weights=str(student), refinement_weights=str(refinement), width=4, batch_size=2, factors=[2],
         max_span=0.25, num_epochs=1, epoch_length=2)
     wf.initialize()
-    assert wf.parser.get_parsed_content("train_dataset_options") == {"motion_crop": True}  # as inference crops
+    assert wf.parser.get_parsed_content("train_dataset_options")["motion_crop"] is True  # as inference crops
     assert len(wf.parser.get_parsed_content("train#dataset")) == 10  # cine0, cine1: 5 pairs each (every 2nd frame)
     assert len(wf.parser.get_parsed_content("validate#dataset")) == 5  # cine2, the last tenth by name
     assert [g["lr"] for g in wf.parser.get_parsed_content("optimizer").param_groups] == [3e-5, 1e-4]

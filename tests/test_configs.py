@@ -138,3 +138,24 @@ def test_no_config_or_metadata_file_repeats_a_key():
             json.loads(path.read_text(), object_pairs_hook=unique)
         except AssertionError as error:
             raise AssertionError(f"{path.name}: {error}") from None
+
+
+@pytest.mark.parametrize("files", [
+    ["train_teacher.json", "train_student.json", "finetune.yaml"],
+    ["train_teacher.json", "train_neighbours.json"],
+    ["train_teacher.json", "train_neighbours.json", "train_cine.json", "finetune_cine.yaml"],
+])
+def test_a_sites_training_crop_is_resampled_as_the_motion_region_resamples(files):
+    """A site's series (nifti4d) are cut to their moving box and resampled in plane by the rule the product's motion
+    region applies at inference (``configs/inference.json``'s ``region``): the same spacing and tolerance."""
+    inference = ConfigParser()
+    inference.read_config(str(CONFIGS / "inference.json"))
+    region = inference.get_parsed_content("region")
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / f) for f in files])
+    parser["dataset"] = "nifti4d"
+    options = parser.get_parsed_content("train_dataset_options")
+    assert options == parser.get_parsed_content("val_dataset_options")
+    assert tuple(options["training_spacing"]) == region.training_spacing
+    assert options["zoom_tolerance"] == region.tolerance
+    assert options["motion_crop"] is (files[-1] != "train_neighbours.json")  # on in the fine-tuning configs

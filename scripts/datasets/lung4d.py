@@ -41,7 +41,7 @@ from scripts.io.dicom_read import read_dicom_series
 from scripts.transforms.intensity import normalise_frames
 from scripts.utils.errors import InputError
 
-__all__ = ["lung4d_cases", "lung4d_protocol_series", "lung4d_case", "lung4d_dataset"]
+__all__ = ["lung4d_case", "lung4d_cases", "lung4d_dataset", "lung4d_protocol_series"]
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ sidecar (or a key) the first and the last frame. The targets are the frames stri
 (:func:`~scripts.datasets.triplets.frames_between`).
 
 Preprocessing: the ACDC protocol (:func:`~scripts.datasets.protocol.protocol_frames`) with ``spatial_size`` an argument;
-``motion_crop`` centres it on the box where the series moves (full field-of-view cines).
+``motion_crop`` centres it on the box where the series moves (full field-of-view cines), resampled in plane to
+``training_spacing`` when the series' pixels are much finer or coarser, as inference's motion region does.
 
 Split: deterministic, by name. Cases sorted by file name; the last ``ceil(test_fraction * n)`` are ``"test"``, the
 others ``"train"``; ``"all"`` (the default: fine-tuning on everything a site has) takes every case. Adding files
@@ -105,11 +106,14 @@ def _sidecar(path: Path) -> tuple[Path, dict]:
 def nifti4d_case(
     path: str | os.PathLike, spatial_size: Sequence[int] = (128, 128, 32), per_frame: bool = False,
     motion_crop: bool = False,
+    training_spacing: Sequence[float] | None = None,
+    zoom_tolerance: float = 2.0,
 ) -> TripletCase:
     """Describe one 4D NIfTI (and its optional sidecar) as a :class:`~scripts.datasets.triplets.TripletCase`.
 
     Reads the header and the sidecar only; the voxels are read when the dataset loads the case (the crop centred on
-    the box where the series moves with ``motion_crop``: :func:`~scripts.datasets.protocol.load_protocol_series`).
+    the box where the series moves with ``motion_crop``, resampled in plane to ``training_spacing`` where the series'
+    spacing differs from it by more than ``zoom_tolerance``: :func:`~scripts.datasets.protocol.load_protocol_series`).
 
     Raises:
         InputError: naming the file for an unusable NIfTI, or the sidecar for bad JSON or endpoints.
@@ -124,7 +128,9 @@ def nifti4d_case(
         start=start,
         end=end,
         targets=frames_between(start, end, num_frames, cyclic=endpoints.get("cyclic", False)),
-        load=functools.partial(load_protocol_series, path, tuple(spatial_size), per_frame, motion_crop),
+        load=functools.partial(load_protocol_series, path, tuple(spatial_size), per_frame, motion_crop,
+                               None if training_spacing is None else tuple(float(v) for v in training_spacing),
+                               float(zoom_tolerance)),
     )
 
 
@@ -134,11 +140,14 @@ def nifti4d_series(
     spatial_size: Sequence[int] = (128, 128, 32),
     test_fraction: float = 0.1,
     motion_crop: bool = False,
+    training_spacing: Sequence[float] | None = None,
+    zoom_tolerance: float = 2.0,
 ) -> list[TripletCase]:
     """The cases of a split as whole series (the super-resolution jobs and their training samples); arguments as
     :func:`nifti4d_dataset`."""
     paths = nifti4d_cases(dataset_dir, split, test_fraction)
-    return [nifti4d_case(path, spatial_size, motion_crop=parse_bool(motion_crop, "motion_crop")) for path in paths]
+    crop = parse_bool(motion_crop, "motion_crop")
+    return [nifti4d_case(path, spatial_size, False, crop, training_spacing, zoom_tolerance) for path in paths]
 
 
 def nifti4d_dataset(
@@ -151,6 +160,8 @@ def nifti4d_dataset(
     test_fraction: float = 0.1,
     cycle: Mapping[str, object] | None = None,
     motion_crop: bool = False,
+    training_spacing: Sequence[float] | None = None,
+    zoom_tolerance: float = 2.0,
 ) -> TripletDataset | CycleTripletDataset:
     """The (I0, I1, It, t) dataset of a folder of 4D NIfTI files, for bundle configs (``_target_``).
 
@@ -167,13 +178,18 @@ def nifti4d_dataset(
             (wrapping around where the sidecar says ``"cyclic": true``).
         motion_crop: centre the protocol's crop on the in-plane box where each series moves (full
             field-of-view cines: the network then trains on what the product's motion region gives it).
+        training_spacing: with ``motion_crop``, the in-plane voxel size (mm) the network runs at: a series whose
+            spacing differs from it by more than a factor ``zoom_tolerance`` is resampled in plane to it, as the
+            product's motion region resamples its box (``configs/inference.json``'s ``region``); None never resamples.
+        zoom_tolerance: see ``training_spacing``.
 
     Returns:
         a :class:`~scripts.datasets.triplets.TripletDataset`, one item per frame strictly between the endpoints; with
         ``cycle``, a :class:`~scripts.datasets.cycle_triplets.CycleTripletDataset`.
     """
     paths = nifti4d_cases(dataset_dir, split, test_fraction)
-    cases = [nifti4d_case(path, spatial_size, per_frame, parse_bool(motion_crop, "motion_crop")) for path in paths]
+    crop = parse_bool(motion_crop, "motion_crop")
+    cases = [nifti4d_case(path, spatial_size, per_frame, crop, training_spacing, zoom_tolerance) for path in paths]
     logger.info("nifti4d %s split: %d cases, %d target frames", split, len(cases), sum(len(c.targets) for c in cases))
     if cycle is not None:
         num_frames = [nifti_4d_shape(path)[3] for path in paths]

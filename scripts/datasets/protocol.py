@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,7 @@ from monai.transforms import CenterSpatialCrop, SpatialPad
 
 from scripts.io.nifti_read import read_nifti_4d
 from scripts.transforms.intensity import normalise_frames
-from scripts.transforms.motion_roi import find_roi, motion_map
+from scripts.transforms.motion_roi import MotionROI, crop, find_roi, motion_map
 from scripts.utils.errors import InputError
 
 
@@ -40,24 +41,34 @@ def protocol_frames(
 
 
 def load_protocol_series(path: str | os.PathLike, spatial_size: Sequence[int], per_frame: bool = False,
-                         motion_crop: bool = False) -> np.ndarray:
+                         motion_crop: bool = False, training_spacing: Sequence[float] | None = None,
+                         zoom_tolerance: float = 2.0) -> np.ndarray:
     """Read a 4D NIfTI (:func:`~scripts.io.nifti_read.read_nifti_4d`) and apply :func:`protocol_frames` to it.
 
     With ``motion_crop`` the protocol's crop is centred on the in-plane box where the series moves, as the product's
     motion region finds it (:func:`~scripts.transforms.motion_roi.find_roi` on the temporal standard deviation of all
     its frames, 15 mm margin, every slice), rather than on the middle of the image: a full field of view's heart is
     rarely in the middle, and a network trained on the crop then sees what inference gives it. Along each in-plane
-    axis the series is cut to the box, or, where the box is narrower than ``spatial_size``, to a window of that size
-    around the box's centre (inside the image), so no padding is added that the image could fill.
+    axis the series is cut to the box, or, where the box is narrower than ``spatial_size`` (in the network's voxels),
+    to a window of that size around the box's centre (inside the image), so no padding is added that the image could
+    fill. Where the series' in-plane spacing differs from ``training_spacing`` (mm) by more than a factor
+    ``zoom_tolerance``, the cut is resampled in plane to ``training_spacing`` (bicubic, as inference's motion region
+    resamples its box: :func:`~scripts.transforms.motion_roi.crop`); None never resamples.
 
     A module-level function, so ``functools.partial`` of it is a picklable case loader.
     """
     series = read_nifti_4d(path)
     array = series.array
     if motion_crop:
-        x0, x1, y0, y1 = find_roi(motion_map(np.moveaxis(array, -1, 0)), series.spacing).box
-        array = array[_window(x0, x1, array.shape[0], spatial_size[0]),
-                      _window(y0, y1, array.shape[1], spatial_size[1])]
+        roi = find_roi(motion_map(np.moveaxis(array, -1, 0)), series.spacing, training_spacing,
+                       tolerance=zoom_tolerance)
+        x0, x1, y0, y1 = roi.box
+        window = (_window(x0, x1, array.shape[0], math.ceil(spatial_size[0] / roi.zoom[0])),
+                  _window(y0, y1, array.shape[1], math.ceil(spatial_size[1] / roi.zoom[1])))
+        array = array[window]
+        if roi.zoom != (1.0, 1.0):
+            cut = MotionROI((0, array.shape[0], 0, array.shape[1]), roi.zoom, array.shape[:3])
+            array = np.stack([crop(array[..., k], cut).numpy() for k in range(array.shape[-1])], axis=-1)
     return protocol_frames(array, spatial_size, path, per_frame=per_frame)
 
 
