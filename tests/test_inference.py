@@ -2,6 +2,7 @@
 in, time points, identical results from both entry points, no overwriting, and clear errors."""
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -63,6 +64,28 @@ def test_num_frames_gives_evenly_spaced_ascending(series_file, weights, tmp_path
     assert summary["t"] == pytest.approx([0.25, 0.5, 0.75])
     assert nib.load(Path(out) / "interp_4d.nii.gz").shape[3] == 3
     assert summary["start_frame"] == 0 and summary["end_frame"] == 4
+
+
+def test_default_endpoints_of_a_series_are_said_with_the_way_to_choose_others(series_file, tmp_path, caplog):
+    """A series of more than two frames with no endpoints given: the first and the last frames, and a warning that
+    names them and the arguments that choose the phases (in a cine of one cycle the two are neighbours in time)."""
+    from scripts.inference.inputs import load_input
+
+    with caplog.at_level(logging.WARNING, logger="scripts.inference.inputs"):
+        loaded = load_input(str(series_file[0]))
+    assert (loaded.start, loaded.end) == (0, 4)
+    (record,) = [r for r in caplog.records if r.name == "scripts.inference.inputs"]
+    assert "cine.nii.gz" in record.message and "0 and 4 of 5" in record.message
+    assert "--start_frame / --end_frame" in record.message and "--upsample K" in record.message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="scripts.inference.inputs"):
+        assert load_input(str(series_file[0]), 1, 3)[1:3] == (1, 3)
+        assert load_input(str(series_file[0]), None, 2)[1:3] == (0, 2)
+        volumes = [str(tmp_path / "a.nii.gz"), str(tmp_path / "b.nii.gz")]
+        for k, path in enumerate(volumes):
+            nib.save(nib.Nifti1Image(series_file[1][..., k], series_file[2]), path)
+        assert load_input(volumes)[1:3] == (0, 1)
+    assert not [r for r in caplog.records if r.name == "scripts.inference.inputs"]
 
 
 def test_refuses_to_overwrite_unless_asked(series_file, weights, tmp_path):
@@ -144,6 +167,24 @@ def test_bundle_run_and_cli_give_identical_results(series_file, weights, tmp_pat
 def test_bad_arguments_are_named(series_file, weights, tmp_path, kwargs, message):
     with pytest.raises(InputError, match=message):
         interpolate(input=str(series_file[0]), output_dir=str(tmp_path / "o"), model=weights, **kwargs)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("source", ["file", "pair", "demo"])
+def test_dicom_output_of_a_nifti_input_is_refused_before_the_networks_load(series_file, weights, tmp_path,
+                                                                           monkeypatch, source):
+    """A NIfTI input (or the demo) with --output_format dicom / both: one line before the config builds and loads
+    the networks, not after."""
+    from scripts.inference import cli
+
+    monkeypatch.setattr(cli, "run_config", lambda *a, **k: pytest.fail("the config ran before the refusal"))
+    volumes = []
+    for k in range(2):
+        volumes.append(str(tmp_path / f"v{k}.nii.gz"))
+        nib.save(nib.Nifti1Image(series_file[1][..., k], series_file[2]), volumes[-1])
+    given = {"file": str(series_file[0]), "pair": volumes, "demo": None}[source]
+    with pytest.raises(InputError, match="--output_format: 'both' needs a DICOM input .* is not"):
+        interpolate(input=given, output_dir=str(tmp_path / "o"), model=weights, output_format="both")
     assert not (tmp_path / "o").exists()
 
 

@@ -147,6 +147,9 @@ def interpolate(
         if values[name] is not None:
             check_weights_file(values[name])
     _check_headers(source)
+    if values["output_format"] != "nifti" and not (isinstance(source, Path) and source.is_dir()):
+        raise InputError("--output_format", f"{values['output_format']!r} needs a DICOM input (a folder of DICOM "
+                                            f"files); {'the demo case' if source is None else source} is not")
     values["device"] = parse_device(device, "--device")
     if not config.is_file():
         raise InputError(config, "config file not found")

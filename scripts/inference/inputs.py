@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 from scripts.io.nifti_read import read_nifti_4d, read_two_volumes, select_endpoints
 from scripts.io.series import Series4D
 from scripts.utils.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 DEMO_SEED = 20251
 # a short-axis stack like the cropped cines the shipped cardiac model was trained on (96 x 96 x 8, 2 mm, 10 mm slices)
@@ -72,4 +75,10 @@ def load_input(input=None, start_frame: int | None = None, end_frame: int | None
     series = read_series(input)
     start, end = select_endpoints(series, 0 if start_frame is None else start_frame,
                                   -1 if end_frame is None else end_frame)
+    if start_frame is None and end_frame is None and series.num_frames > 2:
+        logger.warning(
+            "%s: no --start_frame / --end_frame, so the frames are synthesised between its first and last frames "
+            "(0 and %d of %d; in a cine of one whole cycle these are neighbours in time). Choose the two phases with "
+            "--start_frame / --end_frame, or make the whole series finer with --upsample K",
+            series.source, end, series.num_frames)
     return LoadedInput(series, start, end)
