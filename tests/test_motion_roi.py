@@ -113,3 +113,25 @@ def test_a_still_series_keeps_the_whole_plane_and_bad_inputs_are_named():
         paste(torch.zeros(3, 3, 4), still[0], roi)
     with pytest.raises(InputError, match="NaN"):
         paste(torch.full(roi.network_size, float("nan")), still[0], roi)
+
+
+def test_still_weight_keeps_the_networks_change_where_the_pair_differs():
+    """1 where the two frames differ by ``level`` or more over the window, 0 where they are equal, the window's mean
+    difference over ``level`` between; ``level`` 0 keeps the change everywhere."""
+    from scripts.transforms.motion_roi import still_weight
+
+    rng = np.random.default_rng(0)
+    i0 = rng.random((40, 30, 3)).astype(np.float32)
+    i1 = i0.copy()
+    i1[:20] += 0.2  # the first half moves
+    weight = still_weight(i0, i1, level=0.05, width=7)
+    assert weight.shape == (40, 30, 3) and weight.dtype == torch.float32
+    assert torch.equal(weight[:17], torch.ones(17, 30, 3))  # every window there holds only moving voxels
+    assert torch.equal(weight[23:], torch.zeros(17, 30, 3))  # and only still ones there
+    assert bool(((weight[17:23] > 0) & (weight[17:23] < 1)).any())
+    one = np.zeros((15, 15, 1), np.float32)
+    spot = one.copy()
+    spot[7, 7] = 0.49  # one voxel: its window's mean is 0.49 / 49 = 0.01, a fifth of the level
+    assert float(still_weight(one, spot, 0.05, 7)[7, 7, 0]) == pytest.approx(0.2)
+    assert float(still_weight(one, spot, 0.05, 7)[0, 0, 0]) == 0.0
+    assert torch.equal(still_weight(i0, i0, 0.0), torch.ones(40, 30, 3))

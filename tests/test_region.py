@@ -72,6 +72,27 @@ def test_resampled_crop_when_the_spacing_differs(full_fov):
     np.testing.assert_allclose(out[:x0, :, :, 0], blend[:x0], atol=1e-6)
 
 
+def test_still_voxels_inside_the_box_keep_the_blend(full_fov):
+    """Inside the box, where the two acquired frames are equal, the frame is their blend (exact there), and where
+    they differ it is the network's; without ``still_level`` the network's everywhere in the box."""
+    rng = np.random.default_rng(1)
+    i0 = rng.random((48, 48, 2)).astype(np.float32) * 0.5
+    i1 = i0.copy()
+    i1[:16] += 0.3  # the frames differ in the first third only
+    frames = np.stack([i0, i1], axis=-1)
+    network = lambda f: np.clip(0.5 * (f[..., :1] + f[..., 1:2]) + 0.1, 0, 1)  # the blend, brighter
+    blend = 0.5 * (i0 + i1)
+    gated = MotionRegion(training_spacing=None, still_level=0.05).run(network, frames, SPACING, [(0, 1, 0.5)])
+    plain = MotionRegion(training_spacing=None).run(network, frames, SPACING, [(0, 1, 0.5)])
+    roi = MotionRegion(training_spacing=None).find(frames, SPACING)
+    assert roi is not None and roi.box[:2] == (0, 32)  # the moving third and its 15 mm margin
+    np.testing.assert_allclose(gated[:13, ..., 0], blend[:13] + 0.1, atol=1e-6)  # moving: the network's frame
+    np.testing.assert_allclose(plain[:13], gated[:13], atol=1e-6)
+    np.testing.assert_allclose(gated[19:, ..., 0], blend[19:], atol=1e-6)  # still: the blend, in the box too
+    assert np.abs(plain[19:24, ..., 0] - blend[19:24]).min() > 0.09  # where the box alone kept the network's
+    assert np.isfinite(gated).all() and gated.min() >= 0 and gated.max() <= 1
+
+
 def test_interpolate_keeps_the_blend_outside_the_moving_box(full_fov, tmp_path):
     """Through the user's command: with the step (default) the voxels far from the heart are the blend; without it
     the network changes them."""

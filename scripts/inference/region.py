@@ -8,7 +8,10 @@ deviation (:mod:`scripts.transforms.motion_roi`), crops every acquired frame to 
 spacing when the series' differs by more than a factor), lets the inferer synthesise on that grid, and pastes each
 synthesised frame back into the blend of its two acquired neighbours with a smooth seam. Outside the box the output
 *is* the blend. Where the box would be the whole plane at the training spacing, nothing changes (the network runs on
-the whole volume, as without the step). ``enabled: false`` turns the step off.
+the whole volume, as without the step). Then, voxel by voxel, every synthesised frame leans to the blend where its
+two acquired frames hardly differ (:func:`~scripts.transforms.motion_roi.still_weight`, ``still_level``): a still
+voxel's blend is exact, and warping it only resamples it. ``enabled: false`` turns the step off (the network's frames
+as they are, on the whole volume).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from scripts.transforms.motion_roi import MotionROI, crop, find_roi, motion_map, paste
+from scripts.transforms.motion_roi import MotionROI, crop, find_roi, motion_map, paste, still_weight
 from scripts.utils.args import parse_bool
 from scripts.utils.tensors import lerp
 
@@ -37,13 +40,18 @@ class MotionRegion:
         margin_mm: added around the moving voxels on each side.
         feather: width (voxels of the series) of the cosine seam inside the box's edges.
         tolerance: resample only when the series' spacing differs from ``training_spacing`` by more than this factor.
+        still_level: a synthesised frame keeps the network's change to the blend of its two acquired frames whole
+            where they differ by this much or more (mean over ``still_width`` x ``still_width`` voxels in plane,
+            intensities in [0, 1]), less where they differ less, none where they are equal; 0 keeps it everywhere.
+        still_width: the in-plane window of ``still_level``, voxels.
     """
 
     def __init__(self, enabled: bool = True, training_spacing: Sequence[float] | None = None, margin_mm: float = 15.0,
-                 feather: int = 8, tolerance: float = 1.25):
+                 feather: int = 8, tolerance: float = 1.25, still_level: float = 0.0, still_width: int = 7):
         self.enabled = parse_bool(enabled, "motion_region")  # "false" from a command line is False
         self.training_spacing = None if training_spacing is None else tuple(float(v) for v in training_spacing)
         self.margin_mm, self.feather, self.tolerance = float(margin_mm), int(feather), float(tolerance)
+        self.still_level, self.still_width = float(still_level), int(still_width)
 
     def find(self, frames: np.ndarray, spacing: Sequence[float]) -> MotionROI | None:
         """The box of ``frames`` ``(X, Y, Z, T)`` (acquired frames, any units; spacing in mm), or None where the
@@ -74,13 +82,18 @@ class MotionRegion:
         Returns:
             ``(X, Y, Z, N)`` in [0, 1].
         """
-        roi = self.find(frames if motion is None else motion, spacing)
-        if roi is None:
+        if not self.enabled:
             return synthesise(frames)
-        cropped = np.stack([crop(frames[..., k], roi).numpy() for k in range(frames.shape[-1])], axis=-1)
-        inside = synthesise(cropped)
+        roi = self.find(frames if motion is None else motion, spacing)
+        inside = synthesise(frames if roi is None else
+                            np.stack([crop(frames[..., k], roi).numpy() for k in range(frames.shape[-1])], axis=-1))
         out = np.empty((*frames.shape[:3], len(neighbours)), dtype=np.float32)
         for n, (a, b, t) in enumerate(neighbours):
-            blend = lerp(torch.as_tensor(frames[..., a])[None, None], torch.as_tensor(frames[..., b])[None, None], t)
-            out[..., n] = paste(inside[..., n], blend[0, 0], roi, self.feather).clamp(0, 1).numpy()
+            i0, i1 = torch.as_tensor(frames[..., a]), torch.as_tensor(frames[..., b])
+            blend = lerp(i0[None, None], i1[None, None], t)[0, 0]
+            frame = (torch.as_tensor(inside[..., n]) if roi is None else
+                     paste(inside[..., n], blend, roi, self.feather).clamp(0, 1))
+            if self.still_level > 0:
+                frame = blend + still_weight(i0, i1, self.still_level, self.still_width) * (frame - blend)
+            out[..., n] = frame.numpy()
         return out

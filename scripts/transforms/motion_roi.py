@@ -14,7 +14,10 @@ statistics dominated by background, other in-plane spacing). The functions here:
 3. :func:`crop` the endpoints (or any volume) to the box and resample them in plane by the zoom, for the network;
 4. :func:`paste` the network's result back: resampled to the box's size and blended into the full-size blend of the
    endpoints with a weight that is 1 inside, falls smoothly (cosine) to 0 over ``feather`` voxels at the box's inner
-   edges, and is 0 outside, so the output equals the blend everywhere outside the box and has no seam.
+   edges, and is 0 outside, so the output equals the blend everywhere outside the box and has no seam;
+5. :func:`still_weight`: inside the box, voxel by voxel, how much of the network's change to the blend to keep:
+   where the two acquired frames around a synthesised one hardly differ, the blend is (nearly) exact and the
+   network's change is mostly error.
 
 Volumes are ``(X, Y, Z)`` arrays (numpy or torch, float), axes 0 and 1 in plane; spacing in mm.
 """
@@ -30,7 +33,8 @@ from torch.nn import functional as F
 
 from scripts.utils.errors import InputError
 
-__all__ = ["MotionROI", "crop", "endpoint_motion", "find_roi", "motion_map", "paste", "seam_weight"]
+__all__ = ["MotionROI", "crop", "endpoint_motion", "find_roi", "motion_map", "paste", "seam_weight",
+           "still_weight"]
 
 
 @dataclass(frozen=True)
@@ -221,3 +225,32 @@ def paste(result, blend, roi: MotionROI, feather: int = 8) -> torch.Tensor:
     inside[x0:x1, y0:y1] += _resize(result - crop(blend, roi), roi.size)
     weight = seam_weight(roi, feather)
     return torch.where(weight > 0, weight * inside + (1 - weight) * blend, blend)
+
+
+def still_weight(i0, i1, level: float, width: int = 7) -> torch.Tensor:
+    """How much of the network's change to the blend of ``i0`` and ``i1`` to keep, voxel by voxel.
+
+    The in-plane mean of ``|i1 - i0|`` over a ``width`` x ``width`` window (intensities in [0, 1]; the window shrinks
+    at the image's edges), divided by ``level`` and capped at 1: 1 wherever the two acquired frames differ by
+    ``level`` or more, falling linearly to 0 where they are equal. A synthesised frame ``S`` between them becomes
+    ``B + w (S - B)`` with ``B`` their blend, so where nothing moves between the two frames the output is the blend,
+    which is exact there, and the network's change (warping a still image resamples it) counts only where they
+    differ. Measured on whole cines made twice and four times as fine (research log, "Leaning to the blend where the
+    pair is still").
+
+    Args:
+        i0, i1: ``(X, Y, Z)`` the two acquired frames, in [0, 1].
+        level: the difference (in [0, 1] intensities) from which the network's change is kept whole; 0 keeps it
+            everywhere.
+        width: the in-plane window, voxels (odd).
+
+    Returns:
+        ``(X, Y, Z)`` float32 tensor in [0, 1].
+    """
+    i0 = torch.as_tensor(_as_numpy(i0), dtype=torch.float32)
+    i1 = torch.as_tensor(_as_numpy(i1), dtype=torch.float32)
+    if level <= 0:
+        return torch.ones_like(i0)
+    planes = (i1 - i0).abs().permute(2, 0, 1)[:, None]  # (Z, 1, X, Y)
+    mean = F.avg_pool2d(planes, width, stride=1, padding=width // 2, count_include_pad=False)
+    return (mean[:, 0, : i0.shape[0], : i0.shape[1]].permute(1, 2, 0) / level).clamp(0, 1)
