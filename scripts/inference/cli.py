@@ -92,7 +92,8 @@ def interpolate(
         cyclic: with --upsample, the series is one periodic cycle (cardiac or breathing; the default): new frames
             also between the last frame and the first. --cyclic False for a series that does not wrap around.
         motion_region: run the network only in the box where the series moves and keep the blend of the static
-            surroundings (the default); False runs it on the whole field of view.
+            surroundings, and of every voxel whose two acquired frames are equal (the default); False runs it on the
+            whole field of view and keeps its frames as they are.
         neighbour_refinement: with --upsample, correct each pair's new frames with the acquired frames before and
             after the pair, for series of 6 or more frames (the cardiac default; trained with the shipped cardiac
             whole-series student, so off by default with --model unless --neighbour_model is given); False for the

@@ -75,10 +75,15 @@ def load_input(input=None, start_frame: int | None = None, end_frame: int | None
     series = read_series(input)
     start, end = select_endpoints(series, 0 if start_frame is None else start_frame,
                                   -1 if end_frame is None else end_frame)
-    if start_frame is None and end_frame is None and series.num_frames > 2:
+    return LoadedInput(series, start, end)
+
+
+def warn_default_endpoints(loaded: LoadedInput, start_frame: int | None, end_frame: int | None) -> None:
+    """Say so when a two-frame job on a series of more than two frames runs between its first and last frames because
+    no endpoint was given: in a cine of one whole cycle the two are neighbours in time."""
+    if start_frame is None and end_frame is None and loaded.truth is None and loaded.series.num_frames > 2:
         logger.warning(
             "%s: no --start_frame / --end_frame, so the frames are synthesised between its first and last frames "
             "(0 and %d of %d; in a cine of one whole cycle these are neighbours in time). Choose the two phases with "
             "--start_frame / --end_frame, or make the whole series finer with --upsample K",
-            series.source, end, series.num_frames)
-    return LoadedInput(series, start, end)
+            loaded.series.source, loaded.end, loaded.series.num_frames)

@@ -35,7 +35,7 @@ import torch
 from monai.metrics import PSNRMetric
 
 from scripts.baselines.linear import blend
-from scripts.inference.inputs import LoadedInput, load_input
+from scripts.inference.inputs import LoadedInput, load_input, warn_default_endpoints
 from scripts.inference.interpolator import SeriesInterpolator
 from scripts.inference.region import MotionRegion
 from scripts.inference.times import (
@@ -227,6 +227,7 @@ class InterpolationWorkflow:
 
     def _between(self, loaded: LoadedInput) -> Interpolation:
         """Frames at ``t`` between the two endpoint frames, scaled by the endpoints."""
+        warn_default_endpoints(loaded, self.start_frame, self.end_frame)
         series, t, truth = loaded.series, self.t, None
         if t is None and self.num_frames is None and loaded.truth_times is not None:
             t, truth = loaded.truth_times, loaded.truth  # the demo: scored against its true frames at their times
