@@ -66,16 +66,29 @@ def series(tmp_path_factory):
     return path, array
 
 
-def expected(weights, i0: np.ndarray, i1: np.ndarray, t: float, image_warp: str = "bilinear") -> np.ndarray:
-    """The student's volume at t for endpoints in scanner units: joint min-max, network, clamp, back to units."""
+def expected(weights, i0: np.ndarray, i1: np.ndarray, t: float, image_warp: str = "bilinear",
+             still: bool = True) -> np.ndarray:
+    """The student's volume at t for endpoints in scanner units: joint min-max, network, clamp, the still voxels'
+    lean to the blend (``configs/inference.json``'s ``region``; these small series move everywhere, so the box is the
+    whole plane; ``still=False``: the network alone), back to units."""
+    from monai.bundle import ConfigParser
+
     from scripts.networks import Student
+    from scripts.transforms.motion_roi import still_weight
 
     network = load_weights(Student(**NETWORK_ARGS, image_warp=image_warp), weights).eval()
     lo, hi = min(i0.min(), i1.min()), max(i0.max(), i1.max())
     image = torch.from_numpy(np.stack([i0, i1])[None] - lo) / (hi - lo)
     with torch.no_grad():
-        unit = network(image.float(), torch.tensor([t])).clamp(0, 1)[0, 0].numpy()
-    return unit * (hi - lo) + lo
+        unit = network(image.float(), torch.tensor([t])).clamp(0, 1)[0, 0]
+    config = ConfigParser()
+    config.read_config(str(ROOT / "configs" / "inference.json"))
+    level, width = config["region"]["still_level"], config["region"]["still_width"]
+    u0, u1 = image[0, 0].float(), image[0, 1].float()
+    blend = (1 - t) * u0 + t * u1
+    if still:
+        unit = blend + still_weight(u0, u1, level, width) * (unit - blend)
+    return unit.numpy() * (hi - lo) + lo
 
 
 def _read(path) -> tuple[np.ndarray, np.ndarray]:
@@ -326,7 +339,7 @@ def test_the_phase_at_t_is_what_interpolate_writes_through_the_motion_region(tas
     np.testing.assert_allclose(volume, reference, atol=ATOL)
     blend = (array[..., 2] + array[..., 3]) / 2
     np.testing.assert_allclose(volume[48:, 48:], blend[48:, 48:], atol=ATOL)  # far from the motion: the blend,
-    whole_plane = expected(weights, array[..., 2], array[..., 3], 0.5)  # where the student on the whole plane is not
+    whole_plane = expected(weights, array[..., 2], array[..., 3], 0.5, still=False)  # where the student alone is not
     assert np.abs(whole_plane - blend)[48:, 48:].max() > 10 * ATOL
     assert np.abs(volume - blend)[4:20, 4:20].max() > 10 * ATOL  # the network ran where it moves
     np.testing.assert_allclose(affine, np.diag([1.5, 1.5, 6.0, 1.0]), atol=1e-5)
