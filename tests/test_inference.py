@@ -95,6 +95,38 @@ def test_default_endpoints_of_a_series_are_said_with_the_way_to_choose_others(se
         assert not warnings_of(lambda: warn_default_endpoints(loaded, given[1], given[2]))  # noqa: B023
 
 
+@pytest.mark.parametrize("codes", [(0, 2), (1, 0), (0, 0)])
+def test_outputs_claim_the_space_their_input_claims(series_file, weights, tmp_path, codes):
+    """A NIfTI input's qform / sform codes (here: an "aligned" sform and no qform, as a public multi-vendor cine
+    came; a scanner qform alone; none at all) are carried to every NIfTI output with the same affine, so a viewer
+    places the output where it places the input. A pair of volumes takes the first one's."""
+    _, data, affine = series_file
+    qform_code, sform_code = codes
+    image = nib.Nifti1Image(data, affine)
+    image.set_qform(affine, code=qform_code)
+    image.set_sform(affine, code=sform_code)
+    source = tmp_path / "coded.nii.gz"
+    nib.save(image, source)
+    expected = sform_code if sform_code > 0 else qform_code
+    reference = nib.load(source).affine
+    pair_dir = interpolate(input=str(source), t=0.5, start_frame=0, end_frame=2, model=weights,
+                           output_dir=str(tmp_path / "pair"))
+    whole_dir = interpolate(input=str(source), upsample=2, model=weights, output_dir=str(tmp_path / "whole"))
+    volumes = []
+    for k in range(2):
+        volumes.append(str(tmp_path / f"v{k}.nii.gz"))
+        single = nib.Nifti1Image(data[..., k], affine)
+        single.set_qform(affine, code=qform_code)
+        single.set_sform(affine, code=sform_code)
+        nib.save(single, volumes[-1])
+    two_dir = interpolate(input=volumes, t=0.5, model=weights, output_dir=str(tmp_path / "two"))
+    for written in (Path(pair_dir) / "interp_4d.nii.gz", Path(pair_dir) / "interp_t0.500.nii.gz",
+                    Path(whole_dir) / "upsampled_4d.nii.gz", Path(two_dir) / "interp_4d.nii.gz"):
+        header = nib.load(written).header
+        assert (int(header["qform_code"]), int(header["sform_code"])) == (expected, expected), written
+        np.testing.assert_allclose(nib.load(written).affine, reference, atol=1e-5)
+
+
 def test_refuses_to_overwrite_unless_asked(series_file, weights, tmp_path):
     target = tmp_path / "o"
     interpolate(input=str(series_file[0]), output_dir=str(target), model=weights)

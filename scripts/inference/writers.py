@@ -28,15 +28,18 @@ logger = logging.getLogger(__name__)
 
 
 class NiftiFramesWriter:
-    """Between two endpoints: ``interp_4d.nii.gz`` (the N synthesised frames, float32, the input's affine and units)
+    """Between two endpoints: ``interp_4d.nii.gz`` (the N synthesised frames, float32, the input's affine, its
+    qform / sform code and units)
     and one ``interp_t<t>.nii.gz`` per t. Upsampled: ``upsampled_4d.nii.gz``, the whole cine (acquired frames as
     read, the new ones between them), pixdim[4] the acquired time step / K in ms when the input's is known."""
 
     def __call__(self, result: Interpolation, folder: Path) -> list[str]:
+        code = result.series.xform_code
         if result.upsample is not None:
-            write_nifti_series(result.cine, result.series.affine, folder / "upsampled_4d.nii.gz", result.time_step_ms)
+            write_nifti_series(result.cine, result.series.affine, folder / "upsampled_4d.nii.gz", result.time_step_ms,
+                               xform_code=code)
             return ["upsampled_4d.nii.gz"]
-        written = write_nifti_frames(result.frames, result.series.affine, folder, result.times)
+        written = write_nifti_frames(result.frames, result.series.affine, folder, result.times, xform_code=code)
         return [os.path.relpath(p, folder) for p in (written.series, *written.volumes)]
 
 

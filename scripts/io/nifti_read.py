@@ -116,6 +116,15 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, nib.Nifti1He
     return array, np.asarray(image.affine, dtype=np.float64), getattr(image, "header", None)
 
 
+def _xform_code(header: nib.Nifti1Header | None) -> int:
+    """The code of the space nibabel's affine maps to: the sform's when set, else the qform's (0: neither; 1 for a
+    format without the codes)."""
+    if header is None or "sform_code" not in header:
+        return 1
+    sform, qform = int(header["sform_code"]), int(header["qform_code"])
+    return sform if sform > 0 else qform
+
+
 def _check_values(array: np.ndarray, path: str | os.PathLike) -> None:
     """Refuse NaN/Inf voxels and a constant image (min-max normalisation would divide by zero)."""
     bad = int(np.count_nonzero(~np.isfinite(array)))
@@ -189,18 +198,18 @@ def read_nifti_4d(path: str | os.PathLike) -> Series4D:
     array = array.reshape(_shape_4d(array.shape, path))
     _check_values(array, path)
     times = _frame_times_ms(header, array.shape[3]) if stored_as_4d else None
-    return Series4D(array=array, affine=affine, source=os.fspath(path), times=times)
+    return Series4D(array=array, affine=affine, source=os.fspath(path), times=times, xform_code=_xform_code(header))
 
 
-def _read_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """One 3D volume (a 4D file with a single frame is accepted as 3D) and its affine."""
-    array, affine, _ = _load(path)
+def _read_volume(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, int]:
+    """One 3D volume (a 4D file with a single frame is accepted as 3D), its affine and its affine's code."""
+    array, affine, header = _load(path)
     if array.ndim > 3 and all(n == 1 for n in array.shape[3:]):
         array = array.reshape(array.shape[:3])
     if array.ndim != 3:
         raise InputError(path, f"is {array.ndim}D with shape {tuple(array.shape)}; expected one 3D volume (X, Y, Z)")
     _check_values(array, path)
-    return array, affine
+    return array, affine, _xform_code(header)
 
 
 def _grid_mismatch(affine0: np.ndarray, affine1: np.ndarray) -> str | None:
@@ -230,21 +239,21 @@ def read_two_volumes(path0: str | os.PathLike, path1: str | os.PathLike) -> Seri
 
     Returns:
         a :class:`Series4D` with ``array`` ``(X, Y, Z, 2)`` float32, frame 0 from ``path0``, frame 1 from ``path1``,
-        and the affine of ``path0``.
+        and the affine (and its code) of ``path0``.
 
     Raises:
         InputError: naming a file that is missing, unreadable, not 3D, non-finite or constant; or naming both files
             and the values when their shapes, voxel spacings, orientations or positions differ.
     """
-    volume0, affine0 = _read_volume(path0)
-    volume1, affine1 = _read_volume(path1)
+    volume0, affine0, code0 = _read_volume(path0)
+    volume1, affine1, _ = _read_volume(path1)
     pair = f"{os.fspath(path0)} and {os.fspath(path1)}"
     if volume0.shape != volume1.shape:
         raise InputError(pair, f"shapes differ: {volume0.shape} vs {volume1.shape}; both volumes must share one grid")
     mismatch = _grid_mismatch(affine0, affine1)
     if mismatch:
         raise InputError(pair, f"{mismatch}; both volumes must share one grid")
-    return Series4D(array=np.stack([volume0, volume1], axis=-1), affine=affine0, source=pair)
+    return Series4D(array=np.stack([volume0, volume1], axis=-1), affine=affine0, source=pair, xform_code=code0)
 
 
 def _frame_index(value: object, name: str, num_frames: int) -> int:

@@ -27,13 +27,14 @@ class NiftiOutputs(NamedTuple):
     volumes: list[Path]
 
 
-def _nifti(array: np.ndarray, affine: np.ndarray, dtype: np.dtype, time_step_ms: float | None = None
-           ) -> nib.Nifti1Image:
-    """A NIfTI image with ``affine`` as both qform and sform (code 1, scanner), mm units, and for a 4D array with a
-    known ``time_step_ms`` that step as pixdim[4] in ms."""
+def _nifti(array: np.ndarray, affine: np.ndarray, dtype: np.dtype, time_step_ms: float | None = None,
+           xform_code: int = 1) -> nib.Nifti1Image:
+    """A NIfTI image with ``affine`` as both qform and sform with ``xform_code`` (1: scanner; the input's code, so an
+    output claims the space its input claimed), mm units, and for a 4D array with a known ``time_step_ms`` that step
+    as pixdim[4] in ms."""
     image = nib.Nifti1Image(np.asarray(array, dtype=np.float32), affine)
-    image.set_qform(affine, code=1)
-    image.set_sform(affine, code=1)
+    image.set_qform(affine, code=int(xform_code))
+    image.set_sform(affine, code=int(xform_code))
     if time_step_ms is not None and image.ndim == 4:
         image.header.set_zooms((*image.header.get_zooms()[:3], float(time_step_ms)))
         image.header.set_xyzt_units(xyz="mm", t="msec")
@@ -51,6 +52,7 @@ def write_nifti_frames(
     prefix: str = "interp",
     overwrite: bool = False,
     dtype: str | np.dtype = "float32",
+    xform_code: int = 1,
 ) -> NiftiOutputs:
     """Write N synthesised frames as ``<prefix>_4d.nii.gz`` and ``<prefix>_t<t>.nii.gz`` per t (e.g. ``interp_t0.250``).
 
@@ -67,6 +69,7 @@ def write_nifti_frames(
             input's ``int16``) is stored with NIfTI ``scl_slope``/``scl_inter``, which nibabel chooses to span the
             frames' range; readers apply them, so values come back within one quantisation step
             (range / 65535 for int16).
+        xform_code: the qform / sform code (1: scanner; pass the input's ``Series4D.xform_code``).
 
     Returns:
         :class:`NiftiOutputs` with the paths.
@@ -82,9 +85,9 @@ def write_nifti_frames(
     with contextlib.ExitStack() as stack:
         series_tmp = stack.enter_context(atomic_file(series_path, overwrite=overwrite))
         volume_tmps = [stack.enter_context(atomic_file(path, overwrite=overwrite)) for path in volume_paths]
-        nib.save(_nifti(frames, affine, dtype), series_tmp)
+        nib.save(_nifti(frames, affine, dtype, xform_code=xform_code), series_tmp)
         for k, tmp in enumerate(volume_tmps):
-            nib.save(_nifti(frames[..., k], affine, dtype), tmp)
+            nib.save(_nifti(frames[..., k], affine, dtype, xform_code=xform_code), tmp)
     return NiftiOutputs(series_path, volume_paths)
 
 
@@ -94,8 +97,10 @@ def write_nifti_series(
     path: str | os.PathLike,
     time_step_ms: float | None = None,
     overwrite: bool = False,
+    xform_code: int = 1,
 ) -> Path:
-    """Write one 4D series ``(X, Y, Z, T)`` as float32 NIfTI with ``affine`` and, when known, its time step (ms).
+    """Write one 4D series ``(X, Y, Z, T)`` as float32 NIfTI with ``affine`` (qform and sform, ``xform_code``) and,
+    when known, its time step (ms).
 
     Raises:
         OutputExistsError: when ``path`` exists and ``overwrite`` is false.
@@ -104,5 +109,5 @@ def write_nifti_series(
         raise ValueError(f"series must be (X, Y, Z, T), got shape {series.shape}")
     path = Path(path)
     with atomic_file(path, overwrite=overwrite) as tmp:
-        nib.save(_nifti(series, np.asarray(affine, dtype=np.float64), np.float32, time_step_ms), tmp)
+        nib.save(_nifti(series, np.asarray(affine, dtype=np.float64), np.float32, time_step_ms, xform_code), tmp)
     return path

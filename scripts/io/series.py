@@ -50,6 +50,9 @@ class Series4D:
         dicom_sources: for a DICOM input, ``dicom_sources[z][t]`` identifies the acquired image of slice ``z`` (axis-2
             order) at frame ``t`` (:class:`SourceImage`), so derived images can reference what they came from and
             repeat the input's SliceLocation; ``None`` otherwise.
+        xform_code: the NIfTI code of the space ``affine`` maps to (1 scanner, 2 aligned, 3 Talairach, 4 MNI, 5
+            template; 0 unknown), as a NIfTI input's header gives it (its sform's, else its qform's); 1 for DICOM
+            inputs. NIfTI outputs carry it, so they claim what the input claimed.
     """
 
     array: np.ndarray
@@ -58,6 +61,7 @@ class Series4D:
     times: np.ndarray | None = None
     dicom_template: Any = None
     dicom_sources: list[list[SourceImage]] | None = None
+    xform_code: int = 1
 
     @property
     def spacing(self) -> tuple[float, float, float]:
