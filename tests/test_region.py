@@ -93,6 +93,21 @@ def test_still_voxels_inside_the_box_keep_the_blend(full_fov):
     assert np.isfinite(gated).all() and gated.min() >= 0 and gated.max() <= 1
 
 
+def test_the_still_weight_is_computed_once_per_acquired_pair(monkeypatch):
+    """Frames at several t between one pair (a pair job, or one pair of --upsample 4) share their pair's weight."""
+    import scripts.inference.region as region_module
+
+    calls = []
+    weight = region_module.still_weight
+    monkeypatch.setattr(region_module, "still_weight", lambda *a, **k: calls.append(1) or weight(*a, **k))
+    rng = np.random.default_rng(2)
+    frames = rng.random((24, 24, 2, 3)).astype(np.float32)
+    region = MotionRegion(training_spacing=None, still_level=0.05)
+    region.run(lambda f: np.repeat(f[..., :1], 4, axis=-1), frames, SPACING,
+               [(0, 1, 0.25), (0, 1, 0.5), (1, 2, 0.5), (0, 1, 0.75)])
+    assert len(calls) == 2
+
+
 def test_interpolate_keeps_the_blend_outside_the_moving_box(full_fov, tmp_path):
     """Through the user's command: with the step (default) the voxels far from the heart are the blend; without it
     the network changes them."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from monai.transforms import CenterSpatialCrop, SpatialPad
 
 from scripts.io.nifti_read import read_nifti_4d
 from scripts.transforms.intensity import normalise_frames
-from scripts.transforms.motion_roi import MotionROI, crop, find_roi, motion_map
+from scripts.transforms.motion_roi import crop, find_roi, motion_map
 from scripts.utils.errors import InputError
 
 
@@ -63,22 +64,20 @@ def load_protocol_series(path: str | os.PathLike, spatial_size: Sequence[int], p
         roi = find_roi(motion_map(np.moveaxis(array, -1, 0)), series.spacing, training_spacing,
                        tolerance=zoom_tolerance)
         x0, x1, y0, y1 = roi.box
-        window = (_window(x0, x1, array.shape[0], math.ceil(spatial_size[0] / roi.zoom[0])),
-                  _window(y0, y1, array.shape[1], math.ceil(spatial_size[1] / roi.zoom[1])))
-        array = array[window]
-        if roi.zoom != (1.0, 1.0):
-            cut = MotionROI((0, array.shape[0], 0, array.shape[1]), roi.zoom, array.shape[:3])
-            array = np.stack([crop(array[..., k], cut).numpy() for k in range(array.shape[-1])], axis=-1)
+        box = (*_window(x0, x1, array.shape[0], math.ceil(spatial_size[0] / roi.zoom[0])),
+               *_window(y0, y1, array.shape[1], math.ceil(spatial_size[1] / roi.zoom[1])))
+        window = dataclasses.replace(roi, box=box)  # the box, widened to the crop where it is narrower
+        array = np.stack([crop(array[..., k], window).numpy() for k in range(array.shape[-1])], axis=-1)
     return protocol_frames(array, spatial_size, path, per_frame=per_frame)
 
 
-def _window(low: int, high: int, size: int, want: int) -> slice:
-    """``low:high`` of an axis of ``size`` voxels, widened to ``want`` voxels around its centre (kept inside the axis)
-    where it is narrower."""
+def _window(low: int, high: int, size: int, want: int) -> tuple[int, int]:
+    """``(low, high)`` of an axis of ``size`` voxels, widened to ``want`` voxels around its centre (kept inside the
+    axis) where it is narrower."""
     if high - low >= want:
-        return slice(low, high)
+        return low, high
     start = min(max((low + high) // 2 - want // 2, 0), max(size - want, 0))
-    return slice(start, min(size, start + want))
+    return start, min(size, start + want)
 
 
 SPLITS = ("train", "test", "all")

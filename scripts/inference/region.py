@@ -87,13 +87,18 @@ class MotionRegion:
         roi = self.find(frames if motion is None else motion, spacing)
         inside = synthesise(frames if roi is None else
                             np.stack([crop(frames[..., k], roi).numpy() for k in range(frames.shape[-1])], axis=-1))
+        if roi is None and self.still_level <= 0:
+            return inside
         out = np.empty((*frames.shape[:3], len(neighbours)), dtype=np.float32)
+        still: dict[tuple[int, int], torch.Tensor] = {}  # one weight per acquired pair, whatever its number of frames
         for n, (a, b, t) in enumerate(neighbours):
             i0, i1 = torch.as_tensor(frames[..., a]), torch.as_tensor(frames[..., b])
             blend = lerp(i0[None, None], i1[None, None], t)[0, 0]
             frame = (torch.as_tensor(inside[..., n]) if roi is None else
                      paste(inside[..., n], blend, roi, self.feather).clamp(0, 1))
             if self.still_level > 0:
-                frame = blend + still_weight(i0, i1, self.still_level, self.still_width) * (frame - blend)
+                if (a, b) not in still:
+                    still[a, b] = still_weight(i0, i1, self.still_level, self.still_width)
+                frame = blend + still[a, b] * (frame - blend)
             out[..., n] = frame.numpy()
         return out

@@ -81,11 +81,12 @@ def endpoint_motion(i0, i1) -> np.ndarray:
     return np.abs(_as_numpy(i1).astype(np.float32) - _as_numpy(i0).astype(np.float32))
 
 
-def _box_filter(image: np.ndarray, width: int) -> np.ndarray:
-    """Mean over a ``width`` x ``width`` window (in plane), same size."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
-    return F.avg_pool2d(tensor, width, stride=1, padding=width // 2, count_include_pad=False)[0, 0].numpy()[
-        : image.shape[0], : image.shape[1]]
+def _plane_mean(volume: torch.Tensor, width: int) -> torch.Tensor:
+    """``(X, Y, Z)`` -> the same shape: each voxel's mean over a ``width`` x ``width`` in-plane window (the window
+    shrinks at the image's edges)."""
+    planes = volume.permute(2, 0, 1)[:, None]  # (Z, 1, X, Y)
+    mean = F.avg_pool2d(planes, width, stride=1, padding=width // 2, count_include_pad=False)
+    return mean[:, 0, : volume.shape[0], : volume.shape[1]].permute(1, 2, 0)
 
 
 def _span(low: int, high: int, size: int, limit: int, multiple: int) -> tuple[int, int]:
@@ -137,7 +138,8 @@ def find_roi(
         ratios = [float(spacing[k]) / float(training_spacing[k]) for k in range(2)]
         if any(max(r, 1 / r) > tolerance for r in ratios):
             zoom = (ratios[0], ratios[1])
-    plane = _box_filter(motion.max(axis=2), max(1, smooth))
+    slice_max = torch.from_numpy(np.ascontiguousarray(motion.max(axis=2)[..., None], dtype=np.float32))
+    plane = _plane_mean(slice_max, max(1, smooth))[..., 0].numpy()
     level = np.percentile(plane, percentile)
     moving = plane > threshold * level if level > 0 else np.zeros_like(plane, dtype=bool)
     if not moving.any():
@@ -251,6 +253,4 @@ def still_weight(i0, i1, level: float, width: int = 7) -> torch.Tensor:
     i1 = torch.as_tensor(_as_numpy(i1), dtype=torch.float32)
     if level <= 0:
         return torch.ones_like(i0)
-    planes = (i1 - i0).abs().permute(2, 0, 1)[:, None]  # (Z, 1, X, Y)
-    mean = F.avg_pool2d(planes, width, stride=1, padding=width // 2, count_include_pad=False)
-    return (mean[:, 0, : i0.shape[0], : i0.shape[1]].permute(1, 2, 0) / level).clamp(0, 1)
+    return (_plane_mean((i1 - i0).abs(), width) / level).clamp(0, 1)
