@@ -24,7 +24,8 @@ META = ROOT / "configs" / "metadata.json"
 CONFIG = ROOT / "configs" / "inference.json"
 SCHEMA = ROOT / "docs" / "schema" / "meta_schema_20240725.json"
 SCHEMA_MD5 = "76e1add273836515d0bbb3bc71962474"  # the published meta_schema_20240725.json
-WEIGHTS = ("models/model.pt", "models/cine_model.pt", "models/neighbour_refinement.pt", "models/teacher.pt",
+WEIGHTS = ("models/model.pt", "models/cine_model.pt", "models/neighbour_refinement.pt", "models/cycle_clock.json",
+           "models/teacher.pt",
            "models/voxelmorph.pt", "models/lung_model.pt", "models/lung_teacher.pt", "models/v0.2.0/teacher.pt",
            "models/v0.2.0/model.pt", "models/v0.5.0/model.pt", "models/v0.7.0/teacher.pt",
            "models/v0.10.0/neighbour_refinement.pt")
@@ -118,7 +119,7 @@ def test_large_files_ships_the_weights_and_lists_their_hashes():
     entries = _manifest()
     assert [e["path"] for e in entries] == list(WEIGHTS)
     assert {e["hash_type"] for e in entries} == {"md5"}
-    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "models").rglob("*.pt")}
+    shipped = {str(p.relative_to(ROOT)) for p in (ROOT / "models").rglob("*") if p.suffix in (".pt", ".json")}
     assert shipped <= set(WEIGHTS), shipped - set(WEIGHTS)  # every shipped file has its hash
 
 

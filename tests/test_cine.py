@@ -100,18 +100,25 @@ def test_upsampled_nifti_interleaves_acquired_and_synthesised(nifti_series, weig
     assert image.header.get_xyzt_units()[1] == "msec"
     cine = image.get_fdata(dtype=np.float32)
     np.testing.assert_array_equal(cine[..., ::factor], data)  # acquired frames exactly as read
-    # each new frame is the student on its pair, on one intensity scale for the whole series
+    # each new frame is the student on its pair, on one intensity scale for the whole series, at the motion clock's
+    # times where the series wraps around (a cycle), at the frames' own times where it does not
     scale = IntensityScale.of(data, "x")
+    steps = product_steps(True)
     inferer = SeriesInterpolator(deployed_student(), weights, device="cpu",  # the network interpolate runs
-                                 warp_choice=product_steps(True).warp_choice)
+                                 warp_choice=steps.warp_choice)
     last = frames - 1 if cyclic else frames - 2
+    ts = [k / factor for k in range(1, factor)]
+    if cyclic:
+        ts = steps.retiming(last / frames, 1 / frames, ts).tolist()
+        assert abs(ts[0] - 1 / factor) > 1e-3
     expected_last = inferer.synthesise(scale.to_unit(data[..., last]), scale.to_unit(data[..., (last + 1) % frames]),
-                                       [k / factor for k in range(1, factor)], span=1 / frames)  # consecutive frames
+                                       ts, span=1 / frames)  # consecutive frames
     np.testing.assert_allclose(scale.to_unit(cine[..., last * factor + 1:last * factor + factor]), expected_last,
                                atol=2e-5)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["upsample"] == factor and summary["frames_out"] == expected and summary["cyclic"] is cyclic
     assert summary["neighbour_refinement"] is False  # trained on the shipped student's frames: off with --model
+    assert summary["retiming"] is cyclic  # the heart's motion clock, with any weights
     assert (out / "montage.png").exists()
     gif = Image.open(out / "preview.gif")
     assert gif.n_frames == expected and gif.info["loop"] == 0

@@ -362,6 +362,7 @@ def test_upsampled_cine_is_what_interpolate_writes(upsampling, weights, tmp_path
     assert zooms[3] == pytest.approx(20.0) and image.header.get_xyzt_units() == ("mm", "msec")
     assert result["frames_in"] == 8 and result["frames_out"] == 16 and result["cyclic"] is True
     assert result["neighbour_refinement"] is True and result["time_step_ms"] == pytest.approx(20.0)
+    assert result["retiming"] is True  # a cycle: the new frames at the motion clock's times, as interpolate makes them
     assert result["intensity_range"] == pytest.approx([array.min(), array.max()])
     between = (array[..., 0] + array[..., 1]) / 2
     assert np.abs(cine[..., 1] - between)[4:20, 4:20].max() > 10 * ATOL  # synthesised, not the blend
@@ -401,6 +402,7 @@ def test_upsampling_an_open_series_by_three(upsampling, series):
     np.testing.assert_array_equal(cine[..., ::3], array)
     assert result["frames_out"] == 10 and result["cyclic"] is False and result["time_step_ms"] is None
     assert result["neighbour_refinement"] is False  # 4 frames: each pair a quarter of the series
+    assert result["retiming"] is False  # an open series is not a cycle
 
 
 def test_a_failed_write_leaves_no_result_file(upsampling, series, tmp_path, monkeypatch):

@@ -115,15 +115,16 @@ def test_the_student_runs_as_the_product_runs_it(tmp_path, monkeypatch, motion_r
     data = _write(tmp_path / "cines", "square", series, affine)
     seen = []
 
-    def upsample(self, frames, plan):  # stand-in for the network: record what it is given, return the acquired frame
-        seen.append((frames.shape, list(plan)))
+    def upsample(self, frames, plan, phases=None):  # stand-in for the network: record what it is given, return the
+        seen.append((frames.shape, list(plan), phases))  # acquired frame
         return np.stack([frames[..., p.previous] for p in plan], axis=-1)
 
     monkeypatch.setattr(SeriesInterpolator, "upsample", upsample)
     superres(str(data), dataset="nifti4d", split="all", output_dir=str(tmp_path / "sr"), factors=[2],
              grid="native", motion_region=motion_region)
-    (shape, plan), = seen  # one call per series and factor, with the whole plan
+    (shape, plan, phases), = seen  # one call per series and factor, with the whole plan
     assert plan == dropped_plan(8, 2, True)[2]
+    assert phases == [0.0, 0.25, 0.5, 0.75]  # the kept frames' places in the cycle, for the motion clock
     assert shape[2:] == (4, 4)  # every slice, the 4 acquired frames
     if motion_region:  # the box around the square's path (x 8:40, y 26:30, plus 15 mm), not the whole plane
         assert shape[0] < 96 and shape[1] < 96

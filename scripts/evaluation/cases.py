@@ -32,6 +32,9 @@ class Case:
         span: the share of the series between I0 and I1 (:func:`~scripts.inference.warp_choice.span_fraction`), or
             None where the subject does not know its series.
         context: (2, 1, X, Y, Z) the acquired frames before I0 and after I1 (a whole-cine job), or None.
+        phases: where I0 and I1 lie in their cycle, shares of the series before them (frames ``a``, ``c`` of ``T``:
+            ``(a / T, c / T)``; ``c = T`` for a pair that wraps around to frame 0), or None where the subject does not
+            know its series.
     """
 
     case: str
@@ -43,6 +46,7 @@ class Case:
     truth: torch.Tensor | None = None
     span: float | None = None
     context: torch.Tensor | None = None
+    phases: tuple[float, float] | None = None
 
     def chunks(self, max_batch: int | None) -> list[slice]:
         """The targets in slices of at most ``max_batch`` (all at once when None)."""

@@ -17,6 +17,7 @@ from scripts.evaluation.cases import Case
 from scripts.inference.neighbour_refiner import NeighbourRefiner
 from scripts.inference.warp_choice import WarpBySpan
 from scripts.networks.refine import warm_start
+from scripts.transforms.retiming import CycleRetiming
 from scripts.utils.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,8 @@ class LinearScaling(Method):
         for part in subject.chunks(self.max_batch):
             ts = subject.ts[part]
             i0, i1 = subject.endpoints(len(ts))
-            grow = lambda f: f.expand(len(ts), -1, -1, -1, -1)
-            out.append(linear_scaling(i0, i1, grow(f01), grow(f10), ts, self.velocity, self.num_steps))
+            f01_n, f10_n = (f.expand(len(ts), -1, -1, -1, -1) for f in (f01, f10))
+            out.append(linear_scaling(i0, i1, f01_n, f10_n, ts, self.velocity, self.num_steps))
         return torch.cat(out)
 
     def displacement(self, subject: Case, state) -> torch.Tensor:
@@ -209,14 +210,18 @@ class StudentMethod(NetworkMethod):
     ``span`` as the inference would; otherwise with the network's own warp. With ``neighbours`` (a
     :class:`~scripts.inference.neighbour_refiner.NeighbourRefiner`) the frames of each subject that carries its
     acquired ``context`` and spans a share of its series the refiner refines are refined with it, as
-    ``interpolate --upsample`` refines them.
+    ``interpolate --upsample`` refines them. With ``retiming`` (a :class:`~scripts.transforms.retiming.CycleRetiming`)
+    the frames of each subject that knows where its pair lies in its cycle (``phases``) are made at the motion clock's
+    times, as ``interpolate --upsample`` makes a cine's.
     """
 
     def __init__(self, network: torch.nn.Module, weights: str | os.PathLike, max_batch: int | None = 4,
-                 warp_choice: WarpBySpan | None = None, neighbours: NeighbourRefiner | None = None):
+                 warp_choice: WarpBySpan | None = None, neighbours: NeighbourRefiner | None = None,
+                 retiming: CycleRetiming | None = None):
         super().__init__(network, weights, max_batch)
         self.warp_choice = warp_choice
         self.neighbours = neighbours
+        self.retiming = retiming
 
     def setup(self, device: torch.device) -> None:
         super().setup(device)
@@ -232,10 +237,14 @@ class StudentMethod(NetworkMethod):
     def predict(self, subject: Case, state) -> torch.Tensor:
         if self.warp_choice is not None and subject.span is not None:
             self.network.image_warp = self.warp_choice(subject.span)
-        pred = self.network.interpolate_series(subject.i0, subject.i1, subject.ts, max_batch=self.max_batch)
+        ts = subject.ts
+        if self.retiming is not None and subject.phases is not None:
+            start, end = subject.phases
+            ts = self.retiming(start, end - start, ts).to(ts)
+        pred = self.network.interpolate_series(subject.i0, subject.i1, ts, max_batch=self.max_batch)
         if self.neighbours is None or subject.context is None or not self.neighbours.applies(subject.span):
             return pred
-        return self.neighbours(pred, [subject.context[:1], subject.i0, subject.i1, subject.context[1:]], subject.ts)
+        return self.neighbours(pred, [subject.context[:1], subject.i0, subject.i1, subject.context[1:]], ts)
 
 
 def select_methods(

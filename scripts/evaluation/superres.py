@@ -4,7 +4,9 @@ The job a user brings most often is a whole cine made finer, not one ED -> ES pa
 ``T`` frames and each factor ``k`` (default 2 and 4):
 
 - the acquired frames are ``0, k, 2k, ...``; every other frame is dropped;
-- each dropped frame ``f`` is synthesised from its two acquired neighbours ``a < f < c`` at ``t = (f - a) / (c - a)``;
+- each dropped frame ``f`` is synthesised from its two acquired neighbours ``a < f < c`` at ``t = (f - a) / (c - a)``
+  (the student at the motion clock's time for it, as ``interpolate --upsample`` makes a cine's frames, knowing where
+  ``a`` and ``c`` lie in the cycle: ``a / T``, ``c / T``);
   the frames after the last acquired one lie between it and frame 0 of the next cycle (``cyclic=True``, a periodic
   cine; their gap is ``T - a``) or are not scored (``cyclic=False``);
 - each method (the blend, the shipped student, any student variant) is scored against the true dropped frames with
@@ -79,7 +81,7 @@ def _subjects(name: str, series: np.ndarray, factor: int, cyclic: bool) -> list[
         subjects.append(Case(
             case=name, i0=volumes[a][None], i1=volumes[c % num_frames][None],
             targets=volumes[dropped], ts=torch.tensor([(f - a) / (c - a) for f in dropped], dtype=torch.float32),
-            frames=dropped, span=span, context=context,
+            frames=dropped, span=span, context=context, phases=(a / num_frames, c / num_frames),
         ))
     return subjects
 
@@ -225,8 +227,9 @@ def superres(
             ``cine_checkpoint``, or ``model``,
             warped per factor as ``interpolate --upsample`` warps the kept frames: its ``warp_choice``; refined with
             the acquired frames around each pair by the config's neighbour refinement, as ``--upsample`` refines
-            them, unless ``model`` is given without ``neighbour_model``), student_pairwise (the same student without
-            the neighbour refinement).
+            them, unless ``model`` is given without ``neighbour_model``; each dropped frame made at the config's
+            motion clock time, ``cycle_clock``, from where its pair lies in the cycle), student_pairwise (the same
+            student and clock without the neighbour refinement).
         variants: more students ``{name: {Student flag: value, ..., "weights": file}}``.
         split: train, test or all.
         spatial_size: the protocol grid X, Y, Z (default: the cropped cardiac grid the shipped student was trained on).
@@ -274,8 +277,10 @@ def superres(
         "elastix_linear": ElastixLinear(max_batch=None),
         "vm_linear": VoxelMorphLinear(voxelmorph_net(), ROOT / "models" / "voxelmorph.pt", max_batch=None),
         "student": StudentMethod(steps.network, weights, None, steps.warp_choice,
-                                 steps.neighbours if model is None or neighbour_model is not None else None),
-        "student_pairwise": StudentMethod(copy.deepcopy(steps.network), weights, None, steps.warp_choice),
+                                 steps.neighbours if model is None or neighbour_model is not None else None,
+                                 steps.retiming),
+        "student_pairwise": StudentMethod(copy.deepcopy(steps.network), weights, None, steps.warp_choice,
+                                          retiming=steps.retiming),
     }
     if grid == "native":
         chosen = native.native_methods(select_methods(list(methods), available, variants, max_batch=None),

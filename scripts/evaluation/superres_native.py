@@ -46,6 +46,7 @@ from scripts.inference.warp_choice import WarpBySpan
 from scripts.io.nifti_read import nifti_4d_shape, read_nifti_4d
 from scripts.transforms.intensity import IntensityScale
 from scripts.transforms.motion_roi import motion_map
+from scripts.transforms.retiming import CycleRetiming
 from scripts.utils.errors import InputError
 from scripts.utils.paths import ROOT
 
@@ -86,14 +87,16 @@ def native_series(dataset: str, dataset_dir: str | Path, split: str,
 class ProductSteps(NamedTuple):
     """The parts of the inference config a benchmark runs: the student network (``network_def``, untrained), the
     motion-region step (``region``), the image warp per pair (``warp_choice``, None where the config has none), the
-    neighbour refinement (``neighbour_refiner``, its weights not yet read; None where the config runs none) and the
-    weights file of the whole-series job (``cine_checkpoint``, else ``checkpoint``)."""
+    neighbour refinement (``neighbour_refiner``, its weights not yet read; None where the config runs none), the
+    weights file of the whole-series job (``cine_checkpoint``, else ``checkpoint``) and the motion clock
+    (``cycle_clock``, None where the config runs none)."""
 
     network: torch.nn.Module
     region: MotionRegion
     warp_choice: WarpBySpan | None
     neighbours: NeighbourRefiner | None = None
     cine_weights: Path | None = None
+    retiming: CycleRetiming | None = None
 
 
 def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "inference.json",
@@ -112,8 +115,9 @@ def product_steps(motion_region: bool, config: str | Path = ROOT / "configs" / "
     warp_choice = parser.get_parsed_content("warp_choice") if "warp_choice" in parser else None
     neighbours = parser.get_parsed_content("neighbour_refiner") if "neighbour_refiner" in parser else None
     weights = parser.get_parsed_content("cine_checkpoint" if "cine_checkpoint" in parser else "checkpoint")
+    retiming = parser.get_parsed_content("cycle_clock") if "cycle_clock" in parser else None
     return ProductSteps(parser.get_parsed_content("network_def"), parser.get_parsed_content("region"), warp_choice,
-                        neighbours, Path(weights))
+                        neighbours, Path(weights), retiming)
 
 
 class NativeBlend:
@@ -125,8 +129,10 @@ class NativeBlend:
     def setup(self, device: torch.device) -> None:
         pass
 
-    def synthesise(self, acquired: np.ndarray, plan: Sequence[CineFrame], spacing: Sequence[float]) -> np.ndarray:
-        """``(X, Y, Z, T')`` acquired frames in [0, 1] -> ``(X, Y, Z, N)`` the N frames of ``plan``."""
+    def synthesise(self, acquired: np.ndarray, plan: Sequence[CineFrame], spacing: Sequence[float],
+                   phases: Sequence[float] | None = None) -> np.ndarray:
+        """``(X, Y, Z, T')`` acquired frames in [0, 1] -> ``(X, Y, Z, N)`` the N frames of ``plan`` (``phases``, the
+        students' motion clock input, plays no part in a blend)."""
         def frames(indices: list[int]) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(np.moveaxis(acquired[..., indices], -1, 0)))[:, None]
 
@@ -145,24 +151,28 @@ class NativeStudent:
             network's own.
         neighbours: the neighbour refinement (:class:`~scripts.inference.neighbour_refiner.NeighbourRefiner`), or
             None (the student alone).
+        retiming: the motion clock (:class:`~scripts.transforms.retiming.CycleRetiming`), or None.
     """
 
     def __init__(self, name: str, network: torch.nn.Module, weights: str | Path, region: MotionRegion,
-                 warp_choice: WarpBySpan | None = None, neighbours: NeighbourRefiner | None = None):
+                 warp_choice: WarpBySpan | None = None, neighbours: NeighbourRefiner | None = None,
+                 retiming: CycleRetiming | None = None):
         self.name, self.network, self.weights, self.region = name, network, weights, region
-        self.warp_choice, self.neighbours = warp_choice, neighbours
+        self.warp_choice, self.neighbours, self.retiming = warp_choice, neighbours, retiming
 
     def setup(self, device: torch.device) -> None:
         for path in (self.weights, *([self.neighbours.checkpoint] if self.neighbours is not None else [])):
             if path is None or not Path(path).is_file():
                 raise MethodUnavailable(f"weights file {path} not found")
         self.inferer = SeriesInterpolator(self.network, self.weights, device=device, warp_choice=self.warp_choice,
-                                          neighbours=self.neighbours)
+                                          neighbours=self.neighbours, retiming=self.retiming)
 
-    def synthesise(self, acquired: np.ndarray, plan: Sequence[CineFrame], spacing: Sequence[float]) -> np.ndarray:
-        """``(X, Y, Z, T')`` acquired frames in [0, 1], spacing in mm -> ``(X, Y, Z, N)`` the N frames of ``plan``."""
+    def synthesise(self, acquired: np.ndarray, plan: Sequence[CineFrame], spacing: Sequence[float],
+                   phases: Sequence[float] | None = None) -> np.ndarray:
+        """``(X, Y, Z, T')`` acquired frames in [0, 1], spacing in mm -> ``(X, Y, Z, N)`` the N frames of ``plan``;
+        ``phases``: the acquired frames' places in the cycle (``SeriesInterpolator.upsample``)."""
         neighbours = [(p.previous, p.next, p.fraction) for p in plan]
-        return self.region.run(lambda f: self.inferer.upsample(f, plan), acquired, spacing, neighbours)
+        return self.region.run(lambda f: self.inferer.upsample(f, plan, phases), acquired, spacing, neighbours)
 
 
 def native_methods(chosen: Sequence[Method], region: MotionRegion) -> list[NativeBlend | NativeStudent]:
@@ -179,7 +189,7 @@ def native_methods(chosen: Sequence[Method], region: MotionRegion) -> list[Nativ
             native.append(NativeBlend(method.name))
         elif isinstance(method, StudentMethod):
             native.append(NativeStudent(method.name, method.network, method.weights, region, method.warp_choice,
-                                        method.neighbours))
+                                        method.neighbours, method.retiming))
         else:
             raise InputError("methods", f"{method.name!r} runs on the protocol grid only; grid 'native' takes "
                                         f"{', '.join(NATIVE_METHODS)} and student variants")
@@ -242,7 +252,8 @@ def score_native(series: Sequence[tuple[str, Path]], methods: Sequence[NativeBle
             acquired, dropped, plan = dropped_plan(unit.shape[3], factor, cyclic)
             psnr = defaultdict(list)
             for method in methods:
-                preds = method.synthesise(unit[..., acquired], plan, loaded.spacing)
+                preds = method.synthesise(unit[..., acquired], plan, loaded.spacing,
+                                          [a / unit.shape[3] for a in acquired])  # the kept frames' true times
                 for n, frame in enumerate(dropped):
                     pred, truth = np.clip(preds[..., n], 0, 1), unit[..., frame]
                     metrics = image_metrics(pred, truth)

@@ -69,6 +69,7 @@ def interpolate(
     cyclic: bool | None = None,
     motion_region: bool | None = None,
     neighbour_refinement: bool | None = None,
+    retiming: bool | None = None,
     output_dir: str = "output",
     output_format: str = "nifti",
     device: str = "auto",
@@ -98,6 +99,10 @@ def interpolate(
             after the pair, for series of 6 or more frames (the cardiac default; trained with the shipped cardiac
             whole-series student, so off by default with --model unless --neighbour_model is given); False for the
             student alone.
+        retiming: with --upsample of a cardiac cine that wraps around, make each new frame where the cycle's motion
+            is at its time rather than evenly along its pair's motion (a speed of motion over the cycle learnt from
+            training cines; it takes the first frame as the cycle's start, as ECG-gated cines are; the default);
+            False gives the network the frames' own times.
         output_dir: folder to create for the results (NIfTI, DICOM, montage.png, summary.json).
         output_format: nifti, dicom (DICOM input only) or both.
         device: cpu, cuda, cuda:N or auto.
@@ -129,6 +134,7 @@ def interpolate(
         "motion_region": None if motion_region is None else parse_bool(motion_region, "--motion_region"),
         "neighbour_refinement": (model is None or neighbour_model is not None if neighbour_refinement is None
                                  else parse_bool(neighbour_refinement, "--neighbour_refinement")),
+        "retiming": None if retiming is None else parse_bool(retiming, "--retiming"),
         "neighbour_checkpoint": None if neighbour_model is None else parse_path(neighbour_model, "--neighbour_model"),
         "output_dir": out,
         "output_format": parse_choice(output_format, "--output_format", OUTPUT_FORMATS),

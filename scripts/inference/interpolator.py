@@ -26,6 +26,7 @@ from scripts.inference.times import CineFrame
 from scripts.inference.warp_choice import WarpBySpan, span_fraction
 from scripts.networks.neighbours import neighbour_indices
 from scripts.networks.refine import warm_start
+from scripts.transforms.retiming import CycleRetiming
 from scripts.utils.args import parse_bool, parse_device
 from scripts.utils.memory import available_bytes, check_memory, estimate_bytes
 
@@ -52,11 +53,15 @@ class SeriesInterpolator:
         neighbours: the neighbour refinement (:class:`~scripts.inference.neighbour_refiner.NeighbourRefiner`, loaded
             onto ``device`` here) that :meth:`upsample` applies to every pair with an acquired frame on either side
             in series whose consecutive frames it refines (:meth:`refines`), or None (the student alone).
+        retiming: the cardiac motion clock (:class:`~scripts.transforms.retiming.CycleRetiming`) that turns each new
+            frame's time in its pair into the network's time, for series that wrap around (one cycle from its first
+            frame); None gives the network the frames' own times.
     """
 
     def __init__(self, network: torch.nn.Module, checkpoint: str | os.PathLike, device="auto", amp: bool = False,
                  max_batch: int | None = None, warp_choice: WarpBySpan | None = None,
-                 neighbours: NeighbourRefiner | None = None, cine_checkpoint: str | os.PathLike | None = None):
+                 neighbours: NeighbourRefiner | None = None, cine_checkpoint: str | os.PathLike | None = None,
+                 retiming: CycleRetiming | None = None):
         if not isinstance(device, torch.device):
             device = parse_device(device, "--device")  # gpu0, or cuda without a GPU: one line, not a traceback
         if device == "auto":
@@ -71,6 +76,7 @@ class SeriesInterpolator:
         self.max_batch = max_batch
         self.warp_choice = warp_choice
         self.neighbours = None if neighbours is None else neighbours.load(self.device)
+        self.retiming = retiming
 
     def refines(self, num_frames: int) -> bool:
         """Whether :meth:`upsample` refines the new frames of a series of ``num_frames`` acquired frames."""
@@ -112,7 +118,8 @@ class SeriesInterpolator:
         return int(max(1, min(num_pairs, fits, self.max_batch or num_pairs)))
 
     @torch.no_grad()
-    def upsample(self, frames: np.ndarray, plan: Sequence[CineFrame]) -> np.ndarray:
+    def upsample(self, frames: np.ndarray, plan: Sequence[CineFrame],
+                 phases: Sequence[float] | None = None) -> np.ndarray:
         """Synthesise the new frames of ``plan`` from a whole series.
 
         The whole-series job: the network with ``cine_checkpoint``'s weights. Each pair of acquired frames is encoded
@@ -122,11 +129,15 @@ class SeriesInterpolator:
         (``warp_choice``). With ``neighbours`` (where it
         refines pairs spanning ``1 / T``: :meth:`refines`), the frames of every pair that has an acquired frame before
         and after it (every pair of a periodic series of 4 or more frames, whose plan wraps from the last frame to the
-        first; the inner pairs of an open one) are refined with them (:meth:`refine`).
+        first; the inner pairs of an open one) are refined with them (:meth:`refine`). With ``retiming``, the new
+        frames of a series that wraps around are made at the motion clock's times (:meth:`network_times`), which the
+        refinement is also given.
 
         Args:
             frames: ``(X, Y, Z, T)`` acquired frames in [0, 1].
             plan: the output frames (:func:`scripts.inference.times.upsample_plan`).
+            phases: where each acquired frame lies in the cycle, shares in [0, 1) increasing, for the motion clock
+                (``retiming``); None: evenly spaced (``k / T``), as a cine's frames are.
 
         Returns:
             ``(X, Y, Z, M)`` in [0, 1], ``M = len(plan)``: the acquired frames as given, the others synthesised.
@@ -147,20 +158,35 @@ class SeriesInterpolator:
         keys = list(pairs)
         cyclic = any(frame.next < frame.previous for frame in plan)
         refine = self.refines(frames.shape[-1])
-        logger.info("%d pairs of frames, %d new frames each, %d pair(s) per pass on %s%s", len(keys), per_pair, batch,
-                    self.device, ", refined with their neighbours" if refine else "")
+        phases = np.arange(frames.shape[-1]) / frames.shape[-1] if phases is None else np.asarray(phases, float)
+        times = {key: self.network_times(phases, key, [plan[m].fraction for m in pairs[key]], cyclic) for key in keys}
+        logger.info("%d pairs of frames, %d new frames each, %d pair(s) per pass on %s%s%s", len(keys), per_pair,
+                    batch, self.device, ", refined with their neighbours" if refine else "",
+                    ", retimed by the motion clock" if cyclic and self.retiming is not None else "")
         with tqdm(total=len(keys), desc="pairs", unit="pair", disable=None) as bar:
             for first in range(0, len(keys), batch):
                 chunk = keys[first:first + batch]
-                synthesised = self._pairs(frames, chunk, [[plan[m].fraction for m in pairs[k]] for k in chunk])
+                synthesised = self._pairs(frames, chunk, [times[k] for k in chunk])
                 for key, volumes in zip(chunk, synthesised):
                     if refine:
-                        volumes = self.refine(frames, key, [plan[m].fraction for m in pairs[key]], volumes, cyclic)
+                        volumes = self.refine(frames, key, times[key], volumes, cyclic)
                     for m, volume in zip(pairs[key], volumes):
                         out[..., m] = volume
                 bar.update(len(chunk))
                 logger.info("pairs %d/%d", first + len(chunk), len(keys))
         return out
+
+    def network_times(self, phases: np.ndarray, pair: tuple[int, int], ts: Sequence[float],
+                      cyclic: bool) -> list[float]:
+        """The network's times for new frames at ``ts`` between acquired frames ``pair`` ``(a, b)`` whose places in
+        the cycle are ``phases[a]``, ``phases[b]`` (shares in [0, 1); ``b``'s counts on by one cycle where the pair
+        wraps around): retimed by the motion clock where the series is a cycle (``cyclic``), else ``ts``."""
+        if self.retiming is None or not cyclic:
+            return [float(t) for t in ts]
+        start, end = float(phases[pair[0]]), float(phases[pair[1]])
+        if end <= start:
+            end += 1.0
+        return self.retiming(start, end - start, ts).tolist()
 
     @torch.no_grad()
     def refine(self, frames: np.ndarray, pair: tuple[int, int], ts: Sequence[float], volumes: np.ndarray,
