@@ -125,6 +125,22 @@ def test_upsampled_nifti_interleaves_acquired_and_synthesised(nifti_series, weig
     assert gif.size[0] > 2 * data.shape[0]  # the acquired cine beside the upsampled one
 
 
+def test_retiming_false_makes_each_new_frame_at_its_own_time(nifti_series, weights, tmp_path):
+    """``--retiming False``: a cycle's new frames are the network at their own times in their pair, as before the
+    motion clock; summary.json says so."""
+    path, data = nifti_series
+    out = Path(interpolate(input=str(path), upsample=2, output_dir=str(tmp_path / "o"), model=weights,
+                           retiming="False"))
+    cine = nib.load(out / "upsampled_4d.nii.gz").get_fdata(dtype=np.float32)
+    scale = IntensityScale.of(data, "x")
+    inferer = SeriesInterpolator(deployed_student(), weights, device="cpu",
+                                 warp_choice=product_steps(True).warp_choice)
+    frames = data.shape[3]
+    expected = inferer.synthesise(scale.to_unit(data[..., 1]), scale.to_unit(data[..., 2]), [0.5], span=1 / frames)
+    np.testing.assert_allclose(scale.to_unit(cine[..., 3:4]), expected, atol=2e-5)
+    assert json.loads((out / "summary.json").read_text())["retiming"] is False
+
+
 @pytest.mark.parametrize("frames, refined", [(8, True), (5, False)])
 def test_the_neighbour_refinement_changes_the_new_frames_of_finely_sampled_series(weights, tmp_path, frames, refined):
     """Asked for, the refinement corrects the new frames of a series whose consecutive frames span at most a sixth of
@@ -196,6 +212,7 @@ def test_batches_of_pairs_match_one_pair_at_a_time(nifti_series, weights, monkey
     ({"upsample": 1}, "--upsample: must be at least 2"),
     ({"upsample": 2.5}, "--upsample: expected a whole number"),
     ({"upsample": 2, "cyclic": "perhaps"}, "--cyclic: expected True or False"),
+    ({"upsample": 2, "retiming": "perhaps"}, "--retiming: expected True or False"),
 ])
 def test_upsample_arguments_are_refused_before_any_work(nifti_series, weights, tmp_path, kwargs, message):
     with pytest.raises(InputError, match=message):

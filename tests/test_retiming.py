@@ -189,3 +189,17 @@ def test_upsample_gives_the_network_the_clocks_times_for_a_cycle_only(student_we
         np.testing.assert_allclose(seen[k], expected, atol=1e-6)
     if cyclic:
         assert not math.isclose(seen[0][0], 1 / 3, abs_tol=1e-3)
+
+
+def test_the_fitting_config_runs_end_to_end_on_an_acdc_folder(tiny_acdc, tmp_path):
+    """``monai.bundle run --config_file configs/fit_retiming.json``: the training patients of the folder (001-080),
+    every ``every``-th per factor, scored by the shipped whole-cine student, the clock written with what made it."""
+    from monai.bundle import run
+
+    out = tmp_path / "clock.json"
+    run(config_file=str(ROOT / "configs" / "fit_retiming.json"), bundle_root=str(ROOT), dataset_dir=str(tiny_acdc),
+        every=[1, 2], grid_size=3, harmonics=1, output=str(out), threads=1, logging_file=False)
+    record = json.loads(out.read_text())
+    assert record["cines"] == {"x4": ["patient001", "patient002"], "x2": ["patient001"]}  # 091 is not training
+    assert record["student"] == "cine_model.pt" and len(record["speed"]) == 2
+    assert record["frames"] == 2 * 7 + 5  # 10 frames: x4 keeps 0, 4, 8 (3 + 3 + 1 dropped), x2 keeps 5 (5 dropped)
