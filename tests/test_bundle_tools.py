@@ -146,7 +146,7 @@ def test_download_large_files_command_runs_clean(tmp_path, with_weights):
             (tmp_path / name).write_bytes(b"weights")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     done = subprocess.run([sys.executable, "-m", "monai.bundle", "download_large_files", "--bundle_path",
-                           str(tmp_path)], capture_output=True, text=True, timeout=300)
+                           str(tmp_path)], check=False, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
@@ -205,7 +205,7 @@ def _run_script(tmp_path: Path, *args: str) -> list[list[str]]:
     log = tmp_path / "calls.jsonl"
     log.unlink(missing_ok=True)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_LOG": str(log), "HOME": str(tmp_path)}
-    done = subprocess.run(["bash", *args], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(["bash", *args], check=False, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
@@ -240,7 +240,7 @@ def test_train_acdc_script_refuses_a_bundle_without_the_warm_start(tmp_path):
     shutil.copy(ROOT / "tools" / "train_acdc.sh", bundle / "tools")
     (tmp_path / "ACDC").mkdir()
     done = subprocess.run(["bash", str(bundle / "tools" / "train_acdc.sh"), str(tmp_path / "ACDC")],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "models/v0.2.0/teacher.pt: release 0.2.0 weights (the warm start) not found" in done.stderr
 
