@@ -55,6 +55,12 @@ def test_retimed_times_keep_the_acquired_frames_and_their_order(start, span):
     assert float((moved - ts).abs().max()) > 2e-3  # the uneven speed does move them
 
 
+@pytest.mark.parametrize("span", [0.0, -0.25, 1.5])
+def test_a_pair_that_spans_no_share_of_the_cycle_is_refused_not_divided_by(span):
+    with pytest.raises(InputError, match="span: expected the pair's share of the cycle in"):
+        CycleRetiming(SPEED)(0.5, span, [0.5])
+
+
 def test_where_the_heart_moves_fast_early_in_a_pair_its_frames_come_early():
     """Speed high at phase 0 (log speed cos 2 pi phi): a pair starting there has done most of its motion by mid-time,
     so mid-time is made later along its motion; a pair ending there, earlier."""

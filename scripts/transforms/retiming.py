@@ -105,7 +105,12 @@ class CycleRetiming:
 
         Returns:
             ``(N,)`` float32 times in [0, 1], equal to ``ts`` without coefficients.
+
+        Raises:
+            InputError: naming ``span`` when it is not in (0, 1] (two frames at one place make no pair to retime).
         """
+        if not 0.0 < float(span) <= 1.0 + 1e-9:
+            raise InputError("span", f"expected the pair's share of the cycle in (0, 1], got {span!r}")
         ts = torch.as_tensor(ts, dtype=torch.float32)
         if self.speed.numel() == 0:
             return ts
