@@ -82,6 +82,11 @@ class SeriesInterpolator:
         """Whether :meth:`upsample` refines the new frames of a series of ``num_frames`` acquired frames."""
         return self.neighbours is not None and self.neighbours.applies(span_fraction(0, 1, num_frames))
 
+    def retimes(self, cyclic: bool) -> bool:
+        """Whether :meth:`upsample` makes a series' new frames at the motion clock's times: with ``retiming``, for a
+        series that wraps around (``cyclic``: one cycle from its first frame)."""
+        return self.retiming is not None and bool(cyclic)
+
     def job(self, upsample: bool) -> tuple[torch.nn.Module, str]:
         """The network and weights file of a job: whole series (``upsample``) or frames between two endpoints."""
         return (self.cine_network, self.cine_checkpoint) if upsample else (self.network, self.checkpoint)
@@ -162,7 +167,7 @@ class SeriesInterpolator:
         times = {key: self.network_times(phases, key, [plan[m].fraction for m in pairs[key]], cyclic) for key in keys}
         logger.info("%d pairs of frames, %d new frames each, %d pair(s) per pass on %s%s%s", len(keys), per_pair,
                     batch, self.device, ", refined with their neighbours" if refine else "",
-                    ", retimed by the motion clock" if cyclic and self.retiming is not None else "")
+                    ", retimed by the motion clock" if self.retimes(cyclic) else "")
         with tqdm(total=len(keys), desc="pairs", unit="pair", disable=None) as bar:
             for first in range(0, len(keys), batch):
                 chunk = keys[first:first + batch]
@@ -181,7 +186,7 @@ class SeriesInterpolator:
         """The network's times for new frames at ``ts`` between acquired frames ``pair`` ``(a, b)`` whose places in
         the cycle are ``phases[a]``, ``phases[b]`` (shares in [0, 1); ``b``'s counts on by one cycle where the pair
         wraps around): retimed by the motion clock where the series is a cycle (``cyclic``), else ``ts``."""
-        if self.retiming is None or not cyclic:
+        if not self.retimes(cyclic):
             return [float(t) for t in ts]
         start, end = float(phases[pair[0]]), float(phases[pair[1]])
         if end <= start:

@@ -208,7 +208,7 @@ class InterpolationWorkflow:
             refinement = self.inferer.refines(series.num_frames)
             summary.update({"upsample": result.upsample, "cyclic": self.cyclic, "frames_in": series.num_frames,
                             "frames_out": len(result.plan), "neighbour_refinement": refinement,
-                            "retiming": self.cyclic and self.inferer.retiming is not None})
+                            "retiming": self.inferer.retimes(self.cyclic)})
             if refinement:
                 summary["neighbour_checkpoint"] = str(self.inferer.neighbours.checkpoint)
             del summary["start_frame"], summary["end_frame"]

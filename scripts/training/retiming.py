@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from monai.metrics import PSNRMetric
 from tqdm import tqdm
 
 from scripts.datasets.dropped_frames import acquired_pairs
@@ -52,6 +53,7 @@ def psnr_curves(cases: Sequence[tuple[str, Callable[[], np.ndarray]]], network: 
         cycle, ``t`` (N,) the frame's time in the pair, ``curves`` (N, grid_size) PSNR in dB at each grid time.
     """
     grid = torch.linspace(0, 1, grid_size)
+    psnr = PSNRMetric(max_val=1.0, reduction="none")  # per grid time, peak 1
     start, span, times, curves = [], [], [], []
     for name, load in tqdm(cases, desc=f"curves x{factor}", unit="cine", disable=None):
         series = torch.from_numpy(np.ascontiguousarray(np.moveaxis(load(), -1, 0))).float()  # (T, X, Y, Z)
@@ -60,11 +62,10 @@ def psnr_curves(cases: Sequence[tuple[str, Callable[[], np.ndarray]]], network: 
             network.image_warp = warp_choice(1 / len(range(0, num_frames, factor)))  # consecutive kept frames
         for a, c, dropped in acquired_pairs(num_frames, factor, cyclic=True):
             made = network.interpolate_series(series[a][None, None], series[c % num_frames][None, None], grid)
-            made = made[:, 0].clamp(0, 1)
+            made = made.clamp(0, 1)  # (grid_size, 1, X, Y, Z): I0 and I1 encoded once for every grid time
             for f in dropped:
-                error = ((made - series[f]) ** 2).flatten(1).mean(1).clamp_min(1e-10)
                 start.append(a / num_frames), span.append((c - a) / num_frames), times.append((f - a) / (c - a))
-                curves.append(-10 * torch.log10(error))
+                curves.append(psnr(made, series[f].expand_as(made[:, 0])[:, None])[:, 0])
         logger.info("%s x%d: %d dropped frames so far", name, factor, len(curves))
     as_tensor = lambda v: torch.tensor(v, dtype=torch.float64)
     return {"start": as_tensor(start), "span": as_tensor(span), "t": as_tensor(times),
@@ -95,9 +96,7 @@ def fit_speed(curves: dict[str, torch.Tensor], harmonics: int = 4, steps: int = 
     optimiser = torch.optim.Adam([speed], lr=lr)
 
     def mean_psnr(coefficients: torch.Tensor) -> torch.Tensor:
-        clock = CycleRetiming(coefficients)
-        ends = clock.clock(torch.stack([curves["start"], curves["start"] + curves["span"]]))
-        moved = (clock.clock(curves["start"] + curves["span"] * curves["t"]) - ends[0]) / (ends[1] - ends[0])
+        moved = CycleRetiming(coefficients).moved(curves["start"], curves["span"], curves["t"])
         return curve_psnr(curves["curves"], moved).mean()
 
     best, best_psnr = speed.detach().clone(), float("-inf")

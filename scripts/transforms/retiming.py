@@ -77,22 +77,38 @@ class CycleRetiming:
     def __repr__(self) -> str:
         return f"CycleRetiming({self.speed.numel() // 2} harmonics)"
 
-    def clock(self, phase: torch.Tensor) -> torch.Tensor:
-        """``tau(phase)``: the share of the cycle's motion done by ``phase`` (any real values, cycles counted on:
-        ``tau(phi + 1) = tau(phi) + 1``); same shape, float64."""
-        phase = torch.as_tensor(phase, dtype=torch.float64)
-        if self.speed.numel() == 0:
-            return phase
+    def _table(self) -> torch.Tensor:
+        """``tau`` at ``samples + 1`` phases evenly over one cycle, 0 -> 1 (trapezoids of the speed), float64."""
         grid = torch.linspace(0.0, 1.0, self.samples + 1, dtype=torch.float64)
         k = torch.arange(1, self.speed.numel() // 2 + 1, dtype=torch.float64)
         angle = 2 * math.pi * grid[:, None] * k
         speed = torch.exp(torch.cos(angle) @ self.speed[0::2] + torch.sin(angle) @ self.speed[1::2])
         steps = (speed[1:] + speed[:-1]) / 2
-        tau = torch.cat([speed.new_zeros(1), torch.cumsum(steps, 0)]) / steps.sum()  # (samples + 1,), 0 -> 1
+        return torch.cat([speed.new_zeros(1), torch.cumsum(steps, 0)]) / steps.sum()
+
+    def _read(self, table: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        """``tau(phase)`` from :meth:`_table`, linearly between its phases, cycles counted on."""
         whole = torch.floor(phase)
         x = (phase - whole) * self.samples
         i = x.floor().clamp(max=self.samples - 1).long()
-        return whole + tau[i] + (x - i) * (tau[i + 1] - tau[i])
+        return whole + table[i] + (x - i) * (table[i + 1] - table[i])
+
+    def clock(self, phase: torch.Tensor) -> torch.Tensor:
+        """``tau(phase)``: the share of the cycle's motion done by ``phase`` (any real values, cycles counted on:
+        ``tau(phi + 1) = tau(phi) + 1``); same shape, float64."""
+        phase = torch.as_tensor(phase, dtype=torch.float64)
+        return phase if self.speed.numel() == 0 else self._read(self._table(), phase)
+
+    def moved(self, start, span, ts) -> torch.Tensor:
+        """``t'`` of frames at ``ts`` between acquired frames at phase ``start`` and ``start + span``, float64, with
+        broadcasting (scalars, or one value per frame as :mod:`scripts.training.retiming` fits them) and the
+        autograd graph of ``speed``; no checks, no clamp (:meth:`__call__` is the checked form)."""
+        start, span, ts = (torch.as_tensor(v, dtype=torch.float64) for v in (start, span, ts))
+        if self.speed.numel() == 0:
+            return ts
+        table = self._table()  # one integral per call, read three times
+        first, last = self._read(table, start), self._read(table, start + span)
+        return (self._read(table, start + span * ts) - first) / (last - first)
 
     def __call__(self, start: float, span: float, ts: Sequence[float] | torch.Tensor) -> torch.Tensor:
         """The network's times for frames at ``ts`` of the way in time between two acquired frames.
@@ -114,6 +130,4 @@ class CycleRetiming:
         ts = torch.as_tensor(ts, dtype=torch.float32)
         if self.speed.numel() == 0:
             return ts
-        ends = self.clock(torch.tensor([start, start + span], dtype=torch.float64))
-        moved = (self.clock(start + span * ts.double()) - ends[0]) / (ends[1] - ends[0])
-        return moved.clamp(0, 1).float()
+        return self.moved(start, span, ts).clamp(0, 1).float()
