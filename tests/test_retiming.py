@@ -209,3 +209,20 @@ def test_the_fitting_config_runs_end_to_end_on_an_acdc_folder(tiny_acdc, tmp_pat
     assert record["cines"] == {"x4": ["patient001", "patient002"], "x2": ["patient001"]}  # 091 is not training
     assert record["student"] == "cine_model.pt" and len(record["speed"]) == 2
     assert record["frames"] == 2 * 7 + 5  # 10 frames: x4 keeps 0, 4, 8 (3 + 3 + 1 dropped), x2 keeps 5 (5 dropped)
+
+
+def test_the_neighbour_refinement_is_given_the_network_times(student_weights, monkeypatch):
+    """The refinement corrects the student's frame made at t', so it reads t' (the time of the frame it is given)."""
+    import types
+
+    clock = CycleRetiming(SPEED)
+    inferer = SeriesInterpolator(Student(), student_weights, device="cpu", retiming=clock)
+    inferer.neighbours = types.SimpleNamespace(applies=lambda span: True)  # refines every pair; refine is the spy
+    given = []
+    monkeypatch.setattr(inferer, "refine", lambda frames, pair, ts, volumes, cyclic: given.append((pair, ts)) or volumes)
+    frames = np.random.default_rng(0).random((16, 16, 8, 4)).astype(np.float32)
+    inferer.upsample(frames, upsample_plan(4, 2, True))
+    assert [pair for pair, _ in given] == [(0, 1), (1, 2), (2, 3), (3, 0)]
+    for (a, _), ts in given:
+        np.testing.assert_allclose(ts, clock(a / 4, 1 / 4, [0.5]).tolist(), atol=1e-6)
+        assert abs(ts[0] - 0.5) > 1e-3
