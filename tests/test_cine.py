@@ -17,7 +17,7 @@ from scripts.evaluation.bench import deployed_student
 from scripts.evaluation.superres_native import product_steps
 from scripts.inference.cli import interpolate
 from scripts.inference.interpolator import SeriesInterpolator
-from scripts.inference.times import CineFrame, cine_times_ms, upsample_plan
+from scripts.inference.times import CineFrame, cine_times_ms, cycle_period_ms, cycle_phases, upsample_plan
 from scripts.io.dicom_geometry import dicom_from_affine, slice_normal
 from scripts.io.dicom_read import LAYOUTS, read_dicom_series
 from scripts.io.series import Series4D
@@ -83,6 +83,21 @@ def test_cine_times_run_across_the_wrap():
     plan = upsample_plan(4, 2, True)
     np.testing.assert_allclose(cine_times_ms(plan, [0, 250, 500, 750]), np.arange(8) * 125.0)
     assert cine_times_ms(plan, None) is None
+
+
+def test_a_prospectively_triggered_cine_spans_its_nominal_interval():
+    """Frames acquired over part of the R-R interval: the pair from the last frame back to the first spans the rest
+    of the cycle; a nominal interval the frames do not fit in, or over twice their own period, is not this cine's."""
+    times = [30, 80, 130, 180]  # ms after the trigger; T mean steps: 200 ms
+    assert cycle_period_ms(times) == pytest.approx(200)
+    assert cycle_period_ms(times, 400) == 400 and cycle_period_ms(times, 151) == 151
+    for wrong in (0, 140, 150, 401, float("nan")):
+        assert cycle_period_ms(times, wrong) == pytest.approx(200), wrong
+    assert cycle_period_ms([0, 50, 50], 400) is None and cycle_period_ms(None, 400) is None
+    np.testing.assert_allclose(cycle_phases(times, 400), [0, 0.125, 0.25, 0.375])
+    assert cycle_phases(None, 400) is None and cycle_phases(times, None) is None
+    np.testing.assert_allclose(cine_times_ms(upsample_plan(4, 2, True), times, 400),
+                               [30, 55, 80, 105, 130, 155, 180, 305])  # the last: half way from 180 to 30 + 400
 
 
 # --- NIfTI in -------------------------------------------------------------------------------------------------------
@@ -296,7 +311,8 @@ def check_cine(out_dir, patient, series, plan, modality="MR"):
     assert all(list(ds.ImageType[:2]) == ["DERIVED", "SECONDARY"] for ds in derived)
     geometry = dicom_from_affine(series.affine, num_slices)
     normal = slice_normal(geometry.orientation)
-    expected_times = cine_times_ms(plan, read_dicom_series(patient).times)  # None: the input has no frame times
+    read = read_dicom_series(patient)
+    expected_times = cine_times_ms(plan, read.times, read.cycle_ms)  # None: the input has no frame times
     for ds in derived:
         z = int(np.argmin(np.abs(geometry.positions @ normal - np.asarray(ds.ImagePositionPatient, float) @ normal)))
         m = int(ds.TemporalPositionIdentifier) - 1
@@ -367,6 +383,43 @@ def test_real_export_quirks_give_a_playable_cine(weights, tmp_path, monkeypatch,
     out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="dicom",
                       model=weights)
     check_cine(out, patient, series, upsample_plan(FRAMES, 2, True))
+
+
+@pytest.mark.parametrize("quirks", [(), ("ungated_slices",)])
+def test_the_clock_reads_a_triggered_cine_over_its_r_r_interval_and_leaves_a_real_time_one(weights, tmp_path,
+                                                                                          monkeypatch, quirks):
+    """A prospectively triggered cine (frames over part of the R-R interval): the motion clock places its frames by
+    their trigger times in a cycle of NominalInterval, so the pair from the last frame back to the first spans the
+    rest of it, and the new frame there is timed half way across it. A series a clock times (a real-time stack) is
+    not a gated cycle: its new frames are made at their own times, and summary.json says it was not retimed."""
+    series = integer_series()
+    series.times, series.cycle_ms = 30.0 + 50.0 * np.arange(FRAMES), 400.0  # frames 50 ms apart in a 400 ms cycle
+    patient, _ = write_input(tmp_path, "series_per_slice", series=series, quirks=quirks)
+    asked = []
+    original = SeriesInterpolator.network_times
+
+    def spy(self, phases, pair, ts, retime):
+        asked.append((pair, retime, original(self, phases, pair, ts, retime)))
+        if retime:
+            np.testing.assert_allclose(phases, np.arange(FRAMES) * 50.0 / 400.0)
+        return asked[-1][2]
+
+    monkeypatch.setattr(SeriesInterpolator, "network_times", spy)
+    out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="dicom",
+                      model=weights)
+    gated = not quirks
+    assert [pair for pair, _, _ in asked] == [(a, (a + 1) % FRAMES) for a in range(FRAMES)]
+    assert all(retime is gated for _, retime, _ in asked)
+    clock = product_steps(True).retiming
+    for (a, b), _, times in asked:
+        span = (50.0 if b else 400.0 - 50.0 * (FRAMES - 1)) / 400.0  # the wrap: the rest of the cycle
+        expected = clock(a * 50.0 / 400.0, span, [0.5]).tolist() if gated else [0.5]
+        np.testing.assert_allclose(times, expected, atol=1e-6, err_msg=str((a, b)))
+    assert json.loads((Path(out) / "summary.json").read_text())["retiming"] is gated
+    derived = check_cine(out, patient, series, upsample_plan(FRAMES, 2, True))
+    if gated:  # the wrap frame half way from the last frame to the next cycle's first, at 30 + 400 ms
+        last = 30.0 + 50.0 * (FRAMES - 1)
+        assert max(float(ds.TriggerTime) for ds in derived) == pytest.approx((last + 430.0) / 2)
 
 
 def test_vendor_slice_location_and_malformed_study_uid_are_kept(weights, tmp_path, monkeypatch, caplog):

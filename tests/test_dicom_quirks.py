@@ -153,6 +153,27 @@ def test_siemens_ungated_stack_orders_each_slice_by_acquisition_time_and_warns(t
     apart = 5 * 5 * interval / 1000  # first images of slices 0 and 5, five frames per slice between them
     assert f"stacks ungated slices acquired up to {apart:.1f} s apart" in caplog.text
     np.testing.assert_allclose(read.times, np.arange(5) * interval, atol=1e-3)
+    assert read.gated is False and read.cycle_ms is None  # a clock, not a trigger, times its frames
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_trigger_makes_a_gated_cycle_of_the_nominal_interval(tmp_path, layout):
+    """TriggerTime (enhanced: NominalCardiacTriggerDelayTime) times the frames of an MR cine: gated, its cycle the
+    images' NominalInterval (enhanced: RRIntervalTimeNominal)."""
+    written = make_series("MR")
+    written.cycle_ms = 300.0  # frames at 12 + 37.5 t ms: a prospectively triggered cine
+    read = read_dicom_series(write_dicom_acquisition(written, tmp_path, layout=layout, modality="MR"))
+    np.testing.assert_allclose(read.times, written.times, atol=1e-3)
+    assert read.gated is True and read.cycle_ms == pytest.approx(300.0)
+
+
+def test_a_nominal_interval_of_zero_is_no_cycle_and_4d_ct_phases_are_not_timed(tmp_path):
+    patient = write_dicom_acquisition(make_series("MR"), tmp_path, layout="single_series", modality="MR")
+    edit(dicom_files(patient), lambda ds: setattr(ds, "NominalInterval", 0))  # no ECG: several scanners write 0
+    read = read_dicom_series(patient)
+    assert read.gated is True and read.cycle_ms is None
+    ct = read_dicom_series(write_dicom_acquisition(make_series("CT"), tmp_path / "ct", layout="series_per_phase"))
+    assert ct.times is None and ct.gated is None and ct.cycle_ms is None  # phases named in SeriesDescription
 
 
 def test_gated_series_per_slice_does_not_warn(tmp_path, caplog):

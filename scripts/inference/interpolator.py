@@ -82,10 +82,11 @@ class SeriesInterpolator:
         """Whether :meth:`upsample` refines the new frames of a series of ``num_frames`` acquired frames."""
         return self.neighbours is not None and self.neighbours.applies(span_fraction(0, 1, num_frames))
 
-    def retimes(self, cyclic: bool) -> bool:
+    def retimes(self, cyclic: bool, gated: bool | None = None) -> bool:
         """Whether :meth:`upsample` makes a series' new frames at the motion clock's times: with ``retiming``, for a
-        series that wraps around (``cyclic``: one cycle from its first frame)."""
-        return self.retiming is not None and bool(cyclic)
+        series that wraps around (``cyclic``: one cycle from its first frame) unless a clock rather than a cardiac
+        trigger times its frames (``gated`` False: :attr:`~scripts.io.series.Series4D.gated`, a real-time series)."""
+        return self.retiming is not None and bool(cyclic) and gated is not False
 
     def job(self, upsample: bool) -> tuple[torch.nn.Module, str]:
         """The network and weights file of a job: whole series (``upsample``) or frames between two endpoints."""
@@ -124,7 +125,7 @@ class SeriesInterpolator:
 
     @torch.no_grad()
     def upsample(self, frames: np.ndarray, plan: Sequence[CineFrame],
-                 phases: Sequence[float] | None = None) -> np.ndarray:
+                 phases: Sequence[float] | None = None, gated: bool | None = None) -> np.ndarray:
         """Synthesise the new frames of ``plan`` from a whole series.
 
         The whole-series job: the network with ``cine_checkpoint``'s weights. Each pair of acquired frames is encoded
@@ -142,7 +143,10 @@ class SeriesInterpolator:
             frames: ``(X, Y, Z, T)`` acquired frames in [0, 1].
             plan: the output frames (:func:`scripts.inference.times.upsample_plan`).
             phases: where each acquired frame lies in the cycle, shares in [0, 1) increasing, for the motion clock
-                (``retiming``); None: evenly spaced (``k / T``), as a cine's frames are.
+                (``retiming``; :func:`~scripts.inference.times.cycle_phases` of a gated series' trigger times); None:
+                evenly spaced (``k / T``), as a cine's frames are.
+            gated: whether a cardiac trigger times the frames (:attr:`~scripts.io.series.Series4D.gated`); False
+                (a real-time series) leaves the clock out (:meth:`retimes`).
 
         Returns:
             ``(X, Y, Z, M)`` in [0, 1], ``M = len(plan)``: the acquired frames as given, the others synthesised.
@@ -164,10 +168,11 @@ class SeriesInterpolator:
         cyclic = any(frame.next < frame.previous for frame in plan)
         refine = self.refines(frames.shape[-1])
         phases = np.arange(frames.shape[-1]) / frames.shape[-1] if phases is None else np.asarray(phases, float)
-        times = {key: self.network_times(phases, key, [plan[m].fraction for m in pairs[key]], cyclic) for key in keys}
+        retime = self.retimes(cyclic, gated)
+        times = {key: self.network_times(phases, key, [plan[m].fraction for m in pairs[key]], retime) for key in keys}
         logger.info("%d pairs of frames, %d new frames each, %d pair(s) per pass on %s%s%s", len(keys), per_pair,
                     batch, self.device, ", refined with their neighbours" if refine else "",
-                    ", retimed by the motion clock" if self.retimes(cyclic) else "")
+                    ", retimed by the motion clock" if retime else "")
         with tqdm(total=len(keys), desc="pairs", unit="pair", disable=None) as bar:
             for first in range(0, len(keys), batch):
                 chunk = keys[first:first + batch]
@@ -182,11 +187,11 @@ class SeriesInterpolator:
         return out
 
     def network_times(self, phases: np.ndarray, pair: tuple[int, int], ts: Sequence[float],
-                      cyclic: bool) -> list[float]:
+                      retime: bool) -> list[float]:
         """The network's times for new frames at ``ts`` between acquired frames ``pair`` ``(a, b)`` whose places in
         the cycle are ``phases[a]``, ``phases[b]`` (shares in [0, 1); ``b``'s counts on by one cycle where the pair
-        wraps around): retimed by the motion clock where the series is a cycle (``cyclic``), else ``ts``."""
-        if not self.retimes(cyclic):
+        wraps around): retimed by the motion clock where ``retime`` (:meth:`retimes`), else ``ts``."""
+        if not retime:
             return [float(t) for t in ts]
         start, end = float(phases[pair[0]]), float(phases[pair[1]])
         if end <= start:

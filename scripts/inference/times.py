@@ -109,15 +109,45 @@ def endpoints_plan(start: int, end: int, ts: Sequence[float]) -> list[CineFrame]
     return [CineFrame(start, start, 0.0), *inside, CineFrame(end, end, 0.0)]
 
 
-def cine_times_ms(plan: Sequence[CineFrame], times: Sequence[float] | None) -> np.ndarray | None:
-    """Time (ms) of each cine frame, linear between its acquired frames' ``times``; across the wrap of a periodic
-    cine, one period is ``T`` mean frame steps. None when the acquired times are unknown or not increasing."""
+def cycle_period_ms(times: Sequence[float] | None, nominal_ms: float | None = None) -> float | None:
+    """The length (ms) of the cycle whose acquired frames lie at ``times`` (ms, increasing).
+
+    The nominal R-R interval ``nominal_ms`` (DICOM NominalInterval) where the images give one that holds every frame
+    (longer than ``times[-1] - times[0]``) and is at most twice ``T`` mean frame steps: a prospectively triggered cine
+    acquires frames over part of the cycle only, and the pair from its last frame back to its first spans the rest.
+    Otherwise ``T`` mean frame steps: the frames cover the cycle evenly, as a retrospectively gated cine's do. None
+    when the times are unknown, fewer than 2 or not increasing.
+    """
     if times is None or len(times) < 2:
         return None
     times = np.asarray(times, dtype=np.float64)
     if not np.all(np.diff(times) > 0):
         return None
-    period = (times[-1] - times[0]) * len(times) / (len(times) - 1)
+    span = float(times[-1] - times[0])
+    even = span * len(times) / (len(times) - 1)
+    if nominal_ms is not None and math.isfinite(nominal_ms) and span < nominal_ms <= 2 * even:
+        return float(nominal_ms)
+    return even
+
+
+def cycle_phases(times: Sequence[float] | None, period_ms: float | None) -> np.ndarray | None:
+    """``(T,)`` where each acquired frame lies in its cycle, shares of ``period_ms`` in [0, 1) since the first frame
+    (:func:`cycle_period_ms`); None when either is unknown."""
+    if times is None or period_ms is None:
+        return None
+    times = np.asarray(times, dtype=np.float64)
+    return (times - times[0]) / period_ms
+
+
+def cine_times_ms(plan: Sequence[CineFrame], times: Sequence[float] | None,
+                  nominal_ms: float | None = None) -> np.ndarray | None:
+    """Time (ms) of each cine frame, linear between its acquired frames' ``times``; across the wrap of a periodic
+    cine, one period is :func:`cycle_period_ms` of ``times`` and the nominal R-R interval ``nominal_ms``. None when
+    the acquired times are unknown or not increasing."""
+    period = cycle_period_ms(times, nominal_ms)
+    if period is None:
+        return None
+    times = np.asarray(times, dtype=np.float64)
     out = []
     for frame in plan:
         t0, t1 = times[frame.previous], times[frame.next]

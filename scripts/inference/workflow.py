@@ -42,6 +42,8 @@ from scripts.inference.times import (
     CineFrame,
     check_upsample,
     cine_times_ms,
+    cycle_period_ms,
+    cycle_phases,
     endpoints_plan,
     resolve_times,
     upsample_plan,
@@ -208,7 +210,7 @@ class InterpolationWorkflow:
             refinement = self.inferer.refines(series.num_frames)
             summary.update({"upsample": result.upsample, "cyclic": self.cyclic, "frames_in": series.num_frames,
                             "frames_out": len(result.plan), "neighbour_refinement": refinement,
-                            "retiming": self.inferer.retimes(self.cyclic)})
+                            "retiming": self.inferer.retimes(self.cyclic, series.gated)})
             if refinement:
                 summary["neighbour_checkpoint"] = str(self.inferer.neighbours.checkpoint)
             del summary["start_frame"], summary["end_frame"]
@@ -241,7 +243,7 @@ class InterpolationWorkflow:
         by_t = dict(zip(ts, np.moveaxis(frames, -1, 0)))
         cine = np.stack([series.array[..., f.previous] if f.acquired else by_t[f.fraction] for f in plan], axis=-1)
         return Interpolation(series, loaded.start, loaded.end, ts, scale, frames_unit, frames, truth, plan,
-                             cine, cine_times_ms(plan, series.times))
+                             cine, cine_times_ms(plan, series.times, series.cycle_ms))
 
     def _upsample(self, series: Series4D) -> Interpolation:
         return upsample_cine(self.inferer, self.region, series, self.upsample, self.cyclic)
@@ -281,10 +283,19 @@ def upsample_cine(inferer: SeriesInterpolator, region: MotionRegion, series: Ser
     scale = IntensityScale.of(series.array, series.source)
     logger.info("%s: grid %s, %d frames -> %d (x%d, %s) on %s", series.source, series.array.shape[:3], num_frames,
                 len(plan), factor, "cyclic" if cyclic else "not cyclic", inferer.device)
+    period = cycle_period_ms(series.times, series.cycle_ms) if series.gated else None
+    phases = cycle_phases(series.times, period)
+    if cyclic and inferer.retiming is not None:
+        if not inferer.retimes(cyclic, series.gated):
+            logger.warning("%s: a clock (not a cardiac trigger) times its frames, a real-time series rather than one "
+                           "gated cycle: the motion clock is not applied", series.source)
+        elif phases is not None:
+            logger.info("%s: the motion clock reads the frames' trigger times over a cycle of %.0f ms", series.source,
+                        period)
     unit = scale.to_unit(series.array).astype(np.float32)
     new = [m for m, frame in enumerate(plan) if not frame.acquired]
     acquired = [m for m, frame in enumerate(plan) if frame.acquired]
-    new_unit = region.run(lambda f: inferer.upsample(f, plan)[..., new], unit, series.spacing,
+    new_unit = region.run(lambda f: inferer.upsample(f, plan, phases, series.gated)[..., new], unit, series.spacing,
                           [(plan[m].previous, plan[m].next, plan[m].fraction) for m in new])
     cine = np.empty((*unit.shape[:3], len(plan)), dtype=np.float32)
     cine[..., acquired] = series.array[..., [plan[m].previous for m in acquired]]  # exactly as read
@@ -292,7 +303,8 @@ def upsample_cine(inferer: SeriesInterpolator, region: MotionRegion, series: Ser
     first = [n for n, m in enumerate(new) if (plan[m].previous, plan[m].next) == (plan[1].previous, plan[1].next)]
     ts = [plan[new[n]].fraction for n in first]
     return Interpolation(series, plan[1].previous, plan[1].next, ts, scale, new_unit[..., first],
-                         cine[..., [new[n] for n in first]], None, plan, cine, cine_times_ms(plan, series.times),
+                         cine[..., [new[n] for n in first]], None, plan, cine,
+                         cine_times_ms(plan, series.times, series.cycle_ms),
                          factor)
 
 

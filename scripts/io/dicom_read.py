@@ -44,7 +44,10 @@ share (position projected on the slice normal, the vendor's temporal tags), from
      number). The key is chosen per position because some exports keep TriggerTime constant within a slice's series
      (Siemens real-time stacks); the log names the key, and a series-per-slice stack that no trigger orders is
      reported as a volume of ungated slices.
-   Every position must have the same number of time points (>= 2).
+   Every position must have the same number of time points (>= 2). The series' times (ms) are its TriggerTimes where
+   they differ at every position (``Series4D.gated``: a cardiac trigger times the frames; ``cycle_ms``: the images'
+   NominalInterval, the R-R interval), else the time since each position's first image by AcquisitionTime or
+   ContentTime (not gated: a real-time or dynamic series), else unknown.
 5. Pixels are read only for the images used, after the whole array is checked against free memory;
    RescaleSlope/Intercept (per frame for enhanced files) give scanner units (CT: Hounsfield units). Compressed
    transfer syntaxes need a decoder; a missing one is reported with the packages to install.
@@ -131,7 +134,7 @@ class _Image:
     thickness: float | None  # SpacingBetweenSlices or SliceThickness, mm
     slope: float
     intercept: float
-    time_keys: dict[str, float]  # per-image temporal keys present on this image (times in ms)
+    time_keys: dict[str, float]  # per-image temporal keys present on this image (times in ms), NominalInterval too
 
     @property
     def name(self) -> str:
@@ -236,7 +239,7 @@ def _read_series(folder: Path, frames: Sequence[int] | None) -> Series4D:
     _check_same(folder, images, "StudyInstanceUID")
     normal = slice_normal(images[0].orientation)
     slices = _cluster_positions(images, normal)
-    grid, times = _order_in_time(folder, slices, normal)
+    grid, times, timed_by = _order_in_time(folder, slices, normal)
     num_frames = len(grid[0])
     frames = list(range(num_frames)) if frames is None else list(frames)
     if not frames or min(frames) < 0 or max(frames) >= num_frames:
@@ -251,7 +254,21 @@ def _read_series(folder: Path, frames: Sequence[int] | None) -> Series4D:
     template = first[0].header
     logger.info("%s: %d x %d x %d voxels, %d of %d time points", folder, *array.shape[:3], len(frames), num_frames)
     sources = [[SourceImage.of(column[t].header, column[t].frame) for t in frames] for column in grid]
-    return Series4D(array, affine, str(folder), None if times is None else times[frames], template, sources)
+    gated, cycle_ms = _gating(grid, timed_by)
+    return Series4D(array, affine, str(folder), None if times is None else times[frames], template, sources,
+                    gated=gated, cycle_ms=cycle_ms)
+
+
+def _gating(grid: list[list[_Image]], timed_by: str | None) -> tuple[bool | None, float | None]:
+    """Whether a cardiac trigger times the frames (:attr:`Series4D.gated`: the key the times came from) and, if so,
+    the median NominalInterval (ms) of the images that give one (None where none does)."""
+    if timed_by is None:
+        return None, None
+    if timed_by != "TriggerTime":
+        return False, None
+    nominal = [im.time_keys.get("NominalInterval", 0.0) for column in grid for im in column]
+    nominal = [v for v in nominal if v > 0]  # 0 is what several scanners write without an ECG
+    return True, float(np.median(nominal)) if nominal else None
 
 
 def _check_fits(source: Path | str, need: int, what: str) -> None:
@@ -447,6 +464,7 @@ def _classic_image(path: Path, header: Dataset) -> _Image:
             for k in ("TemporalPositionIndex", "TemporalPositionIdentifier", "TriggerTime", "InstanceNumber")}
     keys["AcquisitionTime"] = _clock_ms(header, "AcquisitionTime")
     keys["ContentTime"] = _clock_ms(header, "ContentTime")
+    keys["NominalInterval"] = _optional_number(header, "NominalInterval")
     thickness = _optional_number(header, "SpacingBetweenSlices") or _optional_number(header, "SliceThickness")
     return _Image(path, None, header, _orientation(path, header), _numbers(path, header, "ImagePositionPatient", 3),
                   _pixel_spacing(path, header), thickness, _optional_number(header, "RescaleSlope") or 1.0,
@@ -485,6 +503,7 @@ def _enhanced_images(path: Path, header: Dataset) -> list[_Image]:
                 _optional_number(content, "TemporalPositionTimeOffset")),
             "AcquisitionTime": _clock_ms(content, "FrameAcquisitionDateTime"),
             "InstanceNumber": float(frame + 1),
+            "NominalInterval": _optional_number(cardiac, "RRIntervalTimeNominal"),
         }
         thickness = _optional_number(measures, "SpacingBetweenSlices") or _optional_number(measures, "SliceThickness")
         images.append(_Image(
@@ -601,8 +620,9 @@ def _slice_step(folder: Path, first: list[_Image], normal: np.ndarray) -> np.nda
 # --- time -------------------------------------------------------------------------------------------------------
 
 def _order_in_time(folder: Path, slices: list[list[_Image]], normal: np.ndarray
-                   ) -> tuple[list[list[_Image]], np.ndarray | None]:
-    """``grid[z][t]`` images and times ``(T,)`` ms (or None), deciding the layout from series and temporal tags."""
+                   ) -> tuple[list[list[_Image]], np.ndarray | None, str | None]:
+    """``grid[z][t]`` images, times ``(T,)`` ms (or None) and the key the times came from (TriggerTime,
+    AcquisitionTime, ContentTime, or None), deciding the layout from series and temporal tags."""
     by_series: dict[str, list[_Image]] = defaultdict(list)
     for images_here in slices:
         for image in images_here:
@@ -613,7 +633,7 @@ def _order_in_time(folder: Path, slices: list[list[_Image]], normal: np.ndarray
         _check_not_several_time_series(folder, by_series, slice_of)
     if len(by_series) >= 2 and min(positions_per_series) >= 2:
         layout = "series_per_phase"
-        grid, times, key = _order_series(folder, by_series, slices, slice_of, normal)
+        grid, (times, timed_by), key = _order_series(folder, by_series, slices, slice_of, normal)
     else:
         if any(im.frame is not None for images_here in slices for im in images_here):
             layout = "enhanced"
@@ -621,13 +641,13 @@ def _order_in_time(folder: Path, slices: list[list[_Image]], normal: np.ndarray
             layout = "single_series"
         else:
             layout = "series_per_slice" if max(positions_per_series) == 1 else f"mixed ({len(by_series)} series)"
-        grid, times, key = _order_images(folder, slices, normal)
+        grid, (times, timed_by), key = _order_images(folder, slices, normal)
     _check_time_points(folder, grid, slices, normal)
     logger.info("%s: layout %s, %d slice positions x %d time points, time points ordered by %s", folder, layout,
                 len(grid), len(grid[0]), key)
     if layout == "series_per_slice" and not key.startswith(("TriggerTime", "TemporalPosition")):
         _warn_ungated(folder, grid, key)
-    return grid, times
+    return grid, times, timed_by
 
 
 def _check_not_several_time_series(folder: Path, by_series: dict[str, list[_Image]], slice_of: dict) -> None:
@@ -693,7 +713,7 @@ _IMAGE_KEYS = (*_PHASE_NAMING_KEYS, *_TIME_KEYS, "InstanceNumber")
 
 
 def _order_series(folder, by_series, slices, slice_of, normal
-                  ) -> tuple[list[list[_Image]], np.ndarray | None, str]:
+                  ) -> tuple[list[list[_Image]], tuple[np.ndarray | None, str | None], str]:
     """Layout series_per_phase: each series is one phase; order the series by the first usable series-level key."""
     for name, key in _SERIES_KEYS:
         values = {uid: {key(im) for im in ims} for uid, ims in by_series.items()}
@@ -726,8 +746,9 @@ def _order_series(folder, by_series, slices, slice_of, normal
                                  f"{_location([image], normal)} in one phase ({image.series_label})")
             column.append(image)
     trigger = [[im.time_keys.get("TriggerTime") for im in by_series[uid]] for uid in order]
-    times = None if any(None in t for t in trigger) else np.array([np.mean(t) for t in trigger])
-    return grid, times, name
+    if any(None in t for t in trigger):
+        return grid, (None, None), name
+    return grid, (np.array([np.mean(t) for t in trigger]), "TriggerTime"), name
 
 
 def _position_key(images_here: list[_Image]) -> str | None:
@@ -742,7 +763,7 @@ def _position_key(images_here: list[_Image]) -> str | None:
     return None
 
 
-def _order_images(folder, slices, normal) -> tuple[list[list[_Image]], np.ndarray | None, str]:
+def _order_images(folder, slices, normal) -> tuple[list[list[_Image]], tuple[np.ndarray | None, str | None], str]:
     """Layouts single_series, series_per_slice, enhanced: order the images at each position by its own key."""
     if max(len(images_here) for images_here in slices) < 2:
         raise InputError(folder, f"only one time point at each of {len(slices)} slice positions: a 3D series; a 4D "
@@ -767,9 +788,10 @@ def _order_images(folder, slices, normal) -> tuple[list[list[_Image]], np.ndarra
     return grid, _times(grid, used), key
 
 
-def _times(grid: list[list[_Image]], used: Counter) -> np.ndarray | None:
+def _times(grid: list[list[_Image]], used: Counter) -> tuple[np.ndarray | None, str | None]:
     """``(T,)`` ms: mean TriggerTime per time point where it differs at every position, else the mean time since the
-    position's first image when every position was ordered by a clock (AcquisitionTime, ContentTime), else None."""
+    position's first image when every position was ordered by a clock (AcquisitionTime, ContentTime), else None;
+    and the key they came from."""
     num_frames = min(len(column) for column in grid)
     for name, relative in (("TriggerTime", False), ("AcquisitionTime", True), ("ContentTime", True)):
         values = [[im.time_keys.get(name) for im in column[:num_frames]] for column in grid]
@@ -778,8 +800,8 @@ def _times(grid: list[list[_Image]], used: Counter) -> np.ndarray | None:
         if relative and set(used) != {name}:
             continue
         array = np.array(values, dtype=np.float64)
-        return (array - array[:, :1] if relative else array).mean(axis=0)
-    return None
+        return (array - array[:, :1] if relative else array).mean(axis=0), name
+    return None, None
 
 
 # --- pixels -----------------------------------------------------------------------------------------------------

@@ -53,6 +53,11 @@ class Series4D:
         xform_code: the NIfTI code of the space ``affine`` maps to (1 scanner, 2 aligned, 3 Talairach, 4 MNI, 5
             template; 0 unknown), as a NIfTI input's header gives it (its sform's, else its qform's); 1 for DICOM
             inputs. NIfTI outputs carry it, so they claim what the input claimed.
+        gated: True when a cardiac trigger times the frames (DICOM TriggerTime differs at every slice position: an
+            ECG-gated cine, one cycle from the trigger), False when a clock does (AcquisitionTime / ContentTime: a
+            real-time or dynamic series), None when unknown (NIfTI, or frames ordered by index alone).
+        cycle_ms: the nominal R-R interval in ms (DICOM NominalInterval, the median over the images) of a gated
+            series whose images give it, else ``None``.
     """
 
     array: np.ndarray
@@ -62,6 +67,8 @@ class Series4D:
     dicom_template: Any = None
     dicom_sources: list[list[SourceImage]] | None = None
     xform_code: int = 1
+    gated: bool | None = None
+    cycle_ms: float | None = None
 
     @property
     def spacing(self) -> tuple[float, float, float]:

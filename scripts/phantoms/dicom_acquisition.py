@@ -164,7 +164,8 @@ def write_dicom_acquisition(
 
     Args:
         series: ``array`` ``(X, Y, Z, T)`` in scanner units (CT HU, MR signal), ``affine`` voxel-to-RAS, and
-            ``times`` ``(T,)`` ms (TriggerTime; default ``t * 1000 / T``).
+            ``times`` ``(T,)`` ms (TriggerTime; default ``t * 1000 / T``) and ``cycle_ms`` (MR: NominalInterval, the
+            R-R interval; default ``T`` mean frame steps).
         out_dir: the dataset folder; the patient folder ``out_dir/<patient_id>`` is created atomically.
         layout: one of :data:`LAYOUTS` (module docstring; the letters ``a``-``d`` are accepted too).
         modality: ``"CT"`` or ``"MR"``.
@@ -190,8 +191,9 @@ def write_dicom_acquisition(
     header = copy_header(_acquisition_template(modality, patient_id), modality)
     stored, slope, intercept = encode_int16(array)
     geometry = dicom_from_affine(series.affine, array.shape[2])
+    cycle_ms = series.cycle_ms or (float(np.mean(np.diff(times))) * num_frames if num_frames > 1 else 1000.0)
     acquisition = _Acquisition(header, modality, stored, slope, intercept, geometry, times, descriptions,
-                               display_window(array), quirks)
+                               display_window(array), quirks, cycle_ms)
     patient_dir = Path(out_dir) / patient_id
     with contextlib.ExitStack() as stack:
         if "invalid_uids" in quirks:
@@ -224,6 +226,7 @@ class _Acquisition:
     descriptions: list[str]  # SeriesDescription per phase (layout series_per_phase)
     window: tuple[float, float]  # WindowCenter, WindowWidth
     quirks: frozenset[str] = frozenset()
+    cycle_ms: float = 1000.0  # NominalInterval (MR), the R-R interval
 
     @property
     def image_type(self) -> list[str]:
@@ -249,8 +252,10 @@ class _Acquisition:
             ds.TemporalPositionIdentifier = frame + 1
             ds.NumberOfTemporalPositions = len(self.times)
             ds.CardiacNumberOfImages = len(self.times)
+            ds.NominalInterval = round(self.cycle_ms)
         if "ungated_slices" in self.quirks:  # one slice after the other, each a real-time series of its own
-            for keyword in ("TemporalPositionIdentifier", "NumberOfTemporalPositions", "CardiacNumberOfImages"):
+            for keyword in ("TemporalPositionIdentifier", "NumberOfTemporalPositions", "CardiacNumberOfImages",
+                            "NominalInterval"):
                 if keyword in ds:
                     delattr(ds, keyword)
             ds.TriggerTime = ds_value(k * 13.0)  # what the scanner wrote: constant within the slice's series
@@ -381,6 +386,7 @@ def _enhanced_dataset(acq: _Acquisition, phases: list[int], series_uid: str, ins
             if acq.modality == "MR":
                 group.CardiacSynchronizationSequence = DicomSequence([Dataset()])
                 group.CardiacSynchronizationSequence[0].NominalCardiacTriggerDelayTime = ds_value(acq.times[frame])
+                group.CardiacSynchronizationSequence[0].RRIntervalTimeNominal = float(acq.cycle_ms)
             per_frame.append(group)
     ds.PerFrameFunctionalGroupsSequence = per_frame
     stored = acq.stored[..., phases]

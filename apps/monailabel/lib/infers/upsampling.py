@@ -105,7 +105,7 @@ class Upsampling(BundleTask):
             "intensity_range": [cine.scale.lo, cine.scale.hi], "grid": list(series.array.shape[:3]),
             "image_warp": network.image_warp,
             "neighbour_refinement": interpolator.refines(series.num_frames),
-            "retiming": interpolator.retimes(data["cyclic"]),
+            "retiming": interpolator.retimes(data["cyclic"], series.gated),
         }
         return data
 
