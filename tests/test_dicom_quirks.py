@@ -172,8 +172,27 @@ def test_a_nominal_interval_of_zero_is_no_cycle_and_4d_ct_phases_are_not_timed(t
     edit(dicom_files(patient), lambda ds: setattr(ds, "NominalInterval", 0))  # no ECG: several scanners write 0
     read = read_dicom_series(patient)
     assert read.gated is True and read.cycle_ms is None
+    edit(dicom_files(patient), lambda ds: setattr(ds, "HeartRate", 75))
+    assert read_dicom_series(patient).cycle_ms == pytest.approx(800.0)  # the R-R interval of 75 beats per minute
     ct = read_dicom_series(write_dicom_acquisition(make_series("CT"), tmp_path / "ct", layout="series_per_phase"))
     assert ct.times is None and ct.gated is None and ct.cycle_ms is None  # phases named in SeriesDescription
+
+
+@pytest.mark.parametrize("heart_rate, said", [(86, "one R-R interval (698 ms by HeartRate)"), (None, "3000 ms")])
+def test_trigger_times_over_successive_heartbeats_are_not_one_gated_cycle(tmp_path, caplog, heart_rate, said):
+    """A GE first-pass perfusion export: one slice, one image per heartbeat, TriggerTime counted on from beat to beat
+    (769, 1466, ... ms), NominalInterval 6 and HeartRate 86. Its frames are successive heartbeats, not one cycle."""
+    written = make_series("MR", frames=6, shape=(24, 20, 1))
+    written.times, written.cycle_ms = 769.0 + 697.7 * np.arange(6), 6.0
+    patient = write_dicom_acquisition(written, tmp_path, layout="single_series", modality="MR")
+    if heart_rate:
+        edit(dicom_files(patient), lambda ds: setattr(ds, "HeartRate", heart_rate))
+    caplog.set_level("INFO")
+    read = read_dicom_series(patient)
+    np.testing.assert_allclose(read.times, written.times, atol=1e-3)
+    assert read.gated is False
+    assert read.cycle_ms == (pytest.approx(60000 / heart_rate) if heart_rate else None)  # never the 6 ms it says
+    assert f"its TriggerTimes span 3.5 s, more than {said}" in caplog.text
 
 
 def test_gated_series_per_slice_does_not_warn(tmp_path, caplog):

@@ -287,8 +287,9 @@ def upsample_cine(inferer: SeriesInterpolator, region: MotionRegion, series: Ser
     phases = cycle_phases(series.times, period)
     if cyclic and inferer.retiming is not None:
         if not inferer.retimes(cyclic, series.gated):
-            logger.warning("%s: a clock (not a cardiac trigger) times its frames, a real-time series rather than one "
-                           "gated cycle: the motion clock is not applied", series.source)
+            logger.warning("%s: its frames are not one ECG-gated cardiac cycle (a real-time series, or successive "
+                           "heartbeats): the motion clock is not applied, and --cyclic False makes no frames between "
+                           "its last frame and its first", series.source)
         elif phases is not None:
             logger.info("%s: the motion clock reads the frames' trigger times over a cycle of %.0f ms", series.source,
                         period)

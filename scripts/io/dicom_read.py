@@ -45,9 +45,10 @@ share (position projected on the slice normal, the vendor's temporal tags), from
      (Siemens real-time stacks); the log names the key, and a series-per-slice stack that no trigger orders is
      reported as a volume of ungated slices.
    Every position must have the same number of time points (>= 2). The series' times (ms) are its TriggerTimes where
-   they differ at every position (``Series4D.gated``: a cardiac trigger times the frames; ``cycle_ms``: the images'
-   NominalInterval, the R-R interval), else the time since each position's first image by AcquisitionTime or
-   ContentTime (not gated: a real-time or dynamic series), else unknown.
+   they differ at every position, else the time since each position's first image by AcquisitionTime or
+   ContentTime, else unknown. ``Series4D.gated``: the frames are one ECG-gated cycle (TriggerTimes spanning less
+   than one R-R interval, ``cycle_ms``: NominalInterval or HeartRate), not (a clock times them: a real-time or dynamic
+   series; TriggerTimes over several heartbeats: first-pass perfusion), or unknown.
 5. Pixels are read only for the images used, after the whole array is checked against free memory;
    RescaleSlope/Intercept (per frame for enhanced files) give scanner units (CT: Hounsfield units). Compressed
    transfer syntaxes need a decoder; a missing one is reported with the packages to install.
@@ -134,7 +135,7 @@ class _Image:
     thickness: float | None  # SpacingBetweenSlices or SliceThickness, mm
     slope: float
     intercept: float
-    time_keys: dict[str, float]  # per-image temporal keys present on this image (times in ms), NominalInterval too
+    time_keys: dict[str, float]  # per-image temporal keys present (ms), and NominalInterval, HeartRateInterval (ms)
 
     @property
     def name(self) -> str:
@@ -254,21 +255,44 @@ def _read_series(folder: Path, frames: Sequence[int] | None) -> Series4D:
     template = first[0].header
     logger.info("%s: %d x %d x %d voxels, %d of %d time points", folder, *array.shape[:3], len(frames), num_frames)
     sources = [[SourceImage.of(column[t].header, column[t].frame) for t in frames] for column in grid]
-    gated, cycle_ms = _gating(grid, timed_by)
+    gated, cycle_ms = _gating(folder, grid, times, timed_by)
     return Series4D(array, affine, str(folder), None if times is None else times[frames], template, sources,
                     gated=gated, cycle_ms=cycle_ms)
 
 
-def _gating(grid: list[list[_Image]], timed_by: str | None) -> tuple[bool | None, float | None]:
-    """Whether a cardiac trigger times the frames (:attr:`Series4D.gated`: the key the times came from) and, if so,
-    the median NominalInterval (ms) of the images that give one (None where none does)."""
-    if timed_by is None:
+# A cardiac cycle (R-R interval) is 250-3000 ms (240-20 beats per minute): a NominalInterval outside is not one
+# (0 is what several scanners write without an ECG; GE perfusion exports have written 6), and TriggerTimes spread
+# over more than the longest are not delays after one trigger.
+RR_RANGE_MS = (250.0, 3000.0)
+
+
+def _gating(folder: Path, grid: list[list[_Image]], times: np.ndarray | None,
+            timed_by: str | None) -> tuple[bool | None, float | None]:
+    """Whether the frames are one ECG-gated cycle (:attr:`Series4D.gated`) and its R-R interval in ms.
+
+    Gated: TriggerTime times the frames and they span less than one cycle, the images' median NominalInterval
+    (enhanced: RRIntervalTimeNominal), else ``60000 / HeartRate``, where that lies in :data:`RR_RANGE_MS`, else its
+    upper end. TriggerTimes spread over more (GE first-pass perfusion counts them on from beat to beat) are successive
+    heartbeats: not gated, said in the log. A clock (AcquisitionTime, ContentTime): not gated; no times: unknown.
+    """
+    if timed_by is None or times is None:
         return None, None
     if timed_by != "TriggerTime":
         return False, None
-    nominal = [im.time_keys.get("NominalInterval", 0.0) for column in grid for im in column]
-    nominal = [v for v in nominal if v > 0]  # 0 is what several scanners write without an ECG
-    return True, float(np.median(nominal)) if nominal else None
+    cycle, source = None, ""
+    for key, name in (("NominalInterval", "NominalInterval"), ("HeartRateInterval", "HeartRate")):
+        values = [im.time_keys[key] for column in grid for im in column if key in im.time_keys]
+        value = float(np.median(values)) if values else None
+        if value is not None and RR_RANGE_MS[0] <= value <= RR_RANGE_MS[1]:
+            cycle, source = value, name
+            break
+    span = float(times[-1] - times[0])
+    if span >= 1.1 * (cycle or RR_RANGE_MS[1]):
+        bound = f"one R-R interval ({cycle:.0f} ms by {source})" if cycle else f"{RR_RANGE_MS[1]:.0f} ms"
+        logger.warning("%s: its TriggerTimes span %.1f s, more than %s: frames of successive heartbeats (e.g. "
+                       "first-pass perfusion), not one gated cardiac cycle", folder, span / 1000, bound)
+        return False, cycle
+    return True, cycle
 
 
 def _check_fits(source: Path | str, need: int, what: str) -> None:
@@ -439,6 +463,11 @@ def _optional_number(owner: Dataset | None, keyword: str) -> float | None:
     return value if np.isfinite(value) else None
 
 
+def _beat_ms(heart_rate: float | None) -> float | None:
+    """The R-R interval (ms) of a HeartRate in beats per minute; None for none or a non-positive one."""
+    return None if heart_rate is None or heart_rate <= 0 else 60000.0 / heart_rate
+
+
 def _milliseconds(seconds: float | None) -> float | None:
     return None if seconds is None else 1000 * seconds
 
@@ -465,6 +494,7 @@ def _classic_image(path: Path, header: Dataset) -> _Image:
     keys["AcquisitionTime"] = _clock_ms(header, "AcquisitionTime")
     keys["ContentTime"] = _clock_ms(header, "ContentTime")
     keys["NominalInterval"] = _optional_number(header, "NominalInterval")
+    keys["HeartRateInterval"] = _beat_ms(_optional_number(header, "HeartRate"))
     thickness = _optional_number(header, "SpacingBetweenSlices") or _optional_number(header, "SliceThickness")
     return _Image(path, None, header, _orientation(path, header), _numbers(path, header, "ImagePositionPatient", 3),
                   _pixel_spacing(path, header), thickness, _optional_number(header, "RescaleSlope") or 1.0,
@@ -504,6 +534,7 @@ def _enhanced_images(path: Path, header: Dataset) -> list[_Image]:
             "AcquisitionTime": _clock_ms(content, "FrameAcquisitionDateTime"),
             "InstanceNumber": float(frame + 1),
             "NominalInterval": _optional_number(cardiac, "RRIntervalTimeNominal"),
+            "HeartRateInterval": _beat_ms(_optional_number(header, "HeartRate")),
         }
         thickness = _optional_number(measures, "SpacingBetweenSlices") or _optional_number(measures, "SliceThickness")
         images.append(_Image(

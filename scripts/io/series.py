@@ -53,11 +53,12 @@ class Series4D:
         xform_code: the NIfTI code of the space ``affine`` maps to (1 scanner, 2 aligned, 3 Talairach, 4 MNI, 5
             template; 0 unknown), as a NIfTI input's header gives it (its sform's, else its qform's); 1 for DICOM
             inputs. NIfTI outputs carry it, so they claim what the input claimed.
-        gated: True when a cardiac trigger times the frames (DICOM TriggerTime differs at every slice position: an
-            ECG-gated cine, one cycle from the trigger), False when a clock does (AcquisitionTime / ContentTime: a
-            real-time or dynamic series), None when unknown (NIfTI, or frames ordered by index alone).
-        cycle_ms: the nominal R-R interval in ms (DICOM NominalInterval, the median over the images) of a gated
-            series whose images give it, else ``None``.
+        gated: True when the frames are one ECG-gated cycle (DICOM TriggerTime differs at every slice position and
+            spans less than one R-R interval), False when they are not (a clock times them, AcquisitionTime /
+            ContentTime: a real-time or dynamic series; or TriggerTimes run on over several heartbeats, as GE
+            first-pass perfusion writes them), None when unknown (NIfTI, or frames ordered by index alone).
+        cycle_ms: the R-R interval in ms of a series that TriggerTime times (DICOM NominalInterval, else
+            ``60000 / HeartRate``, the median over the images, where it lies in 250-3000 ms), else ``None``.
     """
 
     array: np.ndarray
