@@ -289,8 +289,9 @@ def _gating(folder: Path, grid: list[list[_Image]], times: np.ndarray | None,
     span = float(times[-1] - times[0])
     if span >= 1.1 * (cycle or RR_RANGE_MS[1]):
         bound = f"one R-R interval ({cycle:.0f} ms by {source})" if cycle else f"{RR_RANGE_MS[1]:.0f} ms"
-        logger.warning("%s: its TriggerTimes span %.1f s, more than %s: frames of successive heartbeats (e.g. "
-                       "first-pass perfusion), not one gated cardiac cycle", folder, span / 1000, bound)
+        logger.warning("%s: its TriggerTimes span %.1f s, more than %s: not delays after one cardiac trigger "
+                       "(successive heartbeats, as in first-pass perfusion, or a dynamic series), so not one gated "
+                       "cardiac cycle", folder, span / 1000, bound)
         return False, cycle
     return True, cycle
 
