@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pydicom
 import pytest
-from dicom_helpers import assert_same_series, dicom_files, edit, make_series, scramble
+from dicom_helpers import assert_same_series, dicom_files, edit, make_affine, make_series, scramble
 from pydicom.uid import generate_uid
 
 from scripts.io import dicom_read
@@ -193,6 +193,31 @@ def test_trigger_times_over_successive_heartbeats_are_not_one_gated_cycle(tmp_pa
     assert read.gated is False
     assert read.cycle_ms == (pytest.approx(60000 / heart_rate) if heart_rate else None)  # never the 6 ms it says
     assert f"its TriggerTimes span 3.5 s, more than {said}" in caplog.text
+
+
+def test_study_folders_sharing_one_series_uid_are_told_apart_by_geometry(tmp_path):
+    """Sunnybrook Cardiac Data (GE): a patient's short-axis cine, long-axis cine and perfusion folders carry one
+    SeriesInstanceUID. Pointed at the patient folder, the reader refuses it naming both folders; pointed at the
+    short-axis cine's own folder, it reads one gated cine."""
+    from scripts.io.series import Series4D
+
+    sax = write_dicom_acquisition(make_series("MR"), tmp_path / "sax", layout="single_series", modality="MR")
+    lax_series = make_series("MR")
+    lax = write_dicom_acquisition(Series4D(lax_series.array, make_affine(oblique=False), "lax", lax_series.times),
+                                  tmp_path / "lax", layout="single_series", modality="MR")
+    first = pydicom.dcmread(dicom_files(sax)[0], stop_before_pixels=True)
+
+    def same_series(ds):
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = first.StudyInstanceUID, first.SeriesInstanceUID
+
+    edit(dicom_files(lax), same_series)
+    patient = tmp_path / "SCD0000101"
+    shutil.copytree(next(p for p in sax.rglob("*") if p.is_dir() and any(p.glob("*.dcm"))), patient / "CINESAX_300")
+    shutil.copytree(next(p for p in lax.rglob("*") if p.is_dir() and any(p.glob("*.dcm"))), patient / "CINELAX_301")
+    with pytest.raises(InputError, match="2 acquisitions with different geometry") as err:
+        read_dicom_series(patient)
+    assert "CINESAX_300" in str(err.value) and "CINELAX_301" in str(err.value)
+    assert read_dicom_series(patient / "CINESAX_300").gated is True
 
 
 def test_gated_series_per_slice_does_not_warn(tmp_path, caplog):
