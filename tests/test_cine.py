@@ -226,7 +226,7 @@ def test_batches_of_pairs_match_one_pair_at_a_time(nifti_series, weights, monkey
     ({"upsample": 2, "start_frame": 1}, "--upsample: .*--start_frame"),
     ({"upsample": 1}, "--upsample: must be at least 2"),
     ({"upsample": 2.5}, "--upsample: expected a whole number"),
-    ({"upsample": 2, "cyclic": "perhaps"}, "--cyclic: expected True or False"),
+    ({"upsample": 2, "cyclic": "perhaps"}, "--cyclic: expected True, False or auto"),
     ({"upsample": 2, "retiming": "perhaps"}, "--retiming: expected True or False"),
 ])
 def test_upsample_arguments_are_refused_before_any_work(nifti_series, weights, tmp_path, kwargs, message):
@@ -382,7 +382,8 @@ def test_real_export_quirks_give_a_playable_cine(weights, tmp_path, monkeypatch,
     patient, series = write_input(tmp_path, layout, quirks=quirks)
     out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="dicom",
                       model=weights)
-    check_cine(out, patient, series, upsample_plan(FRAMES, 2, True))
+    one_cycle = "ungated_slices" not in quirks  # a real-time stack does not wrap around (--cyclic auto)
+    check_cine(out, patient, series, upsample_plan(FRAMES, 2, one_cycle))
 
 
 @pytest.mark.parametrize("quirks", [(), ("ungated_slices",)])
@@ -391,7 +392,8 @@ def test_the_clock_reads_a_triggered_cine_over_its_r_r_interval_and_leaves_a_rea
     """A prospectively triggered cine (frames over part of the R-R interval): the motion clock places its frames by
     their trigger times in a cycle of NominalInterval, so the pair from the last frame back to the first spans the
     rest of it, and the new frame there is timed half way across it. A series a clock times (a real-time stack) is
-    not a gated cycle: its new frames are made at their own times, and summary.json says it was not retimed."""
+    not one cycle: by default (--cyclic auto) no frame is made between its last frame and its first, its new frames
+    are made at their own times, and summary.json says it was neither cyclic nor retimed."""
     series = integer_series()
     series.times, series.cycle_ms = 30.0 + 50.0 * np.arange(FRAMES), 400.0  # frames 50 ms apart in a 400 ms cycle
     patient, _ = write_input(tmp_path, "series_per_slice", series=series, quirks=quirks)
@@ -408,18 +410,28 @@ def test_the_clock_reads_a_triggered_cine_over_its_r_r_interval_and_leaves_a_rea
     out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="dicom",
                       model=weights)
     gated = not quirks
-    assert [pair for pair, _, _ in asked] == [(a, (a + 1) % FRAMES) for a in range(FRAMES)]
+    pairs = [(a, (a + 1) % FRAMES) for a in range(FRAMES if gated else FRAMES - 1)]
+    assert [pair for pair, _, _ in asked] == pairs
     assert all(retime is gated for _, retime, _ in asked)
     clock = product_steps(True).retiming
     for (a, b), _, times in asked:
         span = (50.0 if b else 400.0 - 50.0 * (FRAMES - 1)) / 400.0  # the wrap: the rest of the cycle
         expected = clock(a * 50.0 / 400.0, span, [0.5]).tolist() if gated else [0.5]
         np.testing.assert_allclose(times, expected, atol=1e-6, err_msg=str((a, b)))
-    assert json.loads((Path(out) / "summary.json").read_text())["retiming"] is gated
-    derived = check_cine(out, patient, series, upsample_plan(FRAMES, 2, True))
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    assert summary["retiming"] is gated and summary["cyclic"] is gated
+    derived = check_cine(out, patient, series, upsample_plan(FRAMES, 2, gated))
     if gated:  # the wrap frame half way from the last frame to the next cycle's first, at 30 + 400 ms
         last = 30.0 + 50.0 * (FRAMES - 1)
         assert max(float(ds.TriggerTime) for ds in derived) == pytest.approx((last + 430.0) / 2)
+
+
+def test_cyclic_true_wraps_a_real_time_series_as_asked(weights, tmp_path):
+    patient, _ = write_input(tmp_path, "series_per_slice", quirks=("ungated_slices",))
+    out = interpolate(input=str(patient), upsample=2, output_dir=str(tmp_path / "o"), output_format="dicom",
+                      model=weights, cyclic="True")
+    summary = json.loads((Path(out) / "summary.json").read_text())
+    assert summary["cyclic"] is True and summary["frames_out"] == 2 * FRAMES and summary["retiming"] is False
 
 
 def test_vendor_slice_location_and_malformed_study_uid_are_kept(weights, tmp_path, monkeypatch, caplog):

@@ -22,7 +22,15 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from scripts.utils.args import parse_bool, parse_choice, parse_device, parse_int, parse_path, parse_times
+from scripts.utils.args import (
+    parse_bool,
+    parse_choice,
+    parse_cyclic,
+    parse_device,
+    parse_int,
+    parse_path,
+    parse_times,
+)
 from scripts.utils.atomic import OUTPUT_MARKER, check_parent, check_replaceable
 from scripts.utils.checkpoint import check_weights_file
 from scripts.utils.config import run_config
@@ -90,8 +98,9 @@ def interpolate(
         end_frame: 0-based end frame (default: the last; negative counts from the end).
         upsample: instead of --t / --num_frames / --start_frame / --end_frame: the whole series K times finer in time,
             K - 1 new frames between every two consecutive acquired frames (writes upsampled_4d.nii.gz).
-        cyclic: with --upsample, the series is one periodic cycle (cardiac or breathing; the default): new frames
-            also between the last frame and the first. --cyclic False for a series that does not wrap around.
+        cyclic: with --upsample, the series is one periodic cycle (cardiac or breathing): new frames also between
+            the last frame and the first; False for a series that does not wrap around. The default, auto: a cycle
+            unless the input says it is not one (a DICOM series timed by a clock, or over several heartbeats).
         motion_region: run the network only in the box where the series moves and keep the blend of the static
             surroundings, and of every voxel whose two acquired frames are equal (the default); False runs it on the
             whole field of view and keeps its frames as they are.
@@ -130,7 +139,7 @@ def interpolate(
         "start_frame": None if start_frame is None else parse_int(start_frame, "--start_frame"),
         "end_frame": None if end_frame is None else parse_int(end_frame, "--end_frame"),
         "upsample": None if upsample is None else parse_int(upsample, "--upsample", minimum=2),
-        "cyclic": None if cyclic is None else parse_bool(cyclic, "--cyclic"),
+        "cyclic": parse_cyclic(cyclic, "--cyclic"),
         "motion_region": None if motion_region is None else parse_bool(motion_region, "--motion_region"),
         "neighbour_refinement": (model is None or neighbour_model is not None if neighbour_refinement is None
                                  else parse_bool(neighbour_refinement, "--neighbour_refinement")),

@@ -53,7 +53,7 @@ from scripts.io.nifti_read import check_affine
 from scripts.io.series import Series4D
 from scripts.networks.tmsdf import DIVISOR
 from scripts.transforms.intensity import EndpointMinMax, IntensityScale
-from scripts.utils.args import parse_bool
+from scripts.utils.args import parse_bool, parse_cyclic
 from scripts.utils.atomic import OUTPUT_MARKER, atomic_dir, atomic_file, check_parent, check_replaceable
 from scripts.utils.errors import InputError, OutputExistsError
 from scripts.utils.memory import available_bytes, size_text
@@ -138,7 +138,8 @@ class InterpolationWorkflow:
         upsample: instead of ``t``: the whole series with ``upsample - 1`` new frames between every two consecutive
             acquired frames (refused together with ``t``, ``num_frames``, ``start_frame``, ``end_frame``).
         cyclic: with ``upsample``, the series is periodic (a cardiac cycle, a breathing cycle): new frames also
-            between the last acquired frame and the first.
+            between the last acquired frame and the first; ``"auto"`` / None: periodic unless the input says it is
+            not one cycle (:func:`resolve_cyclic`).
         region: where the network runs (:class:`~scripts.inference.region.MotionRegion`); None runs it on the
             whole volume.
     """
@@ -158,7 +159,7 @@ class InterpolationWorkflow:
         output_format: str = "nifti",
         overwrite: bool = False,
         upsample: int | None = None,
-        cyclic: bool = True,
+        cyclic: bool | str | None = "auto",
         region: MotionRegion | None = None,
     ):
         self.inferer, self.writers, self.loader = inferer, dict(writers), loader
@@ -181,7 +182,7 @@ class InterpolationWorkflow:
             raise InputError("--output_format", f"must be one of {OUTPUT_FORMATS}, got {self.output_format!r}")
         if self.upsample is not None:
             check_upsample(self.upsample, self.t, self.num_frames, self.start_frame, self.end_frame)
-            self.cyclic = parse_bool(self.cyclic, "--cyclic")
+            self.cyclic = parse_cyclic(self.cyclic, "--cyclic")
         if Path(self.output_dir).exists():  # before the work, not only when writing
             if not self.overwrite:
                 raise OutputExistsError(self.output_dir)
@@ -192,6 +193,8 @@ class InterpolationWorkflow:
         check_grid(series)
         if self.output_format != "nifti" and series.dicom_template is None:
             raise InputError("--output_format", f"{self.output_format!r} needs a DICOM input; {series.source} is not")
+        if self.upsample is not None:
+            self.cyclic = resolve_cyclic(self.cyclic, series)
         started = time.perf_counter()
         result = self._upsample(series) if self.upsample is not None else self._between(loaded)
         seconds = time.perf_counter() - started
@@ -262,6 +265,19 @@ def synthesise_between(inferer: SeriesInterpolator, region: MotionRegion, series
                       [(0, 1, v) for v in ts], motion=scale.to_unit(series.array))
 
 
+def resolve_cyclic(cyclic: bool | None, series: Series4D) -> bool:
+    """``cyclic`` as given, or for None (auto) whether ``series`` wraps around: yes unless its input says it is not
+    one cycle (:attr:`~scripts.io.series.Series4D.gated` False: a DICOM series timed by a clock, or by TriggerTimes
+    over several heartbeats), which is said in the log."""
+    if cyclic is not None:
+        return bool(cyclic)
+    if series.gated is False:
+        logger.warning("%s: not one cycle, so no frames are made between its last frame and its first (--cyclic True "
+                       "makes them)", series.source)
+        return False
+    return True
+
+
 def upsample_cine(inferer: SeriesInterpolator, region: MotionRegion, series: Series4D, factor: int,
                   cyclic: bool) -> Interpolation:
     """The whole ``series`` ``factor`` times finer in time, on one intensity scale (the whole series' min-max).
@@ -288,8 +304,7 @@ def upsample_cine(inferer: SeriesInterpolator, region: MotionRegion, series: Ser
     if cyclic and inferer.retiming is not None:
         if not inferer.retimes(cyclic, series.gated):
             logger.warning("%s: its frames are not one ECG-gated cardiac cycle (a real-time series, or successive "
-                           "heartbeats): the motion clock is not applied, and --cyclic False makes no frames between "
-                           "its last frame and its first", series.source)
+                           "heartbeats): the motion clock is not applied", series.source)
         elif phases is not None:
             logger.info("%s: the motion clock reads the frames' trigger times over a cycle of %.0f ms", series.source,
                         period)

@@ -51,6 +51,17 @@ def parse_bool(value: object, source: str) -> bool:
     raise InputError(source, f"expected True or False, got {value!r}")
 
 
+def parse_cyclic(value: object, source: str = "--cyclic") -> bool | None:
+    """Whether a series wraps around: a strict boolean (:func:`parse_bool`), or None for ``"auto"`` / None (decided
+    from the series: :func:`scripts.inference.workflow.resolve_cyclic`)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    try:
+        return parse_bool(value, source)
+    except InputError:
+        raise InputError(source, f"expected True, False or auto, got {value!r}") from None
+
+
 def parse_int(value: object, source: str, minimum: int | None = None) -> int:
     """A whole number (not a bool, not 2.5), at least ``minimum`` when given."""
     if isinstance(value, str):
