@@ -84,8 +84,9 @@ class SeriesInterpolator:
 
     def retimes(self, cyclic: bool, gated: bool | None = None) -> bool:
         """Whether :meth:`upsample` makes a series' new frames at the motion clock's times: with ``retiming``, for a
-        series that wraps around (``cyclic``: one cycle from its first frame) unless a clock rather than a cardiac
-        trigger times its frames (``gated`` False: :attr:`~scripts.io.series.Series4D.gated`, a real-time series)."""
+        series that wraps around (``cyclic``: one cycle from its first frame) unless its input says it is not one
+        ECG-gated cycle (``gated`` False: :attr:`~scripts.io.series.Series4D.gated`, a real-time series or successive
+        heartbeats)."""
         return self.retiming is not None and bool(cyclic) and gated is not False
 
     def job(self, upsample: bool) -> tuple[torch.nn.Module, str]:
@@ -145,8 +146,8 @@ class SeriesInterpolator:
             phases: where each acquired frame lies in the cycle, shares in [0, 1) increasing, for the motion clock
                 (``retiming``; :func:`~scripts.inference.times.cycle_phases` of a gated series' trigger times); None:
                 evenly spaced (``k / T``), as a cine's frames are.
-            gated: whether a cardiac trigger times the frames (:attr:`~scripts.io.series.Series4D.gated`); False
-                (a real-time series) leaves the clock out (:meth:`retimes`).
+            gated: whether the frames are one ECG-gated cycle (:attr:`~scripts.io.series.Series4D.gated`); False
+                (a real-time series, successive heartbeats) leaves the clock out (:meth:`retimes`).
 
         Returns:
             ``(X, Y, Z, M)`` in [0, 1], ``M = len(plan)``: the acquired frames as given, the others synthesised.
