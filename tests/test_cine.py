@@ -153,7 +153,9 @@ def test_retiming_false_makes_each_new_frame_at_its_own_time(nifti_series, weigh
     frames = data.shape[3]
     expected = inferer.synthesise(scale.to_unit(data[..., 1]), scale.to_unit(data[..., 2]), [0.5], span=1 / frames)
     np.testing.assert_allclose(scale.to_unit(cine[..., 3:4]), expected, atol=2e-5)
-    assert json.loads((out / "summary.json").read_text())["retiming"] is False
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["retiming"] is False
+    assert summary["cyclic"] is True and cine.shape[3] == 2 * frames  # --cyclic auto: a NIfTI cine wraps around
 
 
 @pytest.mark.parametrize("frames, refined", [(8, True), (5, False)])
