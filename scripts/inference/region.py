@@ -44,14 +44,18 @@ class MotionRegion:
             where they differ by this much or more (mean over ``still_width`` x ``still_width`` voxels in plane,
             intensities in [0, 1]), less where they differ less, none where they are equal; 0 keeps it everywhere.
         still_width: the in-plane window of ``still_level``, voxels.
+        coverage: the share of the motion the box holds before its margin
+            (:func:`~scripts.transforms.motion_roi.find_roi`); 1 holds every moving voxel.
     """
 
     def __init__(self, enabled: bool = True, training_spacing: Sequence[float] | None = None, margin_mm: float = 15.0,
-                 feather: int = 8, tolerance: float = 1.25, still_level: float = 0.0, still_width: int = 7):
+                 feather: int = 8, tolerance: float = 1.25, still_level: float = 0.0, still_width: int = 7,
+                 coverage: float = 1.0):
         self.enabled = parse_bool(enabled, "motion_region")  # "false" from a command line is False
         self.training_spacing = None if training_spacing is None else tuple(float(v) for v in training_spacing)
         self.margin_mm, self.feather, self.tolerance = float(margin_mm), int(feather), float(tolerance)
         self.still_level, self.still_width = float(still_level), int(still_width)
+        self.coverage = float(coverage)
 
     def find(self, frames: np.ndarray, spacing: Sequence[float]) -> MotionROI | None:
         """The box of ``frames`` ``(X, Y, Z, T)`` (acquired frames, any units; spacing in mm), or None where the
@@ -59,7 +63,7 @@ class MotionRegion:
         if not self.enabled:
             return None
         roi = find_roi(motion_map(np.moveaxis(frames, -1, 0)), spacing, self.training_spacing,
-                       margin_mm=self.margin_mm, tolerance=self.tolerance)
+                       margin_mm=self.margin_mm, tolerance=self.tolerance, coverage=self.coverage)
         whole = roi.box == (0, roi.shape[0], 0, roi.shape[1]) and roi.zoom == (1.0, 1.0)
         logger.info("motion region: %s", "the whole plane" if whole else
                     f"box x {roi.box[0]}:{roi.box[1]}, y {roi.box[2]}:{roi.box[3]} of {roi.shape[:2]}, "

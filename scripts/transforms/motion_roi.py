@@ -110,6 +110,7 @@ def find_roi(
     multiple: int = 8,
     smooth: int = 5,
     tolerance: float = 1.25,
+    coverage: float = 1.0,
 ) -> MotionROI:
     """The in-plane box around the moving region of ``motion`` (module docstring).
 
@@ -123,10 +124,19 @@ def find_roi(
         multiple: box sides in the network's grid are rounded up to a multiple of this (the network pads to 8).
         smooth: in-plane box-filter width (voxels) applied to the slice-maximum of the map first.
         tolerance: resample only when the spacing differs from ``training_spacing`` by more than this factor.
+        coverage: the box (before the margin) holds this share of the moving voxels' motion along each in-plane axis,
+            cutting equal shares off both ends; 1 holds every moving voxel. Below 1, faint motion far from the
+            heart (flow and banding artefacts of real cines, whose temporal variance reaches across the field of
+            view) no longer stretches the box to the whole plane.
 
     Returns:
         a :class:`MotionROI`; the whole plane when nothing moves above the threshold (the box cannot be placed).
+
+    Raises:
+        InputError: naming ``motion`` when it is not a finite ``(X, Y, Z)`` map, ``coverage`` when not in (0, 1].
     """
+    if not 0.0 < float(coverage) <= 1.0:
+        raise InputError("coverage", f"expected a share of the motion in (0, 1], got {coverage!r}")
     motion = _as_numpy(motion)
     if motion.ndim != 3:
         raise InputError("motion", f"expected an (X, Y, Z) map, got shape {motion.shape}")
@@ -144,15 +154,32 @@ def find_roi(
     moving = plane > threshold * level if level > 0 else np.zeros_like(plane, dtype=bool)
     if not moving.any():
         return MotionROI((0, shape[0], 0, shape[1]), zoom, shape)
-    xs, ys = np.nonzero(moving)
     bounds = []
-    for axis, (low, high) in enumerate(((xs.min(), xs.max() + 1), (ys.min(), ys.max() + 1))):
+    for axis, (low, high) in enumerate(_extent(np.where(moving, plane, 0.0), coverage)):
         margin = int(np.ceil(margin_mm / float(spacing[axis])))
         # sizes in the network's grid -> in the series' voxels
         size = int(np.ceil(min_size / zoom[axis]))
         step = max(1, round(multiple / zoom[axis]))
         bounds.append(_span(max(0, low - margin), min(shape[axis], high + margin), size, shape[axis], step))
     return MotionROI((*bounds[0], *bounds[1]), zoom, shape)
+
+
+def _extent(weights: np.ndarray, coverage: float) -> list[tuple[int, int]]:
+    """Per in-plane axis, the half-open index range holding ``coverage`` of ``weights`` ``(X, Y)`` (>= 0, some > 0):
+    every nonzero index at 1, else the central share (equal tails cut off both ends)."""
+    out = []
+    for axis in (0, 1):
+        profile = weights.sum(axis=1 - axis)
+        nonzero = np.flatnonzero(profile)
+        if coverage >= 1.0:
+            out.append((int(nonzero[0]), int(nonzero[-1]) + 1))
+            continue
+        cdf = np.cumsum(profile) / profile.sum()
+        tail = (1.0 - coverage) / 2
+        low = int(np.searchsorted(cdf, tail, side="right"))
+        high = int(np.searchsorted(cdf, 1.0 - tail, side="left")) + 1
+        out.append((low, min(max(high, low + 1), len(profile))))
+    return out
 
 
 def _resize(volume: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
