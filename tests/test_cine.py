@@ -223,6 +223,33 @@ def test_batches_of_pairs_match_one_pair_at_a_time(nifti_series, weights, monkey
     np.testing.assert_allclose(inferer.upsample(unit, plan), single, atol=1e-5)
 
 
+@pytest.mark.parametrize("factor, cyclic", [(2, True), (3, True), (2, False)])
+def test_each_acquired_frame_is_encoded_once_and_the_frames_are_the_pairs_own(weights, factor, cyclic):
+    """Every acquired frame ends two pairs; the encoder reads it once (and each new frame's middle input once), and
+    each pair's frames are what the network makes from that pair alone."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    unit = rng.random((*SHAPE, 5)).astype(np.float32)
+    plan = upsample_plan(5, factor, cyclic)
+    inferer = SeriesInterpolator(Student(), weights, device="cpu")
+    network = inferer.cine_network
+    seen = []
+    hook = network.encoder.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[0]))
+    try:
+        out = inferer.upsample(unit, plan)
+    finally:
+        hook.remove()
+    new = [frame for frame in plan if not frame.acquired]
+    assert sum(seen) == 5 + len(new)  # was 2 per pair + 1 per new frame
+    for m, frame in enumerate(plan):
+        if frame.acquired:
+            continue
+        i0, i1 = (torch.from_numpy(unit[..., k])[None, None] for k in (frame.previous, frame.next))
+        expected = network.interpolate_series(i0, i1, [frame.fraction])[0, 0].clamp(0, 1).numpy()
+        np.testing.assert_allclose(out[..., m], expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"upsample": 2, "t": 0.5}, "--upsample: .*cannot be combined with --t"),
     ({"upsample": 2, "start_frame": 1}, "--upsample: .*--start_frame"),

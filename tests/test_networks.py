@@ -292,6 +292,30 @@ def test_interpolate_series_encodes_endpoints_once(flags, n, max_batch):
     torch.testing.assert_close(series, separate, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("flags", [{}, {"time_modulation": False}, {"use_refinement": False}])
+def test_interpolate_encoded_equals_interpolate_series(flags):
+    """A frame encoded alone (``encode_frame``) serves any pair it ends: the decoder reads the same as from the
+    pair's own encoding, in either role."""
+    net = perturb(Student(**SMALL, **flags)).eval()
+    a, b, c = (torch.rand(1, 1, 13, 16, 9) for _ in range(3))
+    ts = [0.2, 0.7]
+    with torch.no_grad():
+        eb = net.encode_frame(b)
+        torch.testing.assert_close(net.interpolate_encoded(net.encode_frame(a), eb, ts),
+                                   net.interpolate_series(a, b, ts), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(net.interpolate_encoded(eb, net.encode_frame(c), ts),
+                                   net.interpolate_series(b, c, ts), atol=1e-5, rtol=1e-4)
+
+
+def test_encode_frame_refuses_a_batch_and_interpolate_encoded_frames_of_two_sizes():
+    net = Student(**SMALL).eval()
+    with pytest.raises(ValueError, match="volume"):
+        net.encode_frame(torch.rand(2, 1, 8, 8, 8))
+    e0, e1 = net.encode_frame(torch.rand(1, 1, 16, 16, 8)), net.encode_frame(torch.rand(1, 1, 16, 16, 9))
+    with pytest.raises(ValueError, match="one size"):
+        net.interpolate_encoded(e0, e1, [0.5])
+
+
 # --- export, precision -----------------------------------------------------------------------------
 @pytest.mark.parametrize("cls, inputs", [(Teacher, 3), (Student, 2)])
 def test_trace_matches_eager(cls, inputs):

@@ -179,13 +179,13 @@ def test_upsample_gives_the_network_the_clocks_times_for_a_cycle_only(student_we
     clock = CycleRetiming(SPEED)
     inferer = SeriesInterpolator(Student(), student_weights, device="cpu", retiming=clock)
     seen = {}
-    original = inferer.cine_network.interpolate_series
+    original = inferer.cine_network.interpolate_encoded
 
-    def spy(i0, i1, ts, **kwargs):
+    def spy(e0, e1, ts, **kwargs):
         seen[len(seen)] = torch.as_tensor(ts).tolist()
-        return original(i0, i1, ts, **kwargs)
+        return original(e0, e1, ts, **kwargs)
 
-    monkeypatch.setattr(inferer.cine_network, "interpolate_series", spy)
+    monkeypatch.setattr(inferer.cine_network, "interpolate_encoded", spy)
     frames = np.random.default_rng(0).random((16, 16, 8, 4)).astype(np.float32)
     inferer.upsample(frames, upsample_plan(4, 3, cyclic))
     pairs = [(a, a + 1) for a in range(4 if cyclic else 3)]

@@ -174,10 +174,12 @@ class SeriesInterpolator:
         logger.info("%d pairs of frames, %d new frames each, %d pair(s) per pass on %s%s%s", len(keys), per_pair,
                     batch, self.device, ", refined with their neighbours" if refine else "",
                     ", retimed by the motion clock" if retime else "")
+        encoded = _FrameEncodings(self.cine_network, frames, keys, self.device)
         with tqdm(total=len(keys), desc="pairs", unit="pair", disable=None) as bar:
             for first in range(0, len(keys), batch):
                 chunk = keys[first:first + batch]
-                synthesised = self._pairs(frames, chunk, [times[k] for k in chunk])
+                synthesised = self._pairs(frames, chunk, [times[k] for k in chunk], encoded)
+                encoded.release(first + len(chunk) - 1)
                 for key, volumes in zip(chunk, synthesised):
                     if refine:
                         volumes = self.refine(frames, key, times[key], volumes, cyclic)
@@ -218,18 +220,51 @@ class SeriesInterpolator:
             refined = self.neighbours(student, context, times)
         return refined[:, 0].cpu().numpy()
 
-    def _pairs(self, frames: np.ndarray, pairs: list[tuple[int, int]], ts: list[list[float]]) -> list[np.ndarray]:
+    def _pairs(self, frames: np.ndarray, pairs: list[tuple[int, int]], ts: list[list[float]],
+               encoded: _FrameEncodings) -> list[np.ndarray]:
         """For each pair ``(a, b)`` its volumes ``(N, X, Y, Z)`` at its N ``ts`` (in [0, 1]), by the whole-series job's
-        network."""
-        def volume(index: int) -> torch.Tensor:
-            return torch.as_tensor(frames[..., index], dtype=torch.float32, device=self.device)[None, None]
-
+        network; a pair alone reads its frames' encodings from ``encoded``."""
         with torch.autocast(self.device.type, enabled=self.amp):
             if len(pairs) == 1:
                 (a, b), = pairs
-                preds = [self.cine_network.interpolate_series(volume(a), volume(b), ts[0], max_batch=self.max_batch)]
+                preds = [self.cine_network.interpolate_encoded(encoded(a), encoded(b), ts[0], max_batch=self.max_batch)]
             else:  # one t per pair: a batch of pairs, each encoded once
-                image = torch.cat([torch.cat([volume(a), volume(b)], dim=1) for a, b in pairs])
+                image = torch.cat([torch.cat([encoded.volume(a), encoded.volume(b)], dim=1) for a, b in pairs])
                 t = torch.as_tensor([v[0] for v in ts], dtype=torch.float32, device=self.device)
                 preds = list(self.cine_network(image, t)[:, None])
         return [p[:, 0].float().clamp(0, 1).cpu().numpy() for p in preds]
+
+
+class _FrameEncodings:
+    """The acquired frames of one :meth:`SeriesInterpolator.upsample`, each encoded once by ``network``
+    (:meth:`~scripts.networks.Student.encode_frame`) where a pair first needs it and dropped after the last pair that
+    uses it: every frame of a series ends two pairs, so a pair's encoder runs once for its new frame's middle input
+    and once for its next acquired frame instead of three times.
+
+    Args:
+        network: the whole-series job's student.
+        frames: ``(X, Y, Z, T)`` acquired frames in [0, 1].
+        pairs: the pairs ``(a, b)`` in the order they are synthesised.
+        device: where the encodings live.
+    """
+
+    def __init__(self, network: torch.nn.Module, frames: np.ndarray, pairs: Sequence[tuple[int, int]],
+                 device: torch.device):
+        self.network, self.frames, self.device = network, frames, device
+        self.last_use = {index: position for position, pair in enumerate(pairs) for index in pair}
+        self.held: dict[int, object] = {}
+
+    def volume(self, index: int) -> torch.Tensor:
+        """Frame ``index`` as ``(1, 1, X, Y, Z)`` float32 on the device."""
+        return torch.as_tensor(self.frames[..., index], dtype=torch.float32, device=self.device)[None, None]
+
+    def __call__(self, index: int):
+        """The :class:`~scripts.networks.tmsdf.EncodedFrame` of frame ``index``."""
+        if index not in self.held:
+            self.held[index] = self.network.encode_frame(self.volume(index))
+        return self.held[index]
+
+    def release(self, position: int) -> None:
+        """Drop the frames no pair after the ``position``-th uses."""
+        for index in [k for k in self.held if self.last_use[k] <= position]:
+            del self.held[index]

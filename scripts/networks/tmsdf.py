@@ -23,7 +23,7 @@ from scripts.networks.refine import Refinement
 from scripts.networks.warping import NUM_STEPS, integrate_velocity, resize_field, warp, warp_cubic
 from scripts.utils.tensors import lerp
 
-__all__ = ["Intermediates", "TMSDFNet", "Teacher", "Student"]
+__all__ = ["EncodedFrame", "Intermediates", "Student", "TMSDFNet", "Teacher"]
 
 DIVISOR = 8
 """Spatial sizes are padded to a multiple of this (three 2x down-samplings)."""
@@ -67,6 +67,30 @@ class _Endpoints(NamedTuple):
     terms: list[torch.Tensor]
     q0: Optional[list[torch.Tensor]]
     q1: Optional[list[torch.Tensor]]
+
+
+class EncodedFrame(NamedTuple):
+    """One endpoint as the student's decoder reads it (:meth:`Student.encode_frame`), the same whichever pair it ends.
+
+    ``volume``: ``(1, 1, X', Y', Z')`` padded to a multiple of :data:`DIVISOR`; ``features``: the encoder's, coarse to
+    fine; ``projected``: the refinement's projections of them (None without refinement); ``size``: ``[X, Y, Z]``
+    before padding.
+    """
+
+    volume: torch.Tensor
+    features: list[torch.Tensor]
+    projected: Optional[list[torch.Tensor]]
+    size: list[int]
+
+
+def _check_times(ts: Sequence[float] | torch.Tensor, max_batch: int | None, device: torch.device) -> torch.Tensor:
+    """``ts`` as a ``(N,)`` float32 tensor on ``device``, N >= 1, and ``max_batch`` None or >= 1 (ValueError)."""
+    times = torch.as_tensor(ts, dtype=torch.float32, device=device).reshape(-1)
+    if len(times) == 0:
+        raise ValueError("ts: expected at least one time point")
+    if max_batch is not None and max_batch < 1:
+        raise ValueError(f"max_batch: expected at least 1, got {max_batch}")
+    return times
 
 
 def _expand_endpoints(ends: _Endpoints, batch: int) -> _Endpoints:
@@ -348,6 +372,18 @@ class Student(TMSDFNet):
         return lerp(image[:, :1], image[:, -1:], torch.full_like(t, 0.5) if self.linear_scaling else t)
 
     @torch.no_grad()
+    def encode_frame(self, volume: torch.Tensor) -> EncodedFrame:
+        """``(1, 1, X, Y, Z)`` in [0, 1] -> its :class:`EncodedFrame`: what :meth:`interpolate_encoded` reads of an
+        endpoint. The encoder's instance norms see one volume at a time, so a frame encoded once serves every pair
+        it ends (a whole series: each acquired frame ends two pairs)."""
+        if volume.ndim != 5 or volume.shape[:2] != (1, 1):
+            raise ValueError(f"volume: expected (1, 1, X, Y, Z), got {tuple(volume.shape)}")
+        padded = pad_to_multiple(volume)
+        features = self.encoder(padded)
+        projected = None if self.refine is None else self.refine.project(features)
+        return EncodedFrame(padded, features, projected, list(volume.shape[2:]))
+
+    @torch.no_grad()
     def interpolate_series(
         self, i0: torch.Tensor, i1: torch.Tensor, ts: Sequence[float] | torch.Tensor, max_batch: int | None = None
     ) -> torch.Tensor:
@@ -367,21 +403,33 @@ class Student(TMSDFNet):
             raise ValueError(
                 f"i0, i1: expected two volumes (1, 1, X, Y, Z) of one size, got {tuple(i0.shape)}, {tuple(i1.shape)}"
             )
-        size = i0.shape[2:]
-        ts = torch.as_tensor(ts, dtype=torch.float32, device=i0.device).reshape(-1)
-        if len(ts) == 0:
-            raise ValueError("ts: expected at least one time point")
-        if max_batch is not None and max_batch < 1:
-            raise ValueError(f"max_batch: expected at least 1, got {max_batch}")
-        i0, i1 = pad_to_multiple(i0), pad_to_multiple(i1)
-        f0, f1 = zip(*(f.chunk(2) for f in self.encoder(torch.cat([i0, i1], dim=0))))
-        ends = self.endpoint_batch(i0, i1, list(f0), list(f1))
+        _check_times(ts, max_batch, i0.device)  # before the encoder runs
+        size = list(i0.shape[2:])
+        padded = pad_to_multiple(torch.cat([i0, i1], dim=0))
+        features = self.encoder(padded)  # I0 and I1 in one pass
+        refine = self.refine
+        ends = []
+        for k in range(2):
+            own = [f[k : k + 1] for f in features]
+            ends.append(EncodedFrame(padded[k : k + 1], own, None if refine is None else refine.project(own), size))
+        return self.interpolate_encoded(ends[0], ends[1], ts, max_batch)
+
+    @torch.no_grad()
+    def interpolate_encoded(
+        self, e0: EncodedFrame, e1: EncodedFrame, ts: Sequence[float] | torch.Tensor, max_batch: int | None = None
+    ) -> torch.Tensor:
+        """:meth:`interpolate_series` from endpoints already encoded (:meth:`encode_frame`): ``(N, 1, X, Y, Z)``."""
+        if e0.size != e1.size:
+            raise ValueError(f"e0, e1: expected two frames of one size, got {e0.size}, {e1.size}")
+        ts = _check_times(ts, max_batch, e0.volume.device)
+        i0, i1 = e0.volume, e1.volume
+        terms = self.msdf.endpoint_terms(e0.features, e1.features)
+        ends = _Endpoints(i0, i1, terms, e0.projected, e1.projected)
         preds = []
         if max_batch is None:
             max_batch = 1 if i0.device.type == "cpu" else len(ts)
         for chunk in ts.split(max_batch):
             middle = self.middle_input(torch.cat([i0, i1], dim=1).expand(len(chunk), -1, -1, -1, -1), chunk)
             batch = _expand_endpoints(ends, len(chunk))
-            preds.append(self._decode(batch, self.encoder(middle), chunk, size, False).pred)
+            preds.append(self._decode(batch, self.encoder(middle), chunk, e0.size, False).pred)
         return torch.cat(preds, dim=0)
-
