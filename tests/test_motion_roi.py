@@ -7,9 +7,11 @@ import torch
 
 from scripts.transforms.motion_roi import (
     MotionROI,
+    connected_components,
     crop,
     endpoint_motion,
     find_roi,
+    main_motion,
     motion_map,
     paste,
     seam_weight,
@@ -121,6 +123,89 @@ def test_faint_motion_far_from_the_heart_stretches_the_box_only_at_full_coverage
     for bad in (0.0, 1.5, float("nan")):
         with pytest.raises(InputError, match="coverage"):
             find_roi(clean, coverage=bad)
+
+
+def _flood_fill_labels(mask: np.ndarray) -> np.ndarray:
+    """Reference 8-connected labelling, one flood fill per piece."""
+    labels = np.zeros(mask.shape, dtype=int)
+    count = 0
+    for start in zip(*np.nonzero(mask)):
+        if labels[start]:
+            continue
+        count += 1
+        labels[start] = count
+        stack = [start]
+        while stack:
+            x, y = stack.pop()
+            for u in range(max(x - 1, 0), min(x + 2, mask.shape[0])):
+                for v in range(max(y - 1, 0), min(y + 2, mask.shape[1])):
+                    if mask[u, v] and not labels[u, v]:
+                        labels[u, v] = count
+                        stack.append((u, v))
+    return labels
+
+
+@pytest.mark.parametrize("seed, shape, density", [(0, (40, 33), 0.45), (1, (17, 64), 0.6), (2, (50, 50), 0.3)])
+def test_connected_components_are_the_flood_fills_pieces(seed, shape, density):
+    mask = np.random.default_rng(seed).random(shape) < density
+    labels = connected_components(mask)
+    reference = _flood_fill_labels(mask)
+    assert (labels[~mask] == 0).all() and (labels[mask] > 0).all()
+    pairs = set(zip(labels[mask].tolist(), reference[mask].tolist()))
+    assert len(pairs) == len(np.unique(labels[mask])) == len(np.unique(reference[mask]))  # one to one
+
+
+def test_a_long_winding_piece_is_one_component():
+    """A serpentine of 1-voxel corridors, each joined to the next at alternate ends: one piece, however long."""
+    mask = np.zeros((59, 61), dtype=bool)
+    mask[::2] = True
+    for row in range(1, 59, 2):
+        mask[row, 60 if row % 4 == 1 else 0] = True
+    labels = connected_components(mask)
+    assert len(np.unique(labels[mask])) == 1
+    mask[1::2] = False  # cut every joint: 30 corridors
+    assert len(np.unique(connected_components(mask)[mask])) == 30
+
+
+def test_main_motion_keeps_the_pieces_with_a_share_of_the_largest():
+    moving = np.zeros((30, 30), dtype=bool)
+    largest, middle, small = (slice(2, 12), slice(2, 12)), (slice(20, 24), slice(20, 24)), (slice(20, 22), slice(2, 4))
+    for piece in (largest, middle, small):
+        moving[piece] = True  # 100, 16 and 4 voxels
+    weights = np.ones(moving.shape)
+    only_largest = np.zeros_like(moving)
+    only_largest[largest] = True
+    np.testing.assert_array_equal(main_motion(moving, weights, 0.2), only_largest)
+    kept = main_motion(moving, weights, 0.1)
+    assert kept[largest].all() and kept[middle].all() and not kept[small].any()
+    np.testing.assert_array_equal(main_motion(moving, weights, 0.0), moving)
+    weights[small] = 100.0  # the motion, not the voxel count, decides
+    np.testing.assert_array_equal(main_motion(moving, weights, 1.0), moving & (weights == 100.0))
+
+
+def test_scattered_flicker_leaves_the_box_at_a_component_share_and_a_second_heart_stays():
+    """A real cine's flow and banding artefacts flicker in small pieces across the field of view; the heart's motion
+    is one connected piece. With ``component_share`` the box is the clean series' box; without, the flicker
+    stretches it. A second moving structure as large as the heart is kept."""
+    clean = motion_map(phantom())
+    frames = phantom()
+    for x, y in ((8, 8), (120, 10), (10, 100), (118, 104), (30, 95)):
+        frames[::2, x:x + 3, y:y + 3] += 0.25  # small specks flickering far from the heart
+    speckled = motion_map(frames)
+    spacing = (1.5, 1.5, 8.0)
+    every = find_roi(speckled, spacing, margin_mm=9.0)
+    assert every.box == (0, SHAPE[0], 0, SHAPE[1])
+    heart_only = find_roi(speckled, spacing, margin_mm=9.0, component_share=0.2)
+    assert heart_only.box == find_roi(clean, spacing, margin_mm=9.0).box
+    assert find_roi(clean, spacing, margin_mm=9.0, component_share=0.2).box == find_roi(clean, spacing,
+                                                                                       margin_mm=9.0).box
+    second = phantom()
+    second[:, 10:34, 80:104] = second[:, 58:82, 38:62]  # a copy of the beating heart
+    both = find_roi(motion_map(second), spacing, margin_mm=9.0, component_share=0.2).box
+    assert both[0] <= 10 and both[3] >= 104
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(InputError, match="component_share"):
+            find_roi(clean, component_share=bad)
 
 
 def test_a_still_series_keeps_the_whole_plane_and_bad_inputs_are_named():

@@ -127,6 +127,29 @@ def test_interpolate_keeps_the_blend_outside_the_moving_box(full_fov, tmp_path):
     assert json.loads((tmp_path / "on" / "summary.json").read_text())["t"] == [0.5]
 
 
+def test_the_shipped_region_keeps_to_the_heart_when_flow_artefacts_flicker_across_the_field(full_fov):
+    """Real cines' flow and banding artefacts flicker in small pieces across the field of view; the shipped region
+    (``configs/inference.json``: ``component_share``) leaves them to the blend, so the box is the clean series',
+    and holding every moving voxel (``component_share`` 0) stretches it."""
+    from monai.bundle import ConfigParser
+
+    from scripts.utils.paths import ROOT
+
+    _, unit = full_fov
+    speckled = unit.copy()
+    for x, y in ((6, 6), (150, 8), (8, 150), (150, 150)):
+        speckled[x:x + 3, y:y + 3, :, ::2] += 0.2  # small specks far from the heart, on every other frame
+    parser = ConfigParser()
+    parser.read_config(str(ROOT / "configs" / "inference.json"))
+    shipped = parser.get_parsed_content("region")
+    clean_box = shipped.find(unit, SPACING).box
+    assert shipped.find(speckled, SPACING).box == clean_box
+    every = MotionRegion(training_spacing=shipped.training_spacing, margin_mm=shipped.margin_mm,
+                         tolerance=shipped.tolerance, component_share=0.0).find(speckled, SPACING)
+    assert every is None or (every.box[1] - every.box[0]) * (every.box[3] - every.box[2]) > \
+        2 * (clean_box[1] - clean_box[0]) * (clean_box[3] - clean_box[2])
+
+
 @pytest.mark.parametrize("value, enabled", [(False, False), ("false", False), ("False", False), ("no", False),
                                             (True, True), ("true", True), (1, True)])
 def test_the_switch_reads_false_from_a_command_line_as_false(value, enabled):

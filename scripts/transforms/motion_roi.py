@@ -10,7 +10,9 @@ statistics dominated by background, other in-plane spacing). The functions here:
    smoothed first so single noisy voxels do not count), a margin around it, at least ``min_size`` voxels and a
    multiple of ``multiple`` voxels in plane, clipped to the image; every slice kept (motion through the stack is
    the network's business); plus the in-plane zoom to a training spacing when the series' spacing differs from it by
-   more than ``tolerance`` (a factor);
+   more than ``tolerance`` (a factor); with ``component_share``, only the connected pieces of the moving region that
+   hold a good share of the motion count (the heart's, not the scattered flicker of flow and banding artefacts
+   across a real cine's field of view);
 3. :func:`crop` the endpoints (or any volume) to the box and resample them in plane by the zoom, for the network;
 4. :func:`paste` the network's result back: resampled to the box's size and blended into the full-size blend of the
    endpoints with a weight that is 1 inside, falls smoothly (cosine) to 0 over ``feather`` voxels at the box's inner
@@ -33,8 +35,8 @@ from torch.nn import functional as F
 
 from scripts.utils.errors import InputError
 
-__all__ = ["MotionROI", "crop", "endpoint_motion", "find_roi", "motion_map", "paste", "seam_weight",
-           "still_weight"]
+__all__ = ["MotionROI", "connected_components", "crop", "endpoint_motion", "find_roi", "main_motion", "motion_map",
+           "paste", "seam_weight", "still_weight"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ def find_roi(
     smooth: int = 5,
     tolerance: float = 1.25,
     coverage: float = 1.0,
+    component_share: float = 0.0,
 ) -> MotionROI:
     """The in-plane box around the moving region of ``motion`` (module docstring).
 
@@ -128,15 +131,22 @@ def find_roi(
             cutting equal shares off both ends; 1 holds every moving voxel. Below 1, faint motion far from the
             heart (flow and banding artefacts of real cines, whose temporal variance reaches across the field of
             view) no longer stretches the box to the whole plane.
+        component_share: only the 8-connected pieces of the moving region (in plane, after smoothing) whose summed
+            motion is at least this share of the largest piece's count (:func:`main_motion`); 0 keeps every moving
+            voxel. The heart is one connected piece; the flicker of real cines' artefacts is many small ones.
 
     Returns:
         a :class:`MotionROI`; the whole plane when nothing moves above the threshold (the box cannot be placed).
 
     Raises:
-        InputError: naming ``motion`` when it is not a finite ``(X, Y, Z)`` map, ``coverage`` when not in (0, 1].
+        InputError: naming ``motion`` when it is not a finite ``(X, Y, Z)`` map, ``coverage`` when not in (0, 1],
+            ``component_share`` when not in [0, 1].
     """
     if not 0.0 < float(coverage) <= 1.0:
         raise InputError("coverage", f"expected a share of the motion in (0, 1], got {coverage!r}")
+    if not 0.0 <= float(component_share) <= 1.0:
+        raise InputError("component_share", f"expected a share of the largest piece's motion in [0, 1], got "
+                         f"{component_share!r}")
     motion = _as_numpy(motion)
     if motion.ndim != 3:
         raise InputError("motion", f"expected an (X, Y, Z) map, got shape {motion.shape}")
@@ -154,6 +164,8 @@ def find_roi(
     moving = plane > threshold * level if level > 0 else np.zeros_like(plane, dtype=bool)
     if not moving.any():
         return MotionROI((0, shape[0], 0, shape[1]), zoom, shape)
+    if component_share > 0:
+        moving = main_motion(moving, plane, component_share)
     bounds = []
     for axis, (low, high) in enumerate(_extent(np.where(moving, plane, 0.0), coverage)):
         margin = int(np.ceil(margin_mm / float(spacing[axis])))
@@ -162,6 +174,39 @@ def find_roi(
         step = max(1, round(multiple / zoom[axis]))
         bounds.append(_span(max(0, low - margin), min(shape[axis], high + margin), size, shape[axis], step))
     return MotionROI((*bounds[0], *bounds[1]), zoom, shape)
+
+
+def connected_components(mask: np.ndarray) -> np.ndarray:
+    """8-connected pieces of a boolean ``(X, Y)`` mask: ``(X, Y)`` int64 labels, 0 outside the mask, each piece
+    labelled by one of its own voxels' flat index + 1.
+
+    Every voxel starts with its own label; each round it takes the largest label among its neighbours and then the
+    label its label points to (a voxel of the same piece holding at least as large a label), so chains shorten
+    exponentially rather than one voxel per round.
+    """
+    mask_t = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))
+    flat_index = torch.arange(1, mask_t.numel() + 1, dtype=torch.float64).view(mask_t.shape)
+    labels = torch.where(mask_t, flat_index, torch.zeros((), dtype=torch.float64))
+    while True:
+        grown = F.max_pool2d(labels[None, None], 3, stride=1, padding=1)[0, 0] * mask_t
+        pointed = grown.flatten()[(grown.flatten() - 1).clamp(min=0).long()].view(grown.shape)
+        grown = torch.where(mask_t, torch.maximum(grown, pointed), grown)
+        if torch.equal(grown, labels):
+            return labels.long().numpy()
+        labels = grown
+
+
+def main_motion(moving: np.ndarray, weights: np.ndarray, share: float) -> np.ndarray:
+    """The pieces of ``moving`` (boolean ``(X, Y)``, some True) that hold at least ``share`` of the motion of the
+    largest piece (the sum of ``weights`` ``(X, Y)`` over each of its :func:`connected_components`), as a boolean
+    ``(X, Y)``; the largest piece is always kept."""
+    labels = connected_components(moving)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    mass = np.bincount(inverse.ravel(), weights=np.where(moving, weights, 0.0).ravel())
+    mass[ids == 0] = 0.0
+    keep = mass >= share * mass.max()
+    keep[ids == 0] = False
+    return keep[inverse].reshape(moving.shape)
 
 
 def _extent(weights: np.ndarray, coverage: float) -> list[tuple[int, int]]:
