@@ -250,6 +250,57 @@ def test_each_acquired_frame_is_encoded_once_and_the_frames_are_the_pairs_own(we
         np.testing.assert_allclose(out[..., m], expected, atol=1e-5)
 
 
+def test_amp_on_a_cpu_runs_bfloat16_where_it_has_kernels_and_float32_elsewhere(weights, monkeypatch, caplog):
+    from scripts.inference import interpolator
+
+    unit = np.random.default_rng(4).random((*SHAPE, 5)).astype(np.float32)
+    plan = upsample_plan(5, 2, True)
+    exact = SeriesInterpolator(Student(), weights, device="cpu").upsample(unit, plan)
+    monkeypatch.setattr(interpolator, "cpu_bfloat16_kernels", lambda: True)
+    reduced = SeriesInterpolator(Student(), weights, device="cpu", amp=True)
+    assert reduced.amp and reduced.precision == "bfloat16"
+    out = reduced.upsample(unit, plan)
+    assert np.isfinite(out).all() and 0 < np.abs(out - exact).max() < 0.05  # bfloat16, close to float32
+    monkeypatch.setattr(interpolator, "cpu_bfloat16_kernels", lambda: False)
+    with caplog.at_level("WARNING", logger="scripts.inference.interpolator"):
+        plain = SeriesInterpolator(Student(), weights, device="cpu", amp=True)
+    assert not plain.amp and plain.precision == "float32" and "no bfloat16 kernels" in caplog.text
+    np.testing.assert_array_equal(plain.upsample(unit, plan), exact)
+
+
+def test_a_non_finite_frame_in_reduced_precision_is_made_again_in_float32(weights, monkeypatch, caplog):
+    """Autocast on some CPUs has returned non-finite volumes; such a frame is made again in float32, never
+    written."""
+    import torch
+
+    from scripts.inference import interpolator
+
+    unit = np.random.default_rng(5).random((*SHAPE, 4)).astype(np.float32)
+    plan = upsample_plan(4, 2, True)
+    exact = SeriesInterpolator(Student(), weights, device="cpu").upsample(unit, plan)
+    monkeypatch.setattr(interpolator, "cpu_bfloat16_kernels", lambda: True)
+    inferer = SeriesInterpolator(Student(), weights, device="cpu", amp=True)
+    network = inferer.cine_network
+    original = network.interpolate_encoded
+
+    def broken(*args, **kwargs):
+        out = original(*args, **kwargs)
+        return torch.full_like(out, float("nan")) if torch.is_autocast_enabled("cpu") else out
+
+    monkeypatch.setattr(network, "interpolate_encoded", broken)
+    with caplog.at_level("WARNING", logger="scripts.inference.interpolator"):
+        out = inferer.upsample(unit, plan)
+    assert "made again in float32" in caplog.text
+    np.testing.assert_allclose(out, exact, atol=1e-5)
+
+
+def test_amp_is_read_as_a_boolean_before_any_work(nifti_series, weights, tmp_path):
+    with pytest.raises(InputError, match="--amp: expected True or False"):
+        interpolate(input=str(nifti_series[0]), upsample=2, amp="perhaps", output_dir=str(tmp_path / "o"),
+                    model=weights)
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"upsample": 2, "t": 0.5}, "--upsample: .*cannot be combined with --t"),
     ({"upsample": 2, "start_frame": 1}, "--upsample: .*--start_frame"),

@@ -81,6 +81,7 @@ def interpolate(
     output_dir: str = "output",
     output_format: str = "nifti",
     device: str = "auto",
+    amp: bool = False,
     anatomy: str | None = None,
     model: str | None = None,
     neighbour_model: str | None = None,
@@ -115,6 +116,9 @@ def interpolate(
         output_dir: folder to create for the results (NIfTI, DICOM, montage.png, summary.json).
         output_format: nifti, dicom (DICOM input only) or both.
         device: cpu, cuda, cuda:N or auto.
+        amp: True runs the networks in reduced precision where the device has fast kernels for it: float16 on a GPU,
+            bfloat16 on a CPU with AVX512-BF16 or AMX (about a third faster there; on real cines the frames were within
+            0.001 dB of float32); elsewhere float32, with a warning. Default False.
         anatomy: which shipped student: cardiac (real ACDC, the default: ``models/model.pt`` between two frames,
             ``models/cine_model.pt`` for --upsample) or lung (``models/lung_model.pt``, trained on the lung 4D CT
             phantom only).
@@ -151,6 +155,7 @@ def interpolate(
         "checkpoint": None if model is None else parse_path(model, "--model"),
         "cine_checkpoint": None if model is None else parse_path(model, "--model"),  # every job runs --model
         "overwrite": replace,
+        "amp": parse_bool(amp, "--amp"),
     }
     config = ROOT / "configs" / "inference.json" if config_file is None else parse_path(config_file, "--config_file")
     if out.exists():

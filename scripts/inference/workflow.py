@@ -206,7 +206,8 @@ class InterpolationWorkflow:
         summary = {
             "input": series.source, "start_frame": result.start, "end_frame": result.end, "t": result.times,
             "grid": list(series.array.shape[:3]), "spacing_mm": list(series.spacing),
-            "device": str(self.inferer.device), "checkpoint": checkpoint, "seconds": round(seconds, 3),
+            "device": str(self.inferer.device), "precision": self.inferer.precision, "checkpoint": checkpoint,
+            "seconds": round(seconds, 3),
             "image_warp": network.image_warp, "outputs": {},
         }
         if result.upsample is not None:
