@@ -37,6 +37,9 @@ def test_bench_prints_every_measurement(capsys):
     assert result["ratio_frame_to_paper_student"] == pytest.approx(paper, rel=0.02)
     neighbour = result["neighbour_refinement_frame_s"] / result["student_frame_s"]
     assert result["ratio_neighbour_refinement_to_frame"] == pytest.approx(neighbour, rel=0.02, abs=0.01)
+    pair = result["upsample_pair_s"] / result["student_frame_s"]
+    assert result["upsample_pair_s"] > 0 and result["ratio_upsample_pair_to_frame"] == pytest.approx(pair, rel=0.02,
+                                                                                                     abs=0.01)
 
 
 def test_the_inference_rows_time_the_deployed_student():

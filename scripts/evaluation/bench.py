@@ -5,8 +5,9 @@ cost the same), with the paper's network (``Student()``: bilinear warps, no blen
 ``paper_student_frame_s``.
 
 ``python -m scripts bench [--device cuda] [--shapes "['128,128,32','128,128,128']"]`` prints one JSON object per
-shape: seconds for one student frame, for a 10-frame series (``interpolate_series``) and for one ``VoxelMorph()``
-forward, their ratios, peak memory of the series, the FLOPs of one frame (``torch.utils.flop_counter``) and the
+shape: seconds for one student frame, for a 10-frame series (``interpolate_series``), for one pair of a whole-series
+job (``--upsample 2``: one new frame, the encoding of the pair's first acquired frame reused from the pair before)
+and for one ``VoxelMorph()`` forward, their ratios, peak memory of the series, the FLOPs of one frame (``torch.utils.flop_counter``) and the
 achieved FLOP/s against that of one large Conv3d on the same device (how close to the machine's limit we run).
 
 Training (``--train_shapes "['96,96,8','128,128,32']"``, the default; ``"[]"`` skips it): one more JSON object per
@@ -143,6 +144,12 @@ def bench_shape(shape: Sequence[int], device: torch.device, num_t: int, repeats:
         with torch.no_grad(), context():
             return voxelmorph(i0, i1)
 
+    held = student.encode_frame(i0)
+
+    def cine_pair():  # one pair of --upsample 2: its next frame encoded, the encoding of its first frame reused
+        with torch.no_grad(), context():
+            return student.interpolate_encoded(held, student.encode_frame(i1), t_one)
+
     neighbours = NeighbourRefinement().to(device).eval()
     around = torch.rand(1, 5, *shape, device=device)
 
@@ -150,8 +157,8 @@ def bench_shape(shape: Sequence[int], device: torch.device, num_t: int, repeats:
         with torch.no_grad(), context():
             return neighbours(around, t_one)
 
-    frame_s, paper_s, series_s, vm_s, neighbour_s = (
-        seconds(f, device, repeats) for f in (one_frame, paper_frame, series, vm_forward, neighbour_frame))
+    frame_s, paper_s, series_s, vm_s, neighbour_s, cine_pair_s = (
+        seconds(f, device, repeats) for f in (one_frame, paper_frame, series, vm_forward, neighbour_frame, cine_pair))
     frame_flops = flops(one_frame)
     return {
         "shape": list(shape),
@@ -166,6 +173,8 @@ def bench_shape(shape: Sequence[int], device: torch.device, num_t: int, repeats:
         f"ratio_series{num_t}_to_voxelmorph": round(series_s / vm_s, 2),
         "neighbour_refinement_frame_s": round(neighbour_s, 4),
         "ratio_neighbour_refinement_to_frame": round(neighbour_s / frame_s, 2),
+        "upsample_pair_s": round(cine_pair_s, 4),
+        "ratio_upsample_pair_to_frame": round(cine_pair_s / frame_s, 2),
         "frames_per_s": round(1 / frame_s, 2),
         f"series{num_t}_peak_memory_gib": round(peak_memory(series, device) / 2**30, 3),
         "student_frame_gflop": round(frame_flops / 1e9, 2),
