@@ -138,9 +138,9 @@ class SeriesInterpolator:
                  phases: Sequence[float] | None = None, gated: bool | None = None) -> np.ndarray:
         """Synthesise the new frames of ``plan`` from a whole series.
 
-        The whole-series job: the network with ``cine_checkpoint``'s weights. Each pair of acquired frames is encoded
-        once, with all of its time points batched (``max_batch``); with one time point per pair (``--upsample 2``)
-        several pairs share a batch on an accelerator (:meth:`pairs_per_batch`). A progress bar and the log count the
+        The whole-series job: the network with ``cine_checkpoint``'s weights. Each acquired frame is encoded once for
+        the two pairs it ends (:class:`_FrameEncodings`), each pair's time points batched (``max_batch``); with one
+        time point per pair (``--upsample 2``) several pairs share a batch on an accelerator (:meth:`pairs_per_batch`). A progress bar and the log count the
         pairs. Every pair is two consecutive frames, ``1 / T`` of the series, which chooses the image warp
         (``warp_choice``). With ``neighbours`` (where it
         refines pairs spanning ``1 / T``: :meth:`refines`), the frames of every pair that has an acquired frame before
