@@ -26,6 +26,7 @@ from scripts.inference.times import CineFrame
 from scripts.inference.warp_choice import WarpBySpan, span_fraction
 from scripts.networks.neighbours import neighbour_indices
 from scripts.networks.refine import warm_start
+from scripts.networks.tmsdf import EncodedFrame
 from scripts.transforms.retiming import CycleRetiming
 from scripts.utils.args import parse_bool, parse_device
 from scripts.utils.memory import available_bytes, check_memory, estimate_bytes
@@ -232,31 +233,29 @@ class SeriesInterpolator:
                encoded: _FrameEncodings) -> list[np.ndarray]:
         """For each pair ``(a, b)`` its volumes ``(N, X, Y, Z)`` at its N ``ts`` (in [0, 1]), by the whole-series job's
         network; a pair alone reads its frames' encodings from ``encoded``."""
+        network = self.cine_network
         if len(pairs) == 1:
             (a, b), = pairs
-
-            def run() -> torch.Tensor:
-                if torch.is_autocast_enabled(self.device.type) or not self.amp:
-                    return self.cine_network.interpolate_encoded(encoded(a), encoded(b), ts[0], max_batch=self.max_batch)
-                # again in float32: fresh encodings, not the reduced-precision ones held for the other pairs
-                return self.cine_network.interpolate_series(encoded.volume(a), encoded.volume(b), ts[0],
-                                                            max_batch=self.max_batch)
-
-            preds = [self._finite(run)]
+            preds = [self._finite(
+                lambda: network.interpolate_encoded(encoded(a), encoded(b), ts[0], max_batch=self.max_batch),
+                # in float32: fresh encodings, not the reduced-precision ones held for the other pairs
+                again=lambda: network.interpolate_series(encoded.volume(a), encoded.volume(b), ts[0],
+                                                         max_batch=self.max_batch))]
         else:  # one t per pair: a batch of pairs, each encoded once
             image = torch.cat([torch.cat([encoded.volume(a), encoded.volume(b)], dim=1) for a, b in pairs])
             t = torch.as_tensor([v[0] for v in ts], dtype=torch.float32, device=self.device)
-            preds = list(self._finite(lambda: self.cine_network(image, t))[:, None])
+            preds = list(self._finite(lambda: network(image, t))[:, None])
         return [p[:, 0].float().clamp(0, 1).cpu().numpy() for p in preds]
 
-    def _finite(self, run: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """``run()`` under autocast where ``amp``; made again in float32 (logged) where that result is not finite."""
+    def _finite(self, run: Callable[[], torch.Tensor], again: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:
+        """``run()`` under autocast where ``amp``; where that result is not finite, ``again()`` (default ``run()``)
+        in float32, logged."""
         with torch.autocast(self.device.type, enabled=self.amp):
             out = run()
         if self.amp and not torch.isfinite(out).all():
             logger.warning("non-finite values in reduced precision on %s: made again in float32", self.device)
             with torch.autocast(self.device.type, enabled=False):
-                out = run()
+                out = (again or run)()
         return out
 
 
@@ -297,13 +296,13 @@ class _FrameEncodings:
                  device: torch.device):
         self.network, self.frames, self.device = network, frames, device
         self.last_use = {index: position for position, pair in enumerate(pairs) for index in pair}
-        self.held: dict[int, object] = {}
+        self.held: dict[int, EncodedFrame] = {}
 
     def volume(self, index: int) -> torch.Tensor:
         """Frame ``index`` as ``(1, 1, X, Y, Z)`` float32 on the device."""
         return torch.as_tensor(self.frames[..., index], dtype=torch.float32, device=self.device)[None, None]
 
-    def __call__(self, index: int):
+    def __call__(self, index: int) -> EncodedFrame:
         """The :class:`~scripts.networks.tmsdf.EncodedFrame` of frame ``index``."""
         if index not in self.held:
             self.held[index] = self.network.encode_frame(self.volume(index))

@@ -378,10 +378,19 @@ class Student(TMSDFNet):
         it ends (a whole series: each acquired frame ends two pairs)."""
         if volume.ndim != 5 or volume.shape[:2] != (1, 1):
             raise ValueError(f"volume: expected (1, 1, X, Y, Z), got {tuple(volume.shape)}")
-        padded = pad_to_multiple(volume)
+        return self._encode_frames(volume)[0]
+
+    def _encode_frames(self, volumes: torch.Tensor) -> list[EncodedFrame]:
+        """``(B, 1, X, Y, Z)`` -> one :class:`EncodedFrame` per volume, the B volumes in one encoder pass."""
+        padded = pad_to_multiple(volumes)
         features = self.encoder(padded)
-        projected = None if self.refine is None else self.refine.project(features)
-        return EncodedFrame(padded, features, projected, list(volume.shape[2:]))
+        refine = self.refine
+        frames = []
+        for k in range(volumes.shape[0]):
+            own = [f[k : k + 1] for f in features]
+            projected = None if refine is None else refine.project(own)
+            frames.append(EncodedFrame(padded[k : k + 1], own, projected, list(volumes.shape[2:])))
+        return frames
 
     @torch.no_grad()
     def interpolate_series(
@@ -404,15 +413,8 @@ class Student(TMSDFNet):
                 f"i0, i1: expected two volumes (1, 1, X, Y, Z) of one size, got {tuple(i0.shape)}, {tuple(i1.shape)}"
             )
         _check_times(ts, max_batch, i0.device)  # before the encoder runs
-        size = list(i0.shape[2:])
-        padded = pad_to_multiple(torch.cat([i0, i1], dim=0))
-        features = self.encoder(padded)  # I0 and I1 in one pass
-        refine = self.refine
-        ends = []
-        for k in range(2):
-            own = [f[k : k + 1] for f in features]
-            ends.append(EncodedFrame(padded[k : k + 1], own, None if refine is None else refine.project(own), size))
-        return self.interpolate_encoded(ends[0], ends[1], ts, max_batch)
+        e0, e1 = self._encode_frames(torch.cat([i0, i1], dim=0))  # I0 and I1 in one pass
+        return self.interpolate_encoded(e0, e1, ts, max_batch)
 
     @torch.no_grad()
     def interpolate_encoded(

@@ -202,8 +202,7 @@ def main_motion(moving: np.ndarray, weights: np.ndarray, share: float) -> np.nda
     ``(X, Y)``; the largest piece is always kept."""
     labels = connected_components(moving)
     ids, inverse = np.unique(labels, return_inverse=True)
-    mass = np.bincount(inverse.ravel(), weights=np.where(moving, weights, 0.0).ravel())
-    mass[ids == 0] = 0.0
+    mass = np.bincount(inverse.ravel(), weights=np.where(moving, weights, 0.0).ravel())  # the background's is 0
     keep = mass >= share * mass.max()
     keep[ids == 0] = False
     return keep[inverse].reshape(moving.shape)
