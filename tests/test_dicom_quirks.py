@@ -220,6 +220,51 @@ def test_study_folders_sharing_one_series_uid_are_told_apart_by_geometry(tmp_pat
     assert read_dicom_series(patient / "CINESAX_300").gated is True
 
 
+def test_series_per_slice_with_one_series_holding_several_positions(tmp_path, caplog):
+    """Siemens short-axis cines of the Kaggle Data Science Bowl (2015): one series per slice position, except that
+    one series folder holds the time points of two positions (files ``IM-<series>-<frame>-<slice>.dcm``, one
+    SeriesInstanceUID). Series that share no position split one stack: the study folder reads as one cine."""
+    written = make_series("MR", frames=5, shape=(12, 10, 4))
+    patient = write_dicom_acquisition(written, tmp_path, layout="series_per_slice", modality="MR")
+    folders = sorted({p.parent for p in dicom_files(patient)})
+    host = pydicom.dcmread(dicom_files(folders[1])[0], stop_before_pixels=True)
+
+    def into_host(ds):
+        ds.SeriesInstanceUID, ds.SeriesNumber = host.SeriesInstanceUID, host.SeriesNumber
+        ds.InstanceNumber = int(ds.InstanceNumber) + 5
+
+    edit(dicom_files(folders[2]), into_host)
+    for k, path in enumerate(dicom_files(folders[1])):
+        path.rename(folders[1] / f"IM-0002-{k + 1:04d}-0002.dcm")
+    for k, path in enumerate(dicom_files(folders[2])):
+        path.rename(folders[1] / f"IM-0002-{k + 1:04d}-0003.dcm")
+    folders[2].rmdir()
+    caplog.set_level("INFO")
+    read = read_dicom_series(patient)
+    assert "layout series_per_slice (3 series for 4 slice positions), 4 slice positions x 5 time points" in caplog.text
+    assert_same_series(read, written, "MR")
+    assert read_dicom_series(folders[1]).array.shape == (12, 10, 2, 5)
+
+
+def test_one_slice_position_acquired_twice_is_refused_naming_both_files(tmp_path):
+    """A slice position acquired again in a second series of a series-per-slice study (its own folder): the reader
+    names both files rather than pick one."""
+    patient = write_dicom_acquisition(make_series("MR", frames=5, shape=(12, 10, 4)), tmp_path,
+                                      layout="series_per_slice", modality="MR")
+    original = sorted({p.parent for p in dicom_files(patient)})[1]
+    again = original.parent / f"{original.name}-repeated"
+    shutil.copytree(original, again)
+    series_uid = generate_uid()
+
+    def new_series(ds):
+        ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SeriesNumber = series_uid, generate_uid(), 99
+
+    edit(dicom_files(again), new_series)
+    with pytest.raises(InputError, match="duplicate slices: .* lie at the same slice location") as err:
+        read_dicom_series(patient)
+    assert original.name in str(err.value) and again.name in str(err.value)
+
+
 def test_gated_series_per_slice_does_not_warn(tmp_path, caplog):
     patient = write_dicom_acquisition(make_series("MR"), tmp_path, layout="series_per_slice", modality="MR")
     caplog.set_level("INFO")

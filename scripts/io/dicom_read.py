@@ -37,6 +37,8 @@ share (position projected on the slice normal, the vendor's temporal tags), from
      first series-level key that every series has, constant within it and distinct across series: a percentage in
      SeriesDescription ("Gated, 50.0%"), TemporalPositionIndex, TemporalPositionIdentifier, TriggerTime,
      AcquisitionTime, the series folder name (natural order), SeriesNumber;
+   - series that share no slice position (a series-per-slice stack where one series holds several positions, as in
+     some Siemens cine exports) are one stack split by slice, not phases;
    - every other layout: at each slice position, the images are ordered by the first key that orders *them*: a
      phase index (TemporalPositionIndex, TemporalPositionIdentifier; equal values there are duplicate slices), else
      a time that differs on every image there (TriggerTime or, for enhanced frames, NominalCardiacTriggerDelayTime /
@@ -661,9 +663,12 @@ def _order_in_time(folder: Path, slices: list[list[_Image]], normal: np.ndarray
             by_series[image.series_uid].append(image)
     slice_of = {id(im): z for z, images_here in enumerate(slices) for im in images_here}
     positions_per_series = [len({slice_of[id(im)] for im in ims}) for ims in by_series.values()]
-    if len(by_series) >= 2 and max(positions_per_series) >= 2:
+    # Series that share no slice position split one stack by slice: Siemens series-per-slice cines where one series
+    # (one folder) holds several of the positions (the Kaggle Data Science Bowl's IM-<series>-<frame>-<slice> files).
+    by_slice = len(by_series) >= 2 and sum(positions_per_series) == len(slices)
+    if len(by_series) >= 2 and max(positions_per_series) >= 2 and not by_slice:
         _check_not_several_time_series(folder, by_series, slice_of)
-    if len(by_series) >= 2 and min(positions_per_series) >= 2:
+    if len(by_series) >= 2 and min(positions_per_series) >= 2 and not by_slice:
         layout = "series_per_phase"
         grid, (times, timed_by), key = _order_series(folder, by_series, slices, slice_of, normal)
     else:
@@ -671,13 +676,17 @@ def _order_in_time(folder: Path, slices: list[list[_Image]], normal: np.ndarray
             layout = "enhanced"
         elif len(by_series) == 1:
             layout = "single_series"
+        elif max(positions_per_series) == 1:
+            layout = "series_per_slice"
+        elif by_slice:
+            layout = f"series_per_slice ({len(by_series)} series for {len(slices)} slice positions)"
         else:
-            layout = "series_per_slice" if max(positions_per_series) == 1 else f"mixed ({len(by_series)} series)"
+            layout = f"mixed ({len(by_series)} series)"
         grid, (times, timed_by), key = _order_images(folder, slices, normal)
     _check_time_points(folder, grid, slices, normal)
     logger.info("%s: layout %s, %d slice positions x %d time points, time points ordered by %s", folder, layout,
                 len(grid), len(grid[0]), key)
-    if layout == "series_per_slice" and not key.startswith(("TriggerTime", "TemporalPosition")):
+    if layout.startswith("series_per_slice") and not key.startswith(("TriggerTime", "TemporalPosition")):
         _warn_ungated(folder, grid, key)
     return grid, times, timed_by
 
