@@ -208,6 +208,26 @@ def test_scattered_flicker_leaves_the_box_at_a_component_share_and_a_second_hear
             find_roi(clean, component_share=bad)
 
 
+def test_a_heart_cropped_series_keeps_its_small_pieces_below_the_component_min_box():
+    """On a heart-cropped series (the box of every moving voxel already small) a small piece at the crop's edge is
+    the heart's own motion: ``component_min_box`` keeps it, so the box is the one that holds every moving voxel;
+    a smaller ``component_min_box`` (or none) drops it."""
+    frames = phantom()[:, 38:102, 18:82].copy()  # a 64 x 64 crop around the beating heart
+    frames[::2, 0:3, 0:3] += 0.25  # a small piece of motion in the crop's corner
+    cropped = motion_map(frames)
+    spacing = (1.5, 1.5, 8.0)
+    every = find_roi(cropped, spacing, margin_mm=9.0)
+    assert every.box[0] == 0 and every.box[2] == 0
+    dropped = find_roi(cropped, spacing, margin_mm=9.0, component_share=0.2)
+    assert dropped.box[0] > 0 and dropped.box[2] > 0
+    side = max(every.size)
+    assert find_roi(cropped, spacing, margin_mm=9.0, component_share=0.2, component_min_box=side).box == every.box
+    assert find_roi(cropped, spacing, margin_mm=9.0, component_share=0.2, component_min_box=side - 1).box == \
+        dropped.box
+    with pytest.raises(InputError, match="component_min_box"):
+        find_roi(cropped, component_share=0.2, component_min_box=-1)
+
+
 def test_a_still_series_keeps_the_whole_plane_and_bad_inputs_are_named():
     still = np.stack([np.ones(SHAPE, dtype=np.float32)] * 3)
     roi = find_roi(motion_map(still))

@@ -49,16 +49,19 @@ class MotionRegion:
         component_share: the box holds the connected pieces of the moving region with at least this share of the
             largest piece's motion (:func:`~scripts.transforms.motion_roi.main_motion`: the heart, not the scattered
             flicker of a real cine's flow and banding artefacts); 0 holds every moving voxel.
+        component_min_box: ``component_share`` applies only where the box of every moving voxel is larger than this
+            (voxels of the network's grid) on some side; smaller boxes (heart-cropped series) keep every piece.
     """
 
     def __init__(self, enabled: bool = True, training_spacing: Sequence[float] | None = None, margin_mm: float = 15.0,
                  feather: int = 8, tolerance: float = 1.25, still_level: float = 0.0, still_width: int = 7,
-                 coverage: float = 1.0, component_share: float = 0.0):
+                 coverage: float = 1.0, component_share: float = 0.0, component_min_box: int = 0):
         self.enabled = parse_bool(enabled, "motion_region")  # "false" from a command line is False
         self.training_spacing = None if training_spacing is None else tuple(float(v) for v in training_spacing)
         self.margin_mm, self.feather, self.tolerance = float(margin_mm), int(feather), float(tolerance)
         self.still_level, self.still_width = float(still_level), int(still_width)
         self.coverage, self.component_share = float(coverage), float(component_share)
+        self.component_min_box = int(component_min_box)
 
     def find(self, frames: np.ndarray, spacing: Sequence[float]) -> MotionROI | None:
         """The box of ``frames`` ``(X, Y, Z, T)`` (acquired frames, any units; spacing in mm), or None where the
@@ -67,7 +70,7 @@ class MotionRegion:
             return None
         roi = find_roi(motion_map(np.moveaxis(frames, -1, 0)), spacing, self.training_spacing,
                        margin_mm=self.margin_mm, tolerance=self.tolerance, coverage=self.coverage,
-                       component_share=self.component_share)
+                       component_share=self.component_share, component_min_box=self.component_min_box)
         whole = roi.box == (0, roi.shape[0], 0, roi.shape[1]) and roi.zoom == (1.0, 1.0)
         logger.info("motion region: %s", "the whole plane" if whole else
                     f"box x {roi.box[0]}:{roi.box[1]}, y {roi.box[2]}:{roi.box[3]} of {roi.shape[:2]}, "

@@ -114,6 +114,7 @@ def find_roi(
     tolerance: float = 1.25,
     coverage: float = 1.0,
     component_share: float = 0.0,
+    component_min_box: int = 0,
 ) -> MotionROI:
     """The in-plane box around the moving region of ``motion`` (module docstring).
 
@@ -134,19 +135,24 @@ def find_roi(
         component_share: only the 8-connected pieces of the moving region (in plane, after smoothing) whose summed
             motion is at least this share of the largest piece's count (:func:`main_motion`); 0 keeps every moving
             voxel. The heart is one connected piece; the flicker of real cines' artefacts is many small ones.
+        component_min_box: ``component_share`` applies only where the box of every moving voxel (margin included,
+            voxels of the network's grid) is larger than this on some side. A box that small is cheap, and on a
+            heart-cropped series its small pieces are the heart's own motion at the crop's edge.
 
     Returns:
         a :class:`MotionROI`; the whole plane when nothing moves above the threshold (the box cannot be placed).
 
     Raises:
         InputError: naming ``motion`` when it is not a finite ``(X, Y, Z)`` map, ``coverage`` when not in (0, 1],
-            ``component_share`` when not in [0, 1].
+            ``component_share`` when not in [0, 1], ``component_min_box`` when negative.
     """
     if not 0.0 < float(coverage) <= 1.0:
         raise InputError("coverage", f"expected a share of the motion in (0, 1], got {coverage!r}")
     if not 0.0 <= float(component_share) <= 1.0:
         raise InputError("component_share", f"expected a share of the largest piece's motion in [0, 1], got "
                          f"{component_share!r}")
+    if int(component_min_box) < 0:
+        raise InputError("component_min_box", f"expected a box side in voxels >= 0, got {component_min_box!r}")
     motion = _as_numpy(motion)
     if motion.ndim != 3:
         raise InputError("motion", f"expected an (X, Y, Z) map, got shape {motion.shape}")
@@ -164,16 +170,21 @@ def find_roi(
     moving = plane > threshold * level if level > 0 else np.zeros_like(plane, dtype=bool)
     if not moving.any():
         return MotionROI((0, shape[0], 0, shape[1]), zoom, shape)
-    if component_share > 0:
-        moving = main_motion(moving, plane, component_share)
-    bounds = []
-    for axis, (low, high) in enumerate(_extent(np.where(moving, plane, 0.0), coverage)):
-        margin = int(np.ceil(margin_mm / float(spacing[axis])))
-        # sizes in the network's grid -> in the series' voxels
-        size = int(np.ceil(min_size / zoom[axis]))
-        step = max(1, round(multiple / zoom[axis]))
-        bounds.append(_span(max(0, low - margin), min(shape[axis], high + margin), size, shape[axis], step))
-    return MotionROI((*bounds[0], *bounds[1]), zoom, shape)
+
+    def box(region: np.ndarray) -> MotionROI:
+        bounds = []
+        for axis, (low, high) in enumerate(_extent(np.where(region, plane, 0.0), coverage)):
+            margin = int(np.ceil(margin_mm / float(spacing[axis])))
+            # sizes in the network's grid -> in the series' voxels
+            size = int(np.ceil(min_size / zoom[axis]))
+            step = max(1, round(multiple / zoom[axis]))
+            bounds.append(_span(max(0, low - margin), min(shape[axis], high + margin), size, shape[axis], step))
+        return MotionROI((*bounds[0], *bounds[1]), zoom, shape)
+
+    roi = box(moving)
+    if component_share > 0 and max(roi.network_size[:2]) > component_min_box:
+        roi = box(main_motion(moving, plane, component_share))
+    return roi
 
 
 def connected_components(mask: np.ndarray) -> np.ndarray:
