@@ -504,6 +504,10 @@ def test_the_clock_reads_a_triggered_cine_over_its_r_r_interval_and_leaves_a_rea
     if gated:  # the wrap frame half way from the last frame to the next cycle's first, at 30 + 400 ms
         last = 30.0 + 50.0 * (FRAMES - 1)
         assert max(float(ds.TriggerTime) for ds in derived) == pytest.approx((last + 430.0) / 2)
+    # the cine reads back as the same cycle (its frames span only part of it), so running it again places them alike
+    assert {"NominalInterval" in ds for ds in derived} == {gated}
+    if gated:
+        assert read_dicom_series(Path(out) / "dicom").cycle_ms == pytest.approx(400.0)
 
 
 def test_cyclic_true_wraps_a_real_time_series_as_asked(weights, tmp_path):

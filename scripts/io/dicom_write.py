@@ -403,6 +403,7 @@ def write_derived_cine(
     series_number: int = 9000,
     derivation: str = "temporal interpolation between acquired frames of the input series",
     overwrite: bool = False,
+    cycle_ms: float | None = None,
 ) -> Path:
     """Write a derived cine, every slice and every frame, as one classic single-frame series, atomically.
 
@@ -424,6 +425,9 @@ def write_derived_cine(
         series_number: SeriesNumber.
         derivation: DerivationDescription.
         overwrite: replace an existing ``out_dir``; otherwise an existing one is an OutputExistsError.
+        cycle_ms: the R-R interval (ms) of a gated MR cine (``Series4D.cycle_ms``), written as NominalInterval on
+            every image, so the cine reads back as the same cycle (a prospectively triggered cine's frames span only
+            part of it); None (or a CT) writes none.
 
     Returns ``out_dir``; raises InputError for a template that is neither CT nor MR, a non-finite cine, or an affine
     DICOM slices cannot hold.
@@ -443,6 +447,8 @@ def write_derived_cine(
     if modality == "MR" and encoding.identity:  # no Modality LUT in an MR image unless the input had one
         del header.RescaleSlope, header.RescaleIntercept
     header.DerivationDescription = derivation
+    if modality == "MR" and cycle_ms is not None:
+        header.NominalInterval = round(float(cycle_ms))  # IS, ms
     window = display_window(cine)
     thickness = slice_thickness(template, geometry)
     locations = _slice_locations(geometry, sources)
