@@ -393,13 +393,20 @@ def check_cine(out_dir, patient, series, plan, modality="MR"):
     normal = slice_normal(geometry.orientation)
     read = read_dicom_series(patient)
     expected_times = cine_times_ms(plan, read.times, read.cycle_ms)  # None: the input has no frame times
+    if expected_times is not None and read.gated is False:
+        clock = {int(ds.TemporalPositionIdentifier) - 1: ds.ContentTime for ds in derived}
+        seconds = [int(clock[m][:2]) * 3600 + int(clock[m][2:4]) * 60 + float(clock[m][4:]) for m in range(num_frames)]
+        np.testing.assert_allclose(np.subtract(seconds, seconds[0]) * 1000, expected_times - expected_times[0],
+                                   atol=1e-3)
     for ds in derived:
         z = int(np.argmin(np.abs(geometry.positions @ normal - np.asarray(ds.ImagePositionPatient, float) @ normal)))
         m = int(ds.TemporalPositionIdentifier) - 1
         np.testing.assert_allclose(ds.ImagePositionPatient, geometry.positions[z], atol=0.01)
         np.testing.assert_allclose(ds.ImageOrientationPatient, geometry.orientation, atol=1e-6)
         assert ds.NumberOfTemporalPositions == num_frames and ds.InstanceNumber == z * num_frames + m + 1
-        if expected_times is not None:
+        if expected_times is not None and read.gated is False:  # a clock's times: ContentTime, no trigger
+            assert "TriggerTime" not in ds and ds.ContentTime == clock[m]
+        elif expected_times is not None:
             assert float(ds.TriggerTime) == pytest.approx(expected_times[m], abs=1e-3)
         else:  # no frame times in the input (4D CT phases, ungated stacks), none made up
             assert "TriggerTime" not in ds
@@ -504,10 +511,13 @@ def test_the_clock_reads_a_triggered_cine_over_its_r_r_interval_and_leaves_a_rea
     if gated:  # the wrap frame half way from the last frame to the next cycle's first, at 30 + 400 ms
         last = 30.0 + 50.0 * (FRAMES - 1)
         assert max(float(ds.TriggerTime) for ds in derived) == pytest.approx((last + 430.0) / 2)
-    # the cine reads back as the same cycle (its frames span only part of it), so running it again places them alike
+    # The cine reads back as what it is, so running it again places its frames alike: a gated one as the same
+    # cycle (its frames span only part of it), a real-time one as frames a clock times (ContentTime, no trigger).
+    again = read_dicom_series(Path(out) / "dicom")
     assert {"NominalInterval" in ds for ds in derived} == {gated}
-    if gated:
-        assert read_dicom_series(Path(out) / "dicom").cycle_ms == pytest.approx(400.0)
+    assert again.gated is gated and again.cycle_ms == (pytest.approx(400.0) if gated else None)
+    written = cine_times_ms(upsample_plan(FRAMES, 2, gated), series.times, series.cycle_ms if gated else None)
+    np.testing.assert_allclose(again.times - again.times[0], written - written[0], atol=1e-3)
 
 
 def test_cyclic_true_wraps_a_real_time_series_as_asked(weights, tmp_path):

@@ -72,7 +72,8 @@ class DicomFramesWriter:
         write_derived_cine(result.cine, result.series.affine, folder / self.folder, result.series.dicom_template,
                            frame_sources, result.series.dicom_sources, self.description.format(job=job),
                            trigger_times=result.cine_times, series_number=self.series_number, derivation=derivation,
-                           cycle_ms=result.series.cycle_ms if result.series.gated else None)
+                           cycle_ms=result.series.cycle_ms if result.series.gated else None,
+                           clock=result.series.gated is False)
         return self.folder
 
 

@@ -831,16 +831,18 @@ def _order_images(folder, slices, normal) -> tuple[list[list[_Image]], tuple[np.
 
 def _times(grid: list[list[_Image]], used: Counter) -> tuple[np.ndarray | None, str | None]:
     """``(T,)`` ms: mean TriggerTime per time point where it differs at every position, else the mean time since the
-    position's first image when every position was ordered by a clock (AcquisitionTime, ContentTime), else None;
-    and the key they came from."""
+    position's first image when every position was ordered by a clock (AcquisitionTime, ContentTime), or by a phase
+    index the clock rises with at every position (a derived cine's TemporalPositionIdentifier and ContentTime), else
+    None; and the key they came from."""
     num_frames = min(len(column) for column in grid)
     for name, relative in (("TriggerTime", False), ("AcquisitionTime", True), ("ContentTime", True)):
         values = [[im.time_keys.get(name) for im in column[:num_frames]] for column in grid]
         if any(None in v or len(set(v)) < num_frames for v in values):
             continue
-        if relative and set(used) != {name}:
-            continue
         array = np.array(values, dtype=np.float64)
+        rising = set(used) <= set(_PHASE_NAMING_KEYS) and bool((np.diff(array, axis=1) > 0).all())
+        if relative and set(used) != {name} and not rising:
+            continue
         return (array - array[:, :1] if relative else array).mean(axis=0), name
     return None, None
 

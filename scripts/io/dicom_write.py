@@ -185,6 +185,22 @@ def now_date_time() -> tuple[str, str]:
     return now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
 
 
+def _time_of_day(seconds: float) -> str:
+    """A DICOM TM ``HHMMSS.ffffff`` of ``seconds`` after midnight (in [0, 86400))."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, rest = divmod(rest, 60)
+    return f"{int(hours):02d}{int(minutes):02d}{rest:09.6f}"
+
+
+def _clock_times(created: str, times_ms: Sequence[float]) -> list[str]:
+    """ContentTime of frames ``times_ms`` apart, the first at ``created`` (TM) or early enough that the last is
+    before midnight (a clock time is read as time of day: it must not wrap)."""
+    offsets = [(float(t) - float(times_ms[0])) / 1000 for t in times_ms]
+    start = int(created[:2]) * 3600 + int(created[2:4]) * 60 + float(created[4:])
+    start = max(0.0, min(start, 86399.0 - max(offsets)))
+    return [_time_of_day(start + offset) for offset in offsets]
+
+
 def series_header(header: Dataset, sop_class: str, modality: str, series_number: int, description: str,
                    image_type: Sequence[str], slope: float, intercept: float) -> Dataset:
     """``header`` plus the attributes shared by every image of one new series."""
@@ -404,6 +420,7 @@ def write_derived_cine(
     derivation: str = "temporal interpolation between acquired frames of the input series",
     overwrite: bool = False,
     cycle_ms: float | None = None,
+    clock: bool = False,
 ) -> Path:
     """Write a derived cine, every slice and every frame, as one classic single-frame series, atomically.
 
@@ -422,6 +439,9 @@ def write_derived_cine(
             whose SliceLocation is repeated; ``None`` writes neither.
         series_description: SeriesDescription.
         trigger_times: ``(M,)`` ms (TriggerTime), or None when the input's times are unknown.
+        clock: ``trigger_times`` are a clock's (a real-time or dynamic series, not ECG-gated), so they are written
+            as ContentTime (the series' creation time plus each frame's time) instead of TriggerTime, which says
+            "delay after the R wave" and would read back as one gated cycle.
         series_number: SeriesNumber.
         derivation: DerivationDescription.
         overwrite: replace an existing ``out_dir``; otherwise an existing one is an OutputExistsError.
@@ -449,6 +469,7 @@ def write_derived_cine(
     header.DerivationDescription = derivation
     if modality == "MR" and cycle_ms is not None:
         header.NominalInterval = round(float(cycle_ms))  # IS, ms
+    clock_times = _clock_times(header.ContentTime, trigger_times) if clock and trigger_times is not None else None
     window = display_window(cine)
     thickness = slice_thickness(template, geometry)
     locations = _slice_locations(geometry, sources)
@@ -461,7 +482,9 @@ def write_derived_cine(
                     del ds.SliceLocation
                 else:
                     ds.SliceLocation = ds_value(locations[k])
-                if trigger_times is not None:
+                if clock_times is not None:
+                    ds.ContentTime = clock_times[m]
+                elif trigger_times is not None:
                     ds.TriggerTime = ds_value(trigger_times[m])
                 ds.TemporalPositionIdentifier = m + 1
                 ds.NumberOfTemporalPositions = num_frames
