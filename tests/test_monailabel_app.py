@@ -392,6 +392,24 @@ def test_upsampling_a_dicom_export_is_what_interpolate_writes(upsampling, weight
     assert result["frames_out"] == 12 and result["neighbour_refinement"] is True
 
 
+def test_a_real_time_dicom_stack_is_not_wrapped_by_default(upsampling, tmp_path):
+    """As ``interpolate --cyclic auto``: a series-per-slice stack a clock times (a real-time stack, not one gated
+    cycle) gets no frames between its last frame and its first unless the request asks for them."""
+    from scripts.io.series import Series4D
+    from scripts.phantoms.dicom_acquisition import write_dicom_acquisition
+
+    rng = np.random.default_rng(3)
+    array = np.round(200 + 600 * rng.random((16, 16, 4, 6))).astype(np.float32)
+    folder = write_dicom_acquisition(Series4D(array=array, affine=AFFINE, source="stack", times=np.arange(6) * 50.0),
+                                     tmp_path / "in", layout="series_per_slice", modality="MR",
+                                     quirks=("ungated_slices",))
+    for request, cyclic in (({}, False), ({"cyclic": "true"}, True)):
+        result_file, result = upsampling({"image": str(folder), "upsample": 2, "device": "cpu", **request})
+        os.remove(result_file)
+        assert result["cyclic"] is cyclic and result["frames_out"] == (12 if cyclic else 11)
+        assert result["retiming"] is False
+
+
 def test_upsampling_an_open_series_by_three(upsampling, series):
     path, array = series
     result_file, result = upsampling({"image": str(path), "upsample": "3", "cyclic": "false", "device": "cpu",
@@ -428,8 +446,8 @@ def test_a_failed_write_leaves_no_result_file(upsampling, series, tmp_path, monk
         ({"upsample": True}, r"^upsample: expected a whole number, got True"),
         ({"upsample": f"$__import__('os').mkdir('{CANARY}') or 2"}, r"^upsample: expected a whole number"),
         ({"upsample": 10 ** 9}, r"^upsample: x1000000000 makes 4000000000 frames of \(16, 16, 8\), about .* is free"),
-        ({"cyclic": "maybe"}, r"^cyclic: expected True or False, got 'maybe'"),
-        ({"cyclic": {"_target_": "os.mkdir", "path": CANARY}}, r"^cyclic: expected True or False"),
+        ({"cyclic": "maybe"}, r"^cyclic: expected True, False or auto, got 'maybe'"),
+        ({"cyclic": {"_target_": "os.mkdir", "path": CANARY}}, r"^cyclic: expected True, False or auto"),
         ({"end_image": "b.nii.gz"}, r"^end_image: the upsampling task reads one 4D series"),
         ({"device": "@checkpoint"}, r"^device: must be cpu, cuda or cuda:N"),
         ({"result_extension": ".seg.nrrd"}, r"^result_extension: must be one of .nii.gz, .nii"),

@@ -2,8 +2,9 @@
 
 The request names a 4D series (``image``: a 4D NIfTI file or a DICOM folder of one acquisition, as the bundle's own
 inference reads them) and the parameters ``upsample`` (K, default 2: K - 1 new frames between every two consecutive
-acquired frames) and ``cyclic`` (default true: also between the last frame and the first, for a heart or breathing
-cycle). The result is one 4D float32 NIfTI cine on the input's grid, in the input's intensity units, with the acquired
+acquired frames) and ``cyclic`` (true: also between the last frame and the first, for a heart or breathing cycle;
+false: not; default auto, as the command line's ``--cyclic``: true unless the input says it is not one cycle, a DICOM
+series timed by a clock or by trigger times over several heartbeats). The result is one 4D float32 NIfTI cine on the input's grid, in the input's intensity units, with the acquired
 frames exactly as read and the new frames between them, pixdim[4] the acquired time step / K in ms when the input's
 frame times are known: what ``python -m scripts interpolate --input <series> --upsample K`` writes as
 ``upsampled_4d.nii.gz`` (:func:`~scripts.inference.workflow.upsample_cine`: the whole series' min-max, the student in
@@ -28,20 +29,21 @@ __all__ = ["DEFAULTS", "Upsampling", "check_upsample_request"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULTS = {"upsample": 2, "cyclic": True, "result_extension": ".nii.gz", "result_dtype": "float32"}
+DEFAULTS = {"upsample": 2, "cyclic": "auto", "result_extension": ".nii.gz", "result_dtype": "float32"}
 
 
 def check_upsample_request(request: dict[str, Any]) -> dict[str, Any]:
     """The request's parameters, each checked and typed before anything else sees it (they are data, never code).
 
     Returns :func:`~.bundle_task.check_common`'s (``image``, ``device``, the writer's options) with ``upsample`` (an
-    int >= 2) and ``cyclic`` (a bool).
+    int >= 2) and ``cyclic`` (a bool, or None for auto: decided from the series by
+    :func:`~scripts.inference.workflow.resolve_cyclic`).
 
     Raises:
         InputError: naming the request parameter (``upsample``, ``cyclic``, ...); ``end_image`` is refused (the job
             reads one whole series).
     """
-    from scripts.utils.args import parse_bool, parse_int
+    from scripts.utils.args import parse_cyclic, parse_int
     from scripts.utils.errors import InputError
 
     checked = check_common(request)
@@ -49,7 +51,7 @@ def check_upsample_request(request: dict[str, Any]) -> dict[str, Any]:
         raise InputError("end_image", "the upsampling task reads one 4D series (image); two volumes are the "
                                       "interpolation task's job")
     checked["upsample"] = parse_int(request.get("upsample"), "upsample", minimum=2)
-    checked["cyclic"] = parse_bool(request.get("cyclic"), "cyclic")
+    checked["cyclic"] = parse_cyclic(request.get("cyclic"), "cyclic")
     return checked
 
 
@@ -90,10 +92,11 @@ class Upsampling(BundleTask):
     def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cuda"):
         """Set ``pred`` to the cine ``(X, Y, Z, M)`` float32 in the input's units and ``result`` to what the result
         JSON reports (:func:`~scripts.inference.workflow.upsample_cine`, as ``interpolate --upsample`` runs it)."""
-        from scripts.inference.workflow import check_finite, upsample_cine
+        from scripts.inference.workflow import check_finite, resolve_cyclic, upsample_cine
 
         interpolator = self.interpolator(device)
         series = data["series"]
+        data["cyclic"] = resolve_cyclic(data["cyclic"], series)
         cine = upsample_cine(interpolator, self.region(), series, data["upsample"], data["cyclic"])
         network, checkpoint = interpolator.job(upsample=True)
         check_finite(cine.cine, checkpoint)
