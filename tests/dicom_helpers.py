@@ -66,6 +66,18 @@ def write_text_sr(path):
     ds.save_as(path, enforce_file_format=True)
 
 
+class _MissingDecoder:
+    """What ``pydicom.pixels.get_decoder`` returns for a syntax whose plugins are not installed."""
+
+    is_available = False
+    missing_dependencies = ("pylibjpeg>=2.0; pylibjpeg-libjpeg>=2.1", "gdcm>=3.0.10")
+
+
+def without_decoders(monkeypatch):
+    """The reader as on a machine without pixel decoder plugins (the shipped requirements install them)."""
+    monkeypatch.setattr("scripts.io.dicom_read.get_decoder", lambda syntax: _MissingDecoder())
+
+
 def mark_jpeg_ls(path):
     """Rewrite ``path`` as JPEG-LS compressed (a stub codestream: only a decoder's absence is tested with it)."""
     ds = pydicom.dcmread(path)

@@ -53,7 +53,8 @@ share (position projected on the slice normal, the vendor's temporal tags), from
    series; TriggerTimes over several heartbeats: first-pass perfusion), or unknown.
 5. Pixels are read only for the images used, after the whole array is checked against free memory;
    RescaleSlope/Intercept (per frame for enhanced files) give scanner units (CT: Hounsfield units). Compressed
-   transfer syntaxes need a decoder; a missing one is reported with the packages to install.
+   transfer syntaxes (JPEG, JPEG-LS, JPEG 2000, RLE) are decoded by the pylibjpeg plugins the requirements pin; a
+   syntax without a decoder here is reported with the packages to install.
 
 Malformed values that pydicom can still parse (e.g. UIDs with leading-zero components) are tolerated; pydicom's
 warnings about them are collected and each kind is said once per folder with its count. Writers never copy such
