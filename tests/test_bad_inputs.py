@@ -181,6 +181,14 @@ def other_architecture(path):
     torch.save({"conv.weight": torch.zeros(8, 2, 3, 3, 3)}, path)
 
 
+def series_case(series, nifti=False):
+    """``--series`` asking for a series the DICOM folder does not hold, or given with a NIfTI input."""
+    def build(d):
+        source = write_nifti(d / "cine.nii.gz", series_array()) if nifti else acquisition(d)
+        return [*interpolate(d, source), "--series", series], "--series" if nifti else source
+    return build
+
+
 # id -> (build(tmp folder) -> (argv without --output_dir, the input the message must name), problem regex)
 CASES = {
     "2d_nifti": (nifti_case("slice.nii.gz", series_array()[:, :, 0, 0]), r"is 2D .* expected a 4D series"),
@@ -199,6 +207,8 @@ CASES = {
     "missing_image_position": (dicom_case(without_tag("ImagePositionPatient")), r"missing ImagePositionPatient"),
     "missing_pixel_spacing": (dicom_case(without_tag("PixelSpacing")), r"missing PixelSpacing"),
     "mixed_geometry": (dicom_case(second_geometry), r"2 acquisitions with different geometry"),
+    "series_not_in_folder": (series_case("77"), r"no series matches '77'.*it holds series 1"),
+    "series_of_a_nifti": (series_case("7", nifti=True), r"chooses series of a DICOM folder"),
     "duplicate_slice": (dicom_case(duplicate_slice), r"duplicate slice: .*copy\.dcm"),
     "compressed_without_decoder": (dicom_case(jpeg_ls_without_decoder),
                                    r"JPEG-LS Lossless .*no decoder for it is installed; install one of: .*pylibjpeg"),

@@ -220,6 +220,85 @@ def test_study_folders_sharing_one_series_uid_are_told_apart_by_geometry(tmp_pat
     assert read_dicom_series(patient / "CINESAX_300").gated is True
 
 
+def _study_export(tmp_path):
+    """A patient folder as a scanner exports a whole study: a short-axis cine (SeriesNumber 300, no description), a
+    long-axis cine of another geometry (301, 'CINE LAX') sharing its SeriesInstanceUID (as Sunnybrook's do), and a
+    long-axis series of the short-axis cine's geometry (302, 'SAX SCOUT', 2 time points)."""
+    from scripts.io.series import Series4D
+
+    sax = write_dicom_acquisition(make_series("MR"), tmp_path / "sax", layout="single_series", modality="MR")
+    lax_series = make_series("MR")
+    lax = write_dicom_acquisition(Series4D(lax_series.array, make_affine(oblique=False), "lax", lax_series.times),
+                                  tmp_path / "lax", layout="single_series", modality="MR")
+    scout = write_dicom_acquisition(Series4D(lax_series.array[..., :2], make_affine(), "scout"), tmp_path / "scout",
+                                    layout="single_series", modality="MR")
+    first = pydicom.dcmread(dicom_files(sax)[0], stop_before_pixels=True)
+
+    def numbered(number, description, uid):
+        def change(ds):
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = first.StudyInstanceUID, uid
+            ds.SeriesNumber, ds.SeriesDescription = number, description
+        return change
+
+    edit(dicom_files(sax), numbered(300, "", first.SeriesInstanceUID))
+    edit(dicom_files(lax), numbered(301, "CINE LAX", first.SeriesInstanceUID))
+    edit(dicom_files(scout), numbered(302, "SAX SCOUT", generate_uid()))
+    patient = tmp_path / "study"
+    for name, folder in (("CINESAX_300", sax), ("CINELAX_301", lax), ("SCOUT_302", scout)):
+        shutil.copytree(next(p for p in folder.rglob("*") if p.is_dir() and any(p.glob("*.dcm"))), patient / name)
+    return patient
+
+
+def _same_read(a, b):
+    np.testing.assert_array_equal(a.array, b.array)
+    np.testing.assert_allclose(a.affine, b.affine)
+    np.testing.assert_allclose(a.times, b.times)
+
+
+def test_a_whole_study_export_reads_the_series_asked_for(tmp_path, caplog):
+    """Pointed at a whole study's export, the reader refuses the mix and says how to choose; with ``series`` it reads
+    only that series, by SeriesNumber (even where series share a SeriesInstanceUID), by text of its
+    SeriesDescription (any case) or by SeriesInstanceUID, and a series that is not there is named with what is."""
+    patient = _study_export(tmp_path)
+    with pytest.raises(InputError, match=r"2 acquisitions with different geometry.*--series N"):
+        read_dicom_series(patient)
+    sax, lax = read_dicom_series(patient / "CINESAX_300"), read_dicom_series(patient / "CINELAX_301")
+    caplog.set_level(logging.INFO, logger="scripts.io.dicom_read")
+    _same_read(read_dicom_series(patient, series=300), sax)
+    assert "reading series 300 ''" in caplog.text
+    _same_read(read_dicom_series(patient, series="301"), lax)
+    _same_read(read_dicom_series(patient, series="cine lax"), lax)
+    _same_read(read_dicom_series(patient, series=[300]), sax)
+    with pytest.raises(InputError, match="2 acquisitions with different geometry"):  # 300 and 301 share this UID
+        read_dicom_series(patient, series=str(sax.dicom_template.SeriesInstanceUID))
+    with pytest.raises(InputError, match=r"series of one geometry.*--series N"):  # 300 and 302: a scout's time points
+        read_dicom_series(patient, series=[300, 302])
+    with pytest.raises(InputError, match=r"no series matches '999'.*series 300 ''.*series 301 'CINE LAX'.*302") as err:
+        read_dicom_series(patient, series=999)
+    assert str(patient) in str(err.value)
+    for bad in (True, {"_target_": "os.mkdir"}, "$print(1)", "", []):
+        with pytest.raises(InputError, match="series"):
+            read_dicom_series(patient, series=bad)
+
+
+def test_a_cine_of_one_series_per_slice_is_chosen_by_its_description(tmp_path):
+    """Series-per-slice exports name every slice's series alike ('Cine MR, slice k'): text of the description (or
+    the list of their numbers) chooses them all, and leaves another series of the study out."""
+    from scripts.io.series import Series4D
+
+    written = make_series("MR", frames=5, shape=(12, 10, 4))
+    patient = write_dicom_acquisition(written, tmp_path / "stack", layout="series_per_slice", modality="MR")
+    other = write_dicom_acquisition(Series4D(written.array[..., :3], make_affine(oblique=False), "other"),
+                                    tmp_path / "other", layout="single_series", modality="MR")
+    edit(dicom_files(other), lambda ds: setattr(ds, "SeriesNumber", 40))
+    shutil.copytree(other, patient / "other")
+    with pytest.raises(InputError, match="2 acquisitions"):
+        read_dicom_series(patient)
+    stack = read_dicom_series(patient, series="CINE MR, SLICE")
+    assert_same_series(stack, written, "MR")
+    _same_read(read_dicom_series(patient, series=[1, 2, 3, 4]), stack)
+
+
 def test_series_per_slice_with_one_series_holding_several_positions(tmp_path, caplog):
     """Siemens short-axis cines of the Kaggle Data Science Bowl (2015): one series per slice position, except that
     one series folder holds the time points of two positions (files ``IM-<series>-<frame>-<slice>.dcm``, one

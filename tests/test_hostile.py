@@ -311,7 +311,7 @@ def _payloads(valid: str) -> dict[str, str]:
     }
 
 
-ARGUMENTS = {"input": "x.nii.gz", "t": "0.5", "num_frames": "1", "start_frame": "0", "end_frame": "1",
+ARGUMENTS = {"input": "x.nii.gz", "series": "3", "t": "0.5", "num_frames": "1", "start_frame": "0", "end_frame": "1",
              "output_dir": "out", "output_format": "nifti", "device": "cpu", "anatomy": "cardiac", "model": "m.pt",
              "overwrite": "False", "config_file": "configs/inference.json"}
 

@@ -29,6 +29,7 @@ from scripts.utils.args import (
     parse_device,
     parse_int,
     parse_path,
+    parse_series,
     parse_times,
 )
 from scripts.utils.atomic import OUTPUT_MARKER, check_parent, check_replaceable
@@ -69,6 +70,7 @@ def _check_headers(source: Path | list[Path] | None) -> None:
 
 def interpolate(
     input: str | Sequence[str] | None = None,
+    series: str | int | Sequence[str | int] | None = None,
     t: float | Sequence[float] | str | None = None,
     num_frames: int | None = None,
     start_frame: int | None = None,
@@ -93,6 +95,9 @@ def interpolate(
     Args:
         input: a 4D NIfTI file, a DICOM folder, or two 3D volumes as "['a.nii.gz','b.nii.gz']"; none runs the
             embedded demo case (a deterministic cardiac phantom).
+        series: with a DICOM folder that holds a whole study (several series), the one to read: its SeriesNumber
+            (e.g. 7), its SeriesInstanceUID, or text of its SeriesDescription (any case, e.g. "cine sax"), or a list
+            of these as "[7,8,9]" for a cine exported as one series per slice; by default every image in the folder.
         t: time point(s) in [0, 1], e.g. 0.5 or "[0.25,0.5,0.75]"; 0 is the start frame, 1 the end frame.
         num_frames: instead of --t, synthesise this many evenly spaced frames.
         start_frame: 0-based start frame of a 4D input (default: the first).
@@ -138,6 +143,7 @@ def interpolate(
     replace = parse_bool(overwrite, "--overwrite")
     values = {
         "input": source,
+        "series": parse_series(series, "--series"),
         "t": None if t is None else _times(t, num_frames),
         "num_frames": None if num_frames is None else parse_int(num_frames, "--num_frames", minimum=1),
         "start_frame": None if start_frame is None else parse_int(start_frame, "--start_frame"),

@@ -50,8 +50,11 @@ def demo_input() -> LoadedInput:
     return LoadedInput(series, case.ed, case.es, case.array[..., between], times)
 
 
-def read_series(input: str | os.PathLike | Sequence[str]) -> Series4D:
-    """Read a 4D NIfTI file, a DICOM folder, or a pair of 3D volumes."""
+def read_series(input: str | os.PathLike | Sequence[str], series: Sequence[str] | None = None) -> Series4D:
+    """Read a 4D NIfTI file, a DICOM folder (only the images of ``series``, when given: a whole study's export;
+    :func:`~scripts.io.dicom_read.read_dicom_series`), or a pair of 3D volumes."""
+    if series is not None and not (isinstance(input, (str, os.PathLike)) and Path(input).is_dir()):
+        raise InputError("--series", f"chooses series of a DICOM folder; {input} is not a folder")
     if isinstance(input, (list, tuple)):
         if len(input) != 2:
             raise InputError("--input", f"give one 4D file, one DICOM folder, or exactly two 3D volumes, got {len(input)}")
@@ -60,22 +63,26 @@ def read_series(input: str | os.PathLike | Sequence[str]) -> Series4D:
     if path.is_dir():
         from scripts.io.dicom_read import read_dicom_series
 
-        return read_dicom_series(path)
+        return read_dicom_series(path, series=series)
     if not path.exists():
         raise InputError(path, "input not found")
     return read_nifti_4d(path)
 
 
-def load_input(input=None, start_frame: int | None = None, end_frame: int | None = None) -> LoadedInput:
-    """Read ``input`` (module table) and validate the endpoint frames (default: first and last)."""
+def load_input(input=None, start_frame: int | None = None, end_frame: int | None = None,
+               series: Sequence[str] | None = None) -> LoadedInput:
+    """Read ``input`` (module table; of a DICOM folder only the images of ``series``, when given) and validate the
+    endpoint frames (default: first and last)."""
     if input is None:
+        if series is not None:
+            raise InputError("--series", "the demo case is one series; give a DICOM folder as --input to choose one")
         if start_frame is not None or end_frame is not None:
             raise InputError("--start_frame", "the demo case has fixed endpoints (ED, ES); give an --input to choose")
         return demo_input()
-    series = read_series(input)
-    start, end = select_endpoints(series, 0 if start_frame is None else start_frame,
+    loaded = read_series(input, series)
+    start, end = select_endpoints(loaded, 0 if start_frame is None else start_frame,
                                   -1 if end_frame is None else end_frame)
-    return LoadedInput(series, start, end)
+    return LoadedInput(loaded, start, end)
 
 
 def warn_default_endpoints(loaded: LoadedInput, start_frame: int | None, end_frame: int | None) -> None:

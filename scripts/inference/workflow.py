@@ -53,7 +53,7 @@ from scripts.io.nifti_read import check_affine
 from scripts.io.series import Series4D
 from scripts.networks.tmsdf import DIVISOR
 from scripts.transforms.intensity import EndpointMinMax, IntensityScale
-from scripts.utils.args import parse_bool, parse_cyclic
+from scripts.utils.args import parse_bool, parse_cyclic, parse_series
 from scripts.utils.atomic import OUTPUT_MARKER, atomic_dir, atomic_file, check_parent, check_replaceable
 from scripts.utils.errors import InputError, OutputExistsError
 from scripts.utils.memory import available_bytes, size_text
@@ -124,10 +124,13 @@ class InterpolationWorkflow:
         inferer: the network step (:class:`~scripts.inference.interpolator.SeriesInterpolator`).
         writers: ``{"nifti": ..., "dicom": ..., "montage": ...}`` (:mod:`scripts.inference.writers`); each is called
             as ``writer(interpolation, folder)`` and returns what ``summary.json`` lists for it.
-        loader: ``loader(input, start_frame, end_frame) -> LoadedInput`` (default
+        loader: ``loader(input, start_frame, end_frame, series=...) -> LoadedInput`` (default
             :func:`~scripts.inference.inputs.load_input`).
         scaling: ``scaling(i0, i1, source) -> IntensityScale`` (default the endpoints' joint min-max).
         input: a 4D NIfTI file, a DICOM folder, a list of two 3D volumes, or None for the embedded demo case.
+        series: of a DICOM folder holding a whole study, the series to read (a SeriesNumber, a SeriesInstanceUID or
+            text of a SeriesDescription, or a list of these: :func:`~scripts.utils.args.parse_series`); None reads
+            every image in the folder.
         t: time point(s) in [0, 1] between the start (0) and end (1) frame.
         num_frames: instead of ``t``, this many evenly spaced time points (default: 1, t = 0.5).
         start_frame, end_frame: 0-based endpoint frames of a 4D input (default first and last; the demo uses its
@@ -161,6 +164,7 @@ class InterpolationWorkflow:
         upsample: int | None = None,
         cyclic: bool | str | None = "auto",
         region: MotionRegion | None = None,
+        series: str | int | Sequence[str | int] | None = None,
     ):
         self.inferer, self.writers, self.loader = inferer, dict(writers), loader
         self.region = MotionRegion(enabled=False) if region is None else region
@@ -170,6 +174,7 @@ class InterpolationWorkflow:
         self.output_dir, self.output_format = output_dir, output_format
         self.overwrite = parse_bool(overwrite, "--overwrite")
         self.upsample, self.cyclic = upsample, cyclic
+        self.series = parse_series(series, "--series")
 
     def _inputs(self) -> list[str]:
         """The input files / folders (what ``--overwrite`` must never delete)."""
@@ -188,7 +193,7 @@ class InterpolationWorkflow:
                 raise OutputExistsError(self.output_dir)
             check_replaceable(self.output_dir, OUTPUT_MARKER, keep=self._inputs())
         check_parent(self.output_dir)
-        loaded = self.loader(self.input, self.start_frame, self.end_frame)
+        loaded = self.loader(self.input, self.start_frame, self.end_frame, series=self.series)
         series = loaded.series
         check_grid(series)
         if self.output_format != "nifti" and series.dicom_template is None:

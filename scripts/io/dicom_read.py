@@ -96,6 +96,7 @@ from scripts.io.dicom_geometry import (
     slice_normal,
 )
 from scripts.io.series import Series4D, SourceImage
+from scripts.utils.args import parse_series
 from scripts.utils.errors import InputError
 from scripts.utils.memory import available_bytes
 
@@ -171,12 +172,16 @@ def _size(num_bytes: float) -> str:
     return f"{num_bytes / 2**30:.1f} GiB" if num_bytes >= 2**30 else f"{num_bytes / 2**20:.0f} MiB"
 
 
-def read_dicom_series(folder: str | os.PathLike, frames: Sequence[int] | None = None) -> Series4D:
+def read_dicom_series(folder: str | os.PathLike, frames: Sequence[int] | None = None,
+                      series: str | int | Sequence[str | int] | None = None) -> Series4D:
     """Read the 4D acquisition in ``folder`` (searched recursively).
 
     Args:
         folder: a folder holding the DICOM files of one 4D acquisition, in any of the layouts of the module docstring.
         frames: time indices to load (e.g. ``range(6)``); all by default. Only their pixels are read.
+        series: read only the images of these series (:func:`scripts.utils.args.parse_series`: a SeriesNumber, a
+            SeriesInstanceUID or text found in SeriesDescription, any case, or a list of these), for a folder that
+            holds a whole study export; None reads every image in the folder.
 
     Returns:
         :class:`Series4D` with ``array`` ``(X, Y, Z, T)`` float32 in scanner units (CT: HU), ``affine`` voxel-to-RAS,
@@ -195,7 +200,7 @@ def read_dicom_series(folder: str | os.PathLike, frames: Sequence[int] | None = 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                return _read_series(folder, frames)
+                return _read_series(folder, frames, parse_series(series, "series"))
             finally:
                 warned = _kinds((record.category, str(record.message)) for record in caught)
     finally:
@@ -230,14 +235,14 @@ def _kinds(messages: Iterable[tuple[type[Warning], str]]) -> dict[tuple[type[War
             for kind, texts in kinds.items()}
 
 
-def _read_series(folder: Path, frames: Sequence[int] | None) -> Series4D:
+def _read_series(folder: Path, frames: Sequence[int] | None, series: tuple[str, ...] | None) -> Series4D:
     if not folder.is_dir():
         raise InputError(folder, "does not exist or is not a folder")
     files = sorted(p for p in folder.rglob("*")
                    if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if not files:
         raise InputError(folder, "the folder is empty")
-    images = _read_images(folder, files)
+    images = _read_images(folder, files, series)
     _check_same(folder, images, "PatientID")  # another patient's images are the worst mix-up: said first
     _check_one_acquisition(folder, images)
     _check_same(folder, images, "StudyInstanceUID")
@@ -309,15 +314,24 @@ def _check_fits(source: Path | str, need: int, what: str) -> None:
 
 # --- headers ----------------------------------------------------------------------------------------------------
 
-def _read_images(folder: Path, files: list[Path]) -> list[_Image]:
-    """Images of every DICOM image file under ``folder``; non-image objects and localizers are skipped."""
+def _read_images(folder: Path, files: list[Path], series: tuple[str, ...] | None = None) -> list[_Image]:
+    """Images of every DICOM image file under ``folder`` (of the ``series`` asked for, if any); non-image objects and
+    localizers are skipped."""
     images, skipped, num_dicom = [], [], 0
+    held: Counter[str] = Counter()  # files per series, when a series is asked for
+    chosen: dict[str, None] = {}  # the series asked for that are there, in the order met
     free = available_bytes(torch.device("cpu"))
     for path in files:
         header = _read_header(path)
         if header is None:
             continue
         num_dicom += 1
+        if series is not None:
+            name = _series_name(header)
+            held[name] += 1
+            if not _is_series(header, series):
+                continue
+            chosen[name] = None
         sop_class = header.get("SOPClassUID") or getattr(header, "file_meta", {}).get("MediaStorageSOPClassUID")
         kind = getattr(sop_class, "name", str(sop_class))
         if "Rows" not in header or "Columns" not in header:
@@ -341,6 +355,13 @@ def _read_images(folder: Path, files: list[Path]) -> list[_Image]:
                       else [_classic_image(path, header)])
     if num_dicom == 0:
         raise InputError(folder, f"no DICOM file in the folder ({len(files)} files, none of them DICOM)")
+    if series is not None:
+        if not chosen:
+            listing = [f"{name} ({n} files)" for name, n in sorted(held.items(), key=lambda item: _natural_key(item[0]))]
+            raise InputError(folder, f"no series matches {', '.join(repr(s) for s in series)} (a SeriesNumber, a "
+                             f"SeriesInstanceUID or text of a SeriesDescription); it holds {_listed(listing, 6)}")
+        logger.info("%s: reading %s (%d of %d DICOM files)", folder, _listed(list(chosen)),
+                    sum(held[n] for n in chosen), num_dicom)
     if not images:
         kinds = _listed(sorted(set(skipped))) or "localizers only"
         raise InputError(folder, f"no DICOM image in the folder, only non-image objects ({kinds})")
@@ -360,6 +381,33 @@ def _read_header(path: Path) -> Dataset | None:
         raise InputError(path, f"not a readable DICOM file ({_short(err)}); remove it from the folder") from err
     except Exception as err:  # truncated or corrupt files raise anything from EOFError to struct.error
         raise InputError(path, f"not a readable DICOM file ({type(err).__name__}: {_short(err)})") from err
+
+
+_UID = re.compile(r"\d+(\.\d+)+")
+
+
+def _series_name(header: Dataset) -> str:
+    """How a series is named to the user: ``series 7 'CINE sax'`` (SeriesNumber, SeriesDescription)."""
+    return (f"series {header.get('SeriesNumber', '?')} '{header.get('SeriesDescription', '') or ''}' "
+            f"(UID {header.get('SeriesInstanceUID', '?')})")
+
+
+def _is_series(header: Dataset, series: tuple[str, ...]) -> bool:
+    """Whether ``header``'s series is one of ``series``: a SeriesNumber (digits), a SeriesInstanceUID (a UID), or
+    text found in its SeriesDescription (any case)."""
+    number = _optional_number(header, "SeriesNumber")
+    uid = str(header.get("SeriesInstanceUID", "") or "")
+    description = str(header.get("SeriesDescription", "") or "").casefold()
+    for wanted in series:
+        if wanted.isdigit():
+            if number is not None and number == int(wanted):
+                return True
+        elif _UID.fullmatch(wanted):
+            if uid == wanted:
+                return True
+        elif wanted.casefold() in description:
+            return True
+    return False
 
 
 def _number_of_frames(path: Path, header: Dataset) -> int:
@@ -595,7 +643,8 @@ def _check_one_acquisition(folder: Path, images: list[_Image]) -> None:
             + ("" if i == 0 else f" (differs by {', '.join(_geometry_differences(groups[0][0], group[0]))})")
             for i, group in enumerate(groups)]
         raise InputError(folder, f"holds {len(groups)} acquisitions with different geometry: {_listed(described, 2)}; "
-                         "move the series of one acquisition into a folder of its own and point to that")
+                         "move the series of one acquisition into a folder of its own and point to that, or choose "
+                         "it by its SeriesNumber (interpolate --series N)")
     frames_of_reference = {str(im.header.get("FrameOfReferenceUID", "")) for im in images}
     if len(frames_of_reference) > 1:
         logger.warning("%s: %d different FrameOfReferenceUIDs among %d images of one geometry (some scanners write "
@@ -704,7 +753,7 @@ def _check_not_several_time_series(folder: Path, by_series: dict[str, list[_Imag
                   sorted(by_series.items(), key=lambda item: item[0] not in timed)]
         raise InputError(folder, f"holds {len(by_series)} series of one geometry, {len(timed)} of them with time "
                          f"points of their own: {_listed(labels, 2)}; move one series into a folder of its own "
-                         "and point to that")
+                         "and point to that, or choose it by its SeriesNumber (interpolate --series N)")
 
 
 def _warn_ungated(folder: Path, grid: list[list[_Image]], key: str) -> None:

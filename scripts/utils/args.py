@@ -18,7 +18,8 @@ from pathlib import Path
 
 from scripts.utils.errors import InputError
 
-__all__ = ["parse_bool", "parse_choice", "parse_device", "parse_int", "parse_path", "parse_shape", "parse_times"]
+__all__ = ["parse_bool", "parse_choice", "parse_device", "parse_int", "parse_path", "parse_series", "parse_shape",
+           "parse_times"]
 
 _TRUE = ("true", "yes", "1", "on")
 _FALSE = ("false", "no", "0", "off")
@@ -35,6 +36,28 @@ def parse_shape(shape: str | Sequence[int], source: str = "--shape") -> tuple[in
     if len(values) != 3 or min(values) < 1 or any(float(p) != v for p, v in zip(parts, values)):
         raise InputError(source, f"expected three positive integers such as 128,128,32, got {shape!r}")
     return values
+
+
+def parse_series(value: object, source: str = "--series") -> tuple[str, ...] | None:
+    """Which series of a DICOM folder to read: a SeriesNumber (``7``), a SeriesInstanceUID, or text found in
+    SeriesDescription (``"cine sax"``), or a list of these (``"[7,8,9]"``: their union); None for every series.
+    Returned as a tuple of non-empty strings; a value MONAI's config parser would interpret is refused."""
+    if value is None:
+        return None
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, str)) or isinstance(item, int) and item < 0:
+            raise InputError(source, f"expected a SeriesNumber, a SeriesInstanceUID or text of a SeriesDescription, "
+                                     f"or a list of these; got {value!r}")
+        text = str(item).strip()
+        if not text or text.startswith(("$", "@", "%")):
+            raise InputError(source, f"expected a SeriesNumber, a SeriesInstanceUID or text of a SeriesDescription "
+                                     f"(not empty, not starting with $, @ or %); got {value!r}")
+        out.append(text)
+    if not out:
+        raise InputError(source, "an empty list selects no series; leave it out to read every series")
+    return tuple(out)
 
 
 def parse_bool(value: object, source: str) -> bool:
