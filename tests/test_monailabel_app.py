@@ -410,6 +410,32 @@ def test_a_real_time_dicom_stack_is_not_wrapped_by_default(upsampling, tmp_path)
         assert result["retiming"] is False
 
 
+def test_upsampling_one_series_of_a_study_export(upsampling, tmp_path):
+    """A DICOM folder holding a whole study (the cine and another acquisition): ``series`` chooses the cine, and the
+    result is the one of the cine's own folder; a series not there is refused naming the parameter."""
+    from scripts.io.series import Series4D
+    from scripts.phantoms.dicom_acquisition import write_dicom_acquisition
+
+    rng = np.random.default_rng(4)
+    array = np.round(200 + 600 * rng.random((16, 16, 4, 6))).astype(np.float32)
+    cine = write_dicom_acquisition(Series4D(array=array, affine=AFFINE, source="cine", times=np.arange(6) * 50.0),
+                                   tmp_path / "cine", layout="single_series", modality="MR")
+    other = write_dicom_acquisition(Series4D(array=array[:8, :, :, :3], affine=AFFINE, source="other"),
+                                    tmp_path / "other", layout="series_per_phase", modality="MR")
+    study = tmp_path / "study"
+    shutil.copytree(cine, study / "cine")
+    shutil.copytree(other, study / "other")
+    alone_file, _ = upsampling({"image": str(cine), "upsample": 2, "device": "cpu"})
+    chosen_file, result = upsampling({"image": str(study), "series": "cine mr", "upsample": 2, "device": "cpu"})
+    np.testing.assert_array_equal(_read(chosen_file)[0], _read(alone_file)[0])
+    assert result["frames_out"] == 12
+    for path in (alone_file, chosen_file):
+        os.remove(path)
+    with pytest.raises(_refused()) as caught:
+        upsampling({"image": str(study), "series": 99, "upsample": 2, "device": "cpu"})
+    assert re.search(r"study: no series matches '99'", _message(caught.value)), _message(caught.value)
+
+
 def test_upsampling_an_open_series_by_three(upsampling, series):
     path, array = series
     result_file, result = upsampling({"image": str(path), "upsample": "3", "cyclic": "false", "device": "cpu",
@@ -449,6 +475,8 @@ def test_a_failed_write_leaves_no_result_file(upsampling, series, tmp_path, monk
         ({"cyclic": "maybe"}, r"^cyclic: expected True, False or auto, got 'maybe'"),
         ({"cyclic": {"_target_": "os.mkdir", "path": CANARY}}, r"^cyclic: expected True, False or auto"),
         ({"end_image": "b.nii.gz"}, r"^end_image: the upsampling task reads one 4D series"),
+        ({"series": {"_target_": "os.mkdir", "path": CANARY}}, r"^series: expected a SeriesNumber"),
+        ({"series": 7}, r"^series: chooses series of a DICOM folder"),  # the image is a NIfTI file
         ({"device": "@checkpoint"}, r"^device: must be cpu, cuda or cuda:N"),
         ({"result_extension": ".seg.nrrd"}, r"^result_extension: must be one of .nii.gz, .nii"),
     ],

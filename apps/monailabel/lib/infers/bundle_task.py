@@ -26,7 +26,7 @@ _EXTENSIONS = (".nii.gz", ".nii")
 _DTYPES = ("float32",)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # command-line flags the bundle's readers and checks name, given to a client as its request parameters
-_FLAGS = re.compile(r"--(t|start_frame|end_frame|upsample|cyclic)\b")
+_FLAGS = re.compile(r"--(t|start_frame|end_frame|upsample|cyclic|series)\b")
 
 
 def use_bundle(bundle_root: str | os.PathLike) -> Path:
@@ -50,20 +50,22 @@ def use_bundle(bundle_root: str | os.PathLike) -> Path:
 
 def check_common(request: dict[str, Any]) -> dict[str, Any]:
     """The parameters every task takes, each checked and typed: ``image`` / ``end_image`` (paths as strings,
-    ``end_image`` None when absent), ``device`` (``cpu``, ``cuda`` or ``cuda:N``), the writer's ``result_extension`` /
+    ``end_image`` None when absent), ``series`` (of a DICOM folder holding a whole study, the series to read:
+    :func:`scripts.utils.args.parse_series`; None when absent), ``device`` (``cpu``, ``cuda`` or ``cuda:N``), the writer's ``result_extension`` /
     ``result_dtype`` and ``logging`` from allow-lists.
 
     Raises:
         InputError: naming the request parameter (``image``, ``device``, ...), never a command-line flag.
     """
-    from scripts.utils.args import parse_path
+    from scripts.utils.args import parse_path, parse_series
     from scripts.utils.errors import InputError
 
     image, end_image = request.get("image"), request.get("end_image")
     if not isinstance(image, (str, os.PathLike)) or not str(image):
         raise InputError("image", f"expected the path of a 4D NIfTI, a DICOM folder or a 3D volume, got {image!r}")
     checked = {"image": str(parse_path(image, "image")),
-               "end_image": None if end_image in (None, "") else str(parse_path(end_image, "end_image"))}
+               "end_image": None if end_image in (None, "") else str(parse_path(end_image, "end_image")),
+               "series": parse_series(request.get("series"), "series")}
     device = request.get("device", "cuda")
     device = device[0] if isinstance(device, (list, tuple)) and device else device  # the task's config lists them
     if not isinstance(device, str) or not (device == "cpu" or _CUDA.fullmatch(device)):

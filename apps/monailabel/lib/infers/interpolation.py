@@ -75,7 +75,7 @@ class LoadEndpointsd:
         from scripts.transforms.intensity import IntensityScale
 
         source = [data["image"], data["end_image"]] if data["end_image"] else data["image"]
-        series = read_series(source)
+        series = read_series(source, data["series"])
         check_grid(series)
         start, end = frame_endpoints(series.num_frames, data["start_frame"], data["end_frame"],
                                      names=("start_frame", "end_frame"))

@@ -63,7 +63,7 @@ class LoadSeriesd:
         from scripts.inference.inputs import read_series
         from scripts.inference.workflow import check_grid
 
-        series = read_series(data["image"])
+        series = read_series(data["image"], data["series"])
         check_grid(series)
         data.update(series=series, image_meta_dict={"affine": series.affine, "filename_or_obj": series.source})
         return data
