@@ -6,6 +6,7 @@
     python -m scripts superres --dataset_dir /data/ACDC/training --output_dir superres
     python -m scripts bench
     python -m scripts export --out models/model.ts
+    python -m scripts to_nifti --input dicom_folder --output site_cines/case01.nii.gz
 
 Research tools (oracles, per-patient scoring, ablations, curves) have their own list: ``python -m scripts.research``.
 """
@@ -21,6 +22,7 @@ VERBS = {
     "bench": "scripts.evaluation.bench:bench",
     "superres": "scripts.evaluation.superres:superres",
     "export": "scripts.inference.export:export",
+    "to_nifti": "scripts.io.convert:to_nifti",
 }
 
 
