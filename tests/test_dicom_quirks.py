@@ -220,6 +220,87 @@ def test_study_folders_sharing_one_series_uid_are_told_apart_by_geometry(tmp_pat
     assert read_dicom_series(patient / "CINESAX_300").gated is True
 
 
+def test_an_enhanced_cine_whose_first_trigger_delay_is_zero_is_one_gated_cycle(tmp_path):
+    """An enhanced cine's first phase has NominalCardiacTriggerDelayTime 0 (a value, not a missing one), and its
+    frames carry a rising FrameAcquisitionDateTime (the reconstruction's clock, not the heart's): still one gated
+    cycle timed by its trigger delays."""
+    from scripts.io.series import Series4D
+
+    written = make_series("MR", frames=5, shape=(12, 10, 4))
+    folder = write_dicom_acquisition(Series4D(written.array, written.affine, "cine", 40.0 * np.arange(5),
+                                              cycle_ms=800.0), tmp_path, layout="enhanced", modality="MR")
+
+    def delays_and_clock(ds):
+        for group in ds.PerFrameFunctionalGroupsSequence:
+            content = group.FrameContentSequence[0]
+            index = int(content.TemporalPositionIndex)
+            if "TemporalPositionTimeOffset" in content:
+                del content.TemporalPositionTimeOffset
+            content.FrameAcquisitionDateTime = f"20240101101010.{index * 2000:06d}"
+            cardiac = pydicom.Dataset()
+            cardiac.NominalCardiacTriggerDelayTime, cardiac.RRIntervalTimeNominal = 40.0 * (index - 1), 800.0
+            group.CardiacSynchronizationSequence = pydicom.Sequence([cardiac])
+
+    edit(dicom_files(folder), delays_and_clock)
+    read = read_dicom_series(folder)
+    assert read.gated is True and read.timed_by == "TriggerTime" and read.cycle_ms == pytest.approx(800.0)
+    np.testing.assert_allclose(read.times, 40.0 * np.arange(5))
+
+
+def test_an_original_series_ordered_by_phase_index_is_not_timed_by_its_reconstruction_clock(tmp_path):
+    """Without trigger times, a rising ContentTime along TemporalPositionIdentifier is an original series'
+    reconstruction order (2 ms apart here), not its frames' times: the times stay unknown (only this bundle's derived
+    cine of a real-time series, ImageType DERIVED and ungated, is timed so)."""
+    folder = write_dicom_acquisition(make_series("MR", frames=5, shape=(12, 10, 4)), tmp_path, layout="single_series",
+                                     modality="MR")
+
+    def reconstruction_clock(ds):
+        del ds.TriggerTime
+        ds.ContentTime = f"101010.{int(ds.TemporalPositionIdentifier) * 2000:06d}"
+
+    edit(dicom_files(folder), reconstruction_clock)
+    read = read_dicom_series(folder)
+    assert read.times is None and read.gated is None
+    def derived_ungated(ds):
+        ds.ImageType, ds.ScanOptions = ["DERIVED", "SECONDARY", "OTHER"], ""
+
+    edit(dicom_files(folder), derived_ungated)
+    derived = read_dicom_series(folder)
+    assert derived.gated is False and derived.timed_by == "ContentTime"
+    np.testing.assert_allclose(derived.times, 2.0 * np.arange(5))
+
+
+def test_a_series_beside_a_cine_at_other_positions_is_not_one_stack_with_it(tmp_path):
+    """A cine covering slices 1-3 and a perfusion series (other trigger times) covering slices 4-6 of the same
+    geometry share no position, but are two acquisitions: refused naming both, not read as one stack."""
+    from scripts.io.series import Series4D
+
+    written = make_series("MR", frames=5, shape=(12, 10, 6))
+    cine = write_dicom_acquisition(Series4D(written.array, written.affine, "cine", 12 + 37.5 * np.arange(5)),
+                                   tmp_path / "cine", layout="single_series", modality="MR")
+    perfusion = write_dicom_acquisition(Series4D(2 * written.array, written.affine, "perf", 800.0 * np.arange(5),
+                                                 cycle_ms=800.0), tmp_path / "perf", layout="single_series",
+                                        modality="MR")
+    first = pydicom.dcmread(dicom_files(cine)[0], stop_before_pixels=True)
+    locations = sorted({float(pydicom.dcmread(p, stop_before_pixels=True).SliceLocation) for p in dicom_files(cine)})
+    study = tmp_path / "study"
+    for folder, name, kept in ((cine, "a", locations[:3]), (perfusion, "b", locations[3:])):
+        (study / name).mkdir(parents=True)
+        for path in dicom_files(folder):
+            if float(pydicom.dcmread(path, stop_before_pixels=True).SliceLocation) in kept:
+                shutil.copy(path, study / name / path.name)
+    uid = generate_uid()
+
+    def other(ds):
+        ds.SeriesInstanceUID, ds.SeriesNumber, ds.SeriesDescription = uid, 77, "PERFUSION"
+        ds.StudyInstanceUID = first.StudyInstanceUID
+
+    edit(dicom_files(study / "b"), other)
+    with pytest.raises(InputError, match=r"2 series of one geometry.*'PERFUSION'.*--series N"):
+        read_dicom_series(study)
+    assert read_dicom_series(study, series="perfusion").array.shape == (12, 10, 3, 5)
+
+
 def _study_export(tmp_path):
     """A patient folder as a scanner exports a whole study: a short-axis cine (SeriesNumber 300, no description), a
     long-axis cine of another geometry (301, 'CINE LAX') sharing its SeriesInstanceUID (as Sunnybrook's do), and a
@@ -276,6 +357,8 @@ def test_a_whole_study_export_reads_the_series_asked_for(tmp_path, caplog):
     with pytest.raises(InputError, match=r"no series matches '999'.*series 300 ''.*series 301 'CINE LAX'.*302") as err:
         read_dicom_series(patient, series=999)
     assert str(patient) in str(err.value)
+    with pytest.raises(InputError, match="no series matches"):  # a superscript two is text, not SeriesNumber 2
+        read_dicom_series(patient, series="\u00b2")
     for bad in (True, {"_target_": "os.mkdir"}, "$print(1)", "", []):
         with pytest.raises(InputError, match="series"):
             read_dicom_series(patient, series=bad)
@@ -297,6 +380,7 @@ def test_a_cine_of_one_series_per_slice_is_chosen_by_its_description(tmp_path):
     stack = read_dicom_series(patient, series="CINE MR, SLICE")
     assert_same_series(stack, written, "MR")
     _same_read(read_dicom_series(patient, series=[1, 2, 3, 4]), stack)
+    _same_read(read_dicom_series(patient, series="[1, 2, 3, 4]"), stack)  # a list's JSON text, as a request gives it
 
 
 def test_series_per_slice_with_one_series_holding_several_positions(tmp_path, caplog):

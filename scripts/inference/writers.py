@@ -73,7 +73,7 @@ class DicomFramesWriter:
                            frame_sources, result.series.dicom_sources, self.description.format(job=job),
                            trigger_times=result.cine_times, series_number=self.series_number, derivation=derivation,
                            cycle_ms=result.series.cycle_ms if result.series.gated else None,
-                           clock=result.series.gated is False)
+                           clock=result.series.timed_by in ("AcquisitionTime", "ContentTime"))
         return self.folder
 
 

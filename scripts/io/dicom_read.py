@@ -265,7 +265,7 @@ def _read_series(folder: Path, frames: Sequence[int] | None, series: tuple[str, 
     sources = [[SourceImage.of(column[t].header, column[t].frame) for t in frames] for column in grid]
     gated, cycle_ms = _gating(folder, grid, times, timed_by)
     return Series4D(array, affine, str(folder), None if times is None else times[frames], template, sources,
-                    gated=gated, cycle_ms=cycle_ms)
+                    gated=gated, cycle_ms=cycle_ms, timed_by=timed_by)
 
 
 # A cardiac cycle (R-R interval) is 250-3000 ms (240-20 beats per minute): a NominalInterval outside is not one
@@ -399,7 +399,7 @@ def _is_series(header: Dataset, series: tuple[str, ...]) -> bool:
     uid = str(header.get("SeriesInstanceUID", "") or "")
     description = str(header.get("SeriesDescription", "") or "").casefold()
     for wanted in series:
-        if wanted.isdigit():
+        if re.fullmatch(r"[0-9]+", wanted):
             if number is not None and number == int(wanted):
                 return True
         elif _UID.fullmatch(wanted):
@@ -581,8 +581,8 @@ def _enhanced_images(path: Path, header: Dataset) -> list[_Image]:
         content, cardiac = item("FrameContentSequence"), item("CardiacSynchronizationSequence")
         keys = {
             "TemporalPositionIndex": _optional_number(content, "TemporalPositionIndex"),
-            "TriggerTime": _optional_number(cardiac, "NominalCardiacTriggerDelayTime") or _milliseconds(
-                _optional_number(content, "TemporalPositionTimeOffset")),
+            "TriggerTime": _first_known(_optional_number(cardiac, "NominalCardiacTriggerDelayTime"), _milliseconds(
+                _optional_number(content, "TemporalPositionTimeOffset"))),  # a first phase's delay is 0, not absent
             "AcquisitionTime": _clock_ms(content, "FrameAcquisitionDateTime"),
             "InstanceNumber": float(frame + 1),
             "NominalInterval": _optional_number(cardiac, "RRIntervalTimeNominal"),
@@ -715,7 +715,8 @@ def _order_in_time(folder: Path, slices: list[list[_Image]], normal: np.ndarray
     positions_per_series = [len({slice_of[id(im)] for im in ims}) for ims in by_series.values()]
     # Series that share no slice position split one stack by slice: Siemens series-per-slice cines where one series
     # (one folder) holds several of the positions (the Kaggle Data Science Bowl's IM-<series>-<frame>-<slice> files).
-    by_slice = len(by_series) >= 2 and sum(positions_per_series) == len(slices)
+    by_slice = (len(by_series) >= 2 and sum(positions_per_series) == len(slices)
+                and _one_stack(by_series, slice_of))
     if len(by_series) >= 2 and max(positions_per_series) >= 2 and not by_slice:
         _check_not_several_time_series(folder, by_series, slice_of)
     if len(by_series) >= 2 and min(positions_per_series) >= 2 and not by_slice:
@@ -739,6 +740,27 @@ def _order_in_time(folder: Path, slices: list[list[_Image]], normal: np.ndarray
     if layout.startswith("series_per_slice") and not key.startswith(("TriggerTime", "TemporalPosition")):
         _warn_ungated(folder, grid, key)
     return grid, times, timed_by
+
+
+def _one_stack(by_series: dict[str, list[_Image]], slice_of: dict) -> bool:
+    """Whether series that share no slice position are one acquisition split by slice: the same number of time
+    points at every position of every series, and, where trigger times are known, the same times (within half a
+    frame step) in every series; otherwise they are separate acquisitions (a perfusion series beside a cine)."""
+    counts = {n for images in by_series.values() for n in Counter(slice_of[id(im)] for im in images).values()}
+    if len(counts) != 1:
+        return False
+    curves = []
+    for images in by_series.values():
+        triggers = [im.time_keys.get("TriggerTime") for im in images]
+        if None in triggers:
+            return True  # nothing more to compare: the time points are ordered per position
+        by_position: dict[int, list[float]] = defaultdict(list)
+        for image, trigger in zip(images, triggers):
+            by_position[slice_of[id(image)]].append(trigger)
+        curves.extend(sorted(values) for values in by_position.values())
+    curves = np.asarray(curves, dtype=np.float64)
+    step = float(np.median(np.diff(curves, axis=1))) if curves.shape[1] > 1 else 0.0
+    return bool(np.all(np.ptp(curves, axis=0) <= 0.5 * abs(step)))
 
 
 def _check_not_several_time_series(folder: Path, by_series: dict[str, list[_Image]], slice_of: dict) -> None:
@@ -882,19 +904,33 @@ def _order_images(folder, slices, normal) -> tuple[list[list[_Image]], tuple[np.
 def _times(grid: list[list[_Image]], used: Counter) -> tuple[np.ndarray | None, str | None]:
     """``(T,)`` ms: mean TriggerTime per time point where it differs at every position, else the mean time since the
     position's first image when every position was ordered by a clock (AcquisitionTime, ContentTime), or by a phase
-    index the clock rises with at every position (a derived cine's TemporalPositionIdentifier and ContentTime), else
-    None; and the key they came from."""
+    index the clock rises with at every position in a derived, ungated series (this bundle's cine of a real-time
+    series: TemporalPositionIdentifier and ContentTime; an original series' clock may be its reconstruction order),
+    else None; and the key they came from."""
     num_frames = min(len(column) for column in grid)
     for name, relative in (("TriggerTime", False), ("AcquisitionTime", True), ("ContentTime", True)):
         values = [[im.time_keys.get(name) for im in column[:num_frames]] for column in grid]
         if any(None in v or len(set(v)) < num_frames for v in values):
             continue
         array = np.array(values, dtype=np.float64)
-        rising = set(used) <= set(_PHASE_NAMING_KEYS) and bool((np.diff(array, axis=1) > 0).all())
+        rising = (set(used) <= set(_PHASE_NAMING_KEYS) and bool((np.diff(array, axis=1) > 0).all())
+                  and all(_derived_ungated(im) for column in grid for im in column[:num_frames]))
         if relative and set(used) != {name} and not rising:
             continue
         return (array - array[:, :1] if relative else array).mean(axis=0), name
     return None, None
+
+
+def _derived_ungated(image: _Image) -> bool:
+    """ImageType DERIVED and no cardiac or pulse gating in ScanOptions (CG, PPG)."""
+    image_type = [str(v).upper() for v in image.header.get("ImageType", [])]
+    options = image.header.get("ScanOptions") or []
+    options = [options] if isinstance(options, str) else options
+    return image_type[:1] == ["DERIVED"] and not {"CG", "PPG"} & {str(v).upper() for v in options}
+
+
+def _first_known(*values: float | None) -> float | None:
+    return next((v for v in values if v is not None), None)
 
 
 # --- pixels -----------------------------------------------------------------------------------------------------

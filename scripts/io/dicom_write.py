@@ -1,7 +1,8 @@
 r"""DICOM writers of derived series: a whole derived cine as one series, or one interpolated frame as a series.
 
 ``write_derived_cine`` writes a cine (every slice, every phase, acquired and synthesised) as one classic single-frame
-series a viewer plays: TriggerTime, TemporalPositionIdentifier, NumberOfTemporalPositions and (MR)
+series a viewer plays: TriggerTime (ContentTime for a series a clock times; with the input's R-R interval as
+NominalInterval for a gated MR cine), TemporalPositionIdentifier, NumberOfTemporalPositions and (MR)
 CardiacNumberOfImages per image, ImageType ``DERIVED\SECONDARY``, a SourceImageSequence naming the acquired images
 each frame came from, the input's StudyInstanceUID as it is (even when malformed: a result outside the patient's
 study is lost), SliceLocation as the input wrote it at the same position, and pixels stored as the input stored them
@@ -186,10 +187,12 @@ def now_date_time() -> tuple[str, str]:
 
 
 def _time_of_day(seconds: float) -> str:
-    """A DICOM TM ``HHMMSS.ffffff`` of ``seconds`` after midnight (in [0, 86400))."""
-    hours, rest = divmod(seconds, 3600)
-    minutes, rest = divmod(rest, 60)
-    return f"{int(hours):02d}{int(minutes):02d}{rest:09.6f}"
+    """A DICOM TM ``HHMMSS.ffffff`` of ``seconds`` after midnight (in [0, 86400)), to the microsecond."""
+    micro = round(seconds * 1_000_000)
+    whole, micro = divmod(micro, 1_000_000)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours:02d}{minutes:02d}{secs:02d}.{micro:06d}"
 
 
 def _clock_times(created: str, times_ms: Sequence[float]) -> list[str]:
@@ -439,9 +442,10 @@ def write_derived_cine(
             whose SliceLocation is repeated; ``None`` writes neither.
         series_description: SeriesDescription.
         trigger_times: ``(M,)`` ms (TriggerTime), or None when the input's times are unknown.
-        clock: ``trigger_times`` are a clock's (a real-time or dynamic series, not ECG-gated), so they are written
-            as ContentTime (the series' creation time plus each frame's time) instead of TriggerTime, which says
-            "delay after the R wave" and would read back as one gated cycle.
+        clock: ``trigger_times`` are a clock's (a real-time or dynamic series a clock times, not a trigger), so they
+            are written as ContentTime (the series' creation time plus each frame's time) instead of TriggerTime,
+            which says "delay after the R wave" and would read back as one gated cycle; TriggerTime is then written
+            empty where ScanOptions says the acquisition was gated (CG, PPG: Type 2C there).
         series_number: SeriesNumber.
         derivation: DerivationDescription.
         overwrite: replace an existing ``out_dir``; otherwise an existing one is an OutputExistsError.
@@ -470,6 +474,7 @@ def write_derived_cine(
     if modality == "MR" and cycle_ms is not None:
         header.NominalInterval = round(float(cycle_ms))  # IS, ms
     clock_times = _clock_times(header.ContentTime, trigger_times) if clock and trigger_times is not None else None
+    gated_scan = bool({"CG", "PPG"} & set(_values(header.get("ScanOptions"))))
     window = display_window(cine)
     thickness = slice_thickness(template, geometry)
     locations = _slice_locations(geometry, sources)
@@ -484,6 +489,8 @@ def write_derived_cine(
                     ds.SliceLocation = ds_value(locations[k])
                 if clock_times is not None:
                     ds.ContentTime = clock_times[m]
+                    if gated_scan:
+                        ds.TriggerTime = None
                 elif trigger_times is not None:
                     ds.TriggerTime = ds_value(trigger_times[m])
                 ds.TemporalPositionIdentifier = m + 1

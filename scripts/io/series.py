@@ -59,6 +59,8 @@ class Series4D:
             first-pass perfusion writes them), None when unknown (NIfTI, or frames ordered by index alone).
         cycle_ms: the R-R interval in ms of a series that TriggerTime times (DICOM NominalInterval, else
             ``60000 / HeartRate``, the median over the images, where it lies in 250-3000 ms), else ``None``.
+        timed_by: the DICOM attribute ``times`` came from (``TriggerTime``, or a clock: ``AcquisitionTime``,
+            ``ContentTime``), else ``None``.
     """
 
     array: np.ndarray
@@ -70,6 +72,7 @@ class Series4D:
     xform_code: int = 1
     gated: bool | None = None
     cycle_ms: float | None = None
+    timed_by: str | None = None
 
     @property
     def spacing(self) -> tuple[float, float, float]:

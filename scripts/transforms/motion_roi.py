@@ -135,8 +135,8 @@ def find_roi(
         component_share: only the 8-connected pieces of the moving region (in plane, after smoothing) whose summed
             motion is at least this share of the largest piece's count (:func:`main_motion`); 0 keeps every moving
             voxel. The heart is one connected piece; the flicker of real cines' artefacts is many small ones.
-        component_min_box: ``component_share`` applies only where the box of every moving voxel (margin included,
-            voxels of the network's grid) is larger than this on some side. A box that small is cheap, and on a
+        component_min_box: ``component_share`` applies only where the box drawn without it (every moving voxel at
+            ``coverage`` 1; margin included, voxels of the network's grid) is larger than this on some side. A box that small is cheap, and on a
             heart-cropped series its small pieces are the heart's own motion at the crop's edge.
 
     Returns:

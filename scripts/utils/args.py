@@ -40,10 +40,18 @@ def parse_shape(shape: str | Sequence[int], source: str = "--shape") -> tuple[in
 
 def parse_series(value: object, source: str = "--series") -> tuple[str, ...] | None:
     """Which series of a DICOM folder to read: a SeriesNumber (``7``), a SeriesInstanceUID, or text found in
-    SeriesDescription (``"cine sax"``), or a list of these (``"[7,8,9]"``: their union); None for every series.
+    SeriesDescription (``"cine sax"``), or a list of these (``[7, 8, 9]``, or its JSON text ``"[7,8,9]"``: their
+    union; on the command line a comma also separates items, as fire reads ``7,8,9``); None for every series.
     Returned as a tuple of non-empty strings; a value MONAI's config parser would interpret is refused."""
     if value is None:
         return None
+    if isinstance(value, str) and value.strip().startswith("["):
+        import json
+
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise InputError(source, f"expected a list such as [7, 8, 9], got {value!r}") from None
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     out = []
     for item in items:
