@@ -59,6 +59,24 @@ def test_outputs_are_refused_before_any_work_and_overwrite_keeps_the_endpoints(t
     assert not target.exists()
     assert main(["to_nifti", "--input", str(folder), "--output", str(target), "--overwrite", "True"]) == 0
     assert json.loads(sidecar.read_text()) == {"start_frame": 1, "end_frame": 4, "cyclic": True}
+    before = target.read_bytes(), sidecar.read_bytes()
+    # another series over the case: its 3 phases do not reach the kept end_frame 4 -> refused, nothing changed
+    ct = write_dicom_acquisition(make_series("CT", frames=3), tmp_path / "ct", layout="series_per_phase", modality="CT")
+    assert main(["to_nifti", "--input", str(ct), "--output", str(target), "--overwrite", "True"]) == 2
+    assert "c.json: end_frame" in capsys.readouterr().err
+    assert (target.read_bytes(), sidecar.read_bytes()) == before
+    # with endpoints that fit, the old cycle is dropped: the 4D CT does not say whether it wraps
+    sidecar.write_text('{"start_frame": 0, "end_frame": 2, "cyclic": true}')
+    assert main(["to_nifti", "--input", str(ct), "--output", str(target), "--overwrite", "True"]) == 0
+    assert json.loads(sidecar.read_text()) == {"start_frame": 0, "end_frame": 2}
+    assert read_nifti_4d(target).array.shape[3] == 3
+    # a folder where a file is to go is refused before any work, and the case's files stay
+    (tmp_path / "e.json").mkdir()
+    (tmp_path / "e.nii.gz").write_bytes(before[0])
+    assert main(["to_nifti", "--input", str(folder), "--output", str(tmp_path / "e.nii.gz"), "--overwrite",
+                 "True"]) == 2
+    assert "e.json: exists and is not a file" in capsys.readouterr().err
+    assert (tmp_path / "e.nii.gz").read_bytes() == before[0]
     for argv, problem in (
         (["--input", str(folder), "--output", str(tmp_path / "c.nrrd")], "expected a file name ending in .nii.gz"),
         (["--input", str(target), "--output", str(tmp_path / "d.nii.gz")], "is not a folder"),

@@ -33,21 +33,13 @@ from pathlib import Path
 from scripts.datasets.cycle_triplets import CycleTripletDataset
 from scripts.datasets.protocol import SPLITS, load_protocol_series
 from scripts.datasets.triplets import TripletCase, TripletDataset, frames_between
-from scripts.io.nifti_read import frame_endpoints, nifti_4d_shape
+from scripts.io.nifti_read import frame_endpoints, nifti_4d_shape, nifti_stem
 from scripts.utils.args import parse_bool
 from scripts.utils.errors import InputError
 
 __all__ = ["nifti4d_case", "nifti4d_cases", "nifti4d_dataset", "nifti4d_series"]
 
 logger = logging.getLogger(__name__)
-
-SUFFIXES = (".nii.gz", ".nii")
-
-
-def _case_name(path: Path) -> str | None:
-    """``<name>`` of ``<name>.nii.gz`` / ``<name>.nii``, or None for other files."""
-    return next((path.name[: -len(s)] for s in SUFFIXES if path.name.endswith(s) and len(path.name) > len(s)), None)
-
 
 def nifti4d_cases(dataset_dir: str | os.PathLike, split: str = "all", test_fraction: float = 0.1) -> list[Path]:
     """The 4D NIfTI files of ``dataset_dir`` in one split, sorted by name (module docstring).
@@ -65,7 +57,7 @@ def nifti4d_cases(dataset_dir: str | os.PathLike, split: str = "all", test_fract
         raise InputError(root, "is not a folder; expected a folder of 4D NIfTI files (<name>.nii.gz, <name>.nii)")
     by_name: dict[str, Path] = {}
     for path in sorted(root.iterdir()):
-        name = _case_name(path)
+        name = nifti_stem(path)
         if name is None or not path.is_file():
             continue
         if name in by_name:
@@ -89,7 +81,7 @@ def nifti4d_cases(dataset_dir: str | os.PathLike, split: str = "all", test_fract
 
 def _sidecar(path: Path) -> tuple[Path, dict]:
     """The endpoint sidecar ``<name>.json`` next to ``path`` and its content (``{}`` when there is no sidecar)."""
-    sidecar = path.with_name(f"{_case_name(path)}.json")
+    sidecar = path.with_name(f"{nifti_stem(path)}.json")
     if not sidecar.is_file():
         return sidecar, {}
     try:
@@ -124,7 +116,7 @@ def nifti4d_case(
     names = (f"{sidecar}: start_frame", f"{sidecar}: end_frame")
     start, end = frame_endpoints(num_frames, endpoints.get("start_frame", 0), endpoints.get("end_frame", -1), names)
     return TripletCase(
-        case_id=_case_name(path),
+        case_id=nifti_stem(path),
         start=start,
         end=end,
         targets=frames_between(start, end, num_frames, cyclic=endpoints.get("cyclic", False)),

@@ -10,20 +10,22 @@ Sites keep their cines as DICOM; the fine-tuning configs read a folder of 4D NIf
                       wrap from the last frame to the first), {"cyclic": false} for a series a clock or successive
                       heartbeats time; none where the input does not say
 
-Both files are written atomically; an existing one is refused unless ``--overwrite``, which keeps the endpoints an
-existing sidecar holds (``start_frame``, ``end_frame``) and leaves a sidecar alone where the input does not say.
+Both files are written atomically, and renamed into place only when both are written; an existing one is refused
+unless ``--overwrite``, which keeps the endpoints an existing sidecar holds (``start_frame``, ``end_frame``; refused
+before writing when they do not fit the new series) and drops what it said of the old series' cycle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from scripts.io.dicom_read import read_dicom_series
+from scripts.io.nifti_read import frame_endpoints, nifti_stem
 from scripts.io.nifti_write import write_nifti_series
 from scripts.utils.args import parse_bool, parse_path, parse_series
 from scripts.utils.atomic import atomic_file
@@ -32,8 +34,6 @@ from scripts.utils.errors import InputError, OutputExistsError
 __all__ = ["to_nifti"]
 
 logger = logging.getLogger(__name__)
-
-SUFFIXES = (".nii.gz", ".nii")
 
 
 def to_nifti(input: str, output: str, series: str | int | list | None = None, overwrite: bool = False) -> str:
@@ -55,26 +55,31 @@ def to_nifti(input: str, output: str, series: str | int | list | None = None, ov
     replace = parse_bool(overwrite, "--overwrite")
     if not source.is_dir():
         raise InputError(source, "is not a folder; expected a DICOM folder of one 4D acquisition")
-    suffix = next((s for s in SUFFIXES if target.name.endswith(s) and len(target.name) > len(s)), None)
-    if suffix is None:
+    stem = nifti_stem(target)
+    if stem is None:
         raise InputError("--output", f"expected a file name ending in .nii.gz or .nii, got {target.name!r}")
-    sidecar = target.with_name(target.name[: -len(suffix)] + ".json")
+    sidecar = target.with_name(f"{stem}.json")
     for path in (target, sidecar):
+        if path.exists() and not path.is_file():
+            raise InputError(path, "exists and is not a file; choose another --output")
         if path.exists() and not replace:
             raise OutputExistsError(path)
     if not target.parent.is_dir():
         raise InputError(target.parent, "the output's folder does not exist")
+    kept = _kept(sidecar) if replace else {}
     read = read_dicom_series(source, series=chosen)
+    if kept:  # an overwritten case's endpoints must fit this series
+        frame_endpoints(read.num_frames, kept.get("start_frame", 0), kept.get("end_frame", -1),
+                        (f"{sidecar}: start_frame", f"{sidecar}: end_frame"))
+    content = {**kept, **({} if read.gated is None else {"cyclic": bool(read.gated)})}
     times = read.times
     step = None if times is None or len(times) < 2 else float(np.mean(np.diff(times)))
-    write_nifti_series(read.array, read.affine, target, step, overwrite=replace)
-    if read.gated is not None:
-        try:
-            with atomic_file(sidecar, overwrite=replace) as tmp:
-                tmp.write_text(json.dumps({**_kept(sidecar), "cyclic": bool(read.gated)}) + "\n")
-        except BaseException:
-            os.remove(target)  # never the NIfTI without the sidecar it needs
-            raise
+    with contextlib.ExitStack() as stack:  # both files renamed into place only when both are written
+        nifti_tmp = stack.enter_context(atomic_file(target, overwrite=replace))
+        if content or sidecar.exists():
+            sidecar_tmp = stack.enter_context(atomic_file(sidecar, overwrite=replace))
+            sidecar_tmp.write_text(json.dumps(content) + "\n")
+        write_nifti_series(read.array, read.affine, nifti_tmp, step, overwrite=True)
     logger.info("wrote %s: %s voxels x %d frames%s%s", target, " x ".join(map(str, read.array.shape[:3])),
                 read.array.shape[3], "" if step is None else f", {step:.1f} ms apart",
                 "" if read.gated is None else f", cyclic {bool(read.gated)} ({sidecar.name})")
@@ -82,9 +87,10 @@ def to_nifti(input: str, output: str, series: str | int | list | None = None, ov
 
 
 def _kept(sidecar: Path) -> dict:
-    """What an existing sidecar being overwritten says besides ``cyclic`` (its endpoints), so they are kept."""
+    """The endpoints (``start_frame``, ``end_frame``) an existing sidecar being overwritten holds; what it said of
+    the old input's cycle is not kept."""
     try:
         content = json.loads(sidecar.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
-    return {k: v for k, v in content.items() if k != "cyclic"} if isinstance(content, dict) else {}
+    return {k: content[k] for k in ("start_frame", "end_frame") if k in content} if isinstance(content, dict) else {}

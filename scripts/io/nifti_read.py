@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import os
 import zlib
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -148,6 +149,16 @@ def _shape_4d(shape: tuple[int, ...], path: str | os.PathLike) -> tuple[int, int
     if shape[3] < 2:
         raise InputError(path, f"has {shape[3]} frame(s) (shape {tuple(shape)}); at least 2 are needed")
     return tuple(int(n) for n in shape)
+
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+def nifti_stem(path: str | os.PathLike) -> str | None:
+    """``<name>`` of ``<name>.nii.gz`` / ``<name>.nii`` (a case's name, and its sidecar's ``<name>.json``), or None
+    for other file names."""
+    name = Path(path).name
+    return next((name[: -len(s)] for s in NIFTI_SUFFIXES if name.endswith(s) and len(name) > len(s)), None)
 
 
 def nifti_header_shape(path: str | os.PathLike) -> tuple[int, ...]:
