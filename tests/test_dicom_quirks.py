@@ -407,6 +407,9 @@ def test_series_per_slice_with_one_series_holding_several_positions(tmp_path, ca
     assert "layout series_per_slice (3 series for 4 slice positions), 4 slice positions x 5 time points" in caplog.text
     assert_same_series(read, written, "MR")
     assert read_dicom_series(folders[1]).array.shape == (12, 10, 2, 5)
+    # each slice's breath-hold has its own heart rate: trigger times of the last slice 1.4 times as far apart
+    edit(dicom_files(folders[3]), lambda ds: setattr(ds, "TriggerTime", round(1.4 * float(ds.TriggerTime), 3)))
+    assert read_dicom_series(patient).array.shape == (12, 10, 4, 5)
 
 
 def test_one_slice_position_acquired_twice_is_refused_naming_both_files(tmp_path):
