@@ -397,3 +397,13 @@ def test_error_compressed_without_decoder_names_syntax_and_packages(acquisition,
     with pytest.raises(InputError, match="JPEG-LS Lossless.*1.2.840.10008.1.2.4.80.*pylibjpeg") as err:
         read_dicom_series(patient)
     assert str(path) in str(err.value)
+
+
+def test_clock_times_stay_before_midnight_and_carry_over_whole_seconds():
+    """A derived cine's ContentTime per frame: a series that would run past midnight starts earlier instead of
+    wrapping (a time of day would then order its frames wrongly), and a time just short of a minute rounds to the
+    next minute, never to a 60th second."""
+    from scripts.io.dicom_write import _clock_times
+
+    assert _clock_times("235959.500000", [0, 300, 600]) == ["235958.400000", "235958.700000", "235959.000000"]
+    assert _clock_times("120059.999999", [0.0, 0.0006]) == ["120059.999999", "120100.000000"]

@@ -28,7 +28,7 @@ from scripts.io.dicom_read import read_dicom_series
 from scripts.io.nifti_read import frame_endpoints, nifti_stem
 from scripts.io.nifti_write import write_nifti_series
 from scripts.utils.args import parse_bool, parse_path, parse_series
-from scripts.utils.atomic import atomic_file
+from scripts.utils.atomic import atomic_file, check_parent
 from scripts.utils.errors import InputError, OutputExistsError
 
 __all__ = ["to_nifti"]
@@ -66,6 +66,7 @@ def to_nifti(input: str, output: str, series: str | int | list | None = None, ov
             raise OutputExistsError(path)
     if not target.parent.is_dir():
         raise InputError(target.parent, "the output's folder does not exist")
+    check_parent(target)  # a folder this process may not write into is said before the work, not after
     kept = _kept(sidecar) if replace else {}
     read = read_dicom_series(source, series=chosen)
     if kept:  # an overwritten case's endpoints must fit this series

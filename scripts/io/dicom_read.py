@@ -917,20 +917,24 @@ def _times(grid: list[list[_Image]], used: Counter) -> tuple[np.ndarray | None, 
         if any(None in v or len(set(v)) < num_frames for v in values):
             continue
         array = np.array(values, dtype=np.float64)
-        rising = (set(used) <= set(_PHASE_NAMING_KEYS) and bool((np.diff(array, axis=1) > 0).all())
-                  and all(_derived_ungated(im) for column in grid for im in column[:num_frames]))
-        if relative and set(used) != {name} and not rising:
+        if relative and set(used) != {name} and not _rising_clock(array, grid, used):
             continue
         return (array - array[:, :1] if relative else array).mean(axis=0), name
     return None, None
 
 
-def _derived_ungated(image: _Image) -> bool:
-    """ImageType DERIVED and no cardiac or pulse gating in ScanOptions (CG, PPG)."""
-    image_type = [str(v).upper() for v in image.header.get("ImageType", [])]
-    options = image.header.get("ScanOptions") or []
-    options = [options] if isinstance(options, str) else options
-    return image_type[:1] == ["DERIVED"] and not {"CG", "PPG"} & {str(v).upper() for v in options}
+def _rising_clock(clock: np.ndarray, grid: list[list[_Image]], used: Counter) -> bool:
+    """Whether ``clock`` ``(Z, T)`` (ms) times a series ordered by a phase index: it rises with the index at every
+    position, and the series is derived and ungated (ImageType DERIVED, no CG or PPG in ScanOptions)."""
+    if not set(used) <= set(_PHASE_NAMING_KEYS) or not (np.diff(clock, axis=1) > 0).all():
+        return False
+    for column in grid:
+        for image in column[: clock.shape[1]]:
+            options = image.header.get("ScanOptions") or []
+            options = {str(v).upper() for v in ([options] if isinstance(options, str) else options)}
+            if [str(v).upper() for v in image.header.get("ImageType", [])][:1] != ["DERIVED"] or {"CG", "PPG"} & options:
+                return False
+    return True
 
 
 def _first_known(*values: float | None) -> float | None:

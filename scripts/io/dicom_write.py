@@ -186,7 +186,7 @@ def now_date_time() -> tuple[str, str]:
     return now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
 
 
-def _time_of_day(seconds: float) -> str:
+def _tm(seconds: float) -> str:
     """A DICOM TM ``HHMMSS.ffffff`` of ``seconds`` after midnight (in [0, 86400)), to the microsecond."""
     micro = round(seconds * 1_000_000)
     whole, micro = divmod(micro, 1_000_000)
@@ -201,7 +201,7 @@ def _clock_times(created: str, times_ms: Sequence[float]) -> list[str]:
     offsets = [(float(t) - float(times_ms[0])) / 1000 for t in times_ms]
     start = int(created[:2]) * 3600 + int(created[2:4]) * 60 + float(created[4:])
     start = max(0.0, min(start, 86399.0 - max(offsets)))
-    return [_time_of_day(start + offset) for offset in offsets]
+    return [_tm(start + offset) for offset in offsets]
 
 
 def series_header(header: Dataset, sop_class: str, modality: str, series_number: int, description: str,

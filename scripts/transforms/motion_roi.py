@@ -136,8 +136,9 @@ def find_roi(
             motion is at least this share of the largest piece's count (:func:`main_motion`); 0 keeps every moving
             voxel. The heart is one connected piece; the flicker of real cines' artefacts is many small ones.
         component_min_box: ``component_share`` applies only where the box drawn without it (every moving voxel at
-            ``coverage`` 1; margin included, voxels of the network's grid) is larger than this on some side. A box that small is cheap, and on a
-            heart-cropped series its small pieces are the heart's own motion at the crop's edge.
+            ``coverage`` 1; margin included, voxels of the network's grid) is larger than this on some side. A box
+            that small is cheap, and on a heart-cropped series its small pieces are the heart's own motion at the
+            crop's edge.
 
     Returns:
         a :class:`MotionROI`; the whole plane when nothing moves above the threshold (the box cannot be placed).

@@ -55,13 +55,11 @@ def parse_series(value: object, source: str = "--series") -> tuple[str, ...] | N
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     out = []
     for item in items:
-        if isinstance(item, bool) or not isinstance(item, (int, str)) or isinstance(item, int) and item < 0:
-            raise InputError(source, f"expected a SeriesNumber, a SeriesInstanceUID or text of a SeriesDescription, "
-                                     f"or a list of these; got {value!r}")
-        text = str(item).strip()
+        number = isinstance(item, int) and not isinstance(item, bool)
+        text = str(item).strip() if isinstance(item, str) or number and item >= 0 else ""
         if not text or text.startswith(("$", "@", "%")):
             raise InputError(source, f"expected a SeriesNumber, a SeriesInstanceUID or text of a SeriesDescription "
-                                     f"(not empty, not starting with $, @ or %); got {value!r}")
+                                     f"(not empty, not starting with $, @ or %), or a list of these; got {value!r}")
         out.append(text)
     if not out:
         raise InputError(source, "an empty list selects no series; leave it out to read every series")
